@@ -1,0 +1,1 @@
+"""The client: the reactor thread, RemoteKernel and (later) InteractiveCluster."""

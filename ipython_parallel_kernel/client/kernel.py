@@ -1,0 +1,504 @@
+"""``RemoteKernel``: one kernel, driven from this process.
+
+Every method sends one request and, when blocking (the default), waits for its reply;
+with ``block=False`` it returns an ``AsyncResult`` at once. Requests from one client
+take effect on the kernel in the order they were sent::
+
+    >>> rk = RemoteKernel(("127.0.0.1", 10105))
+    >>> rk.execute("a = 5")
+    >>> rk.push(10, "b")
+    >>> rk.pull("b")
+    10
+    >>> rk["c"] = [1, 2]; rk["c"]
+    [1, 2]
+    >>> rk.apply(lambda x: x + a, 1)
+    6
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet.protocol import ClientFactory
+from twisted.python.failure import Failure
+
+from .. import serialize
+from ..connection import (
+    Address,
+    ConnectionInfo,
+    find_connection,
+    format_address,
+    parse_address,
+    read_connection_file,
+)
+from ..errors import (
+    ConnectionFailed,
+    ConnectionRefused,
+    KernelDied,
+    KernelTimeout,
+    RemoteError,
+)
+from ..transport import FrameProtocol
+from ..wire import Channel, Message
+from .reactor import call, get_reactor
+
+#: Deadline, in seconds, for requests the kernel answers at once (status, interrupt...).
+CONTROL_TIMEOUT = 10.0
+
+
+class AsyncResult(Future):
+    """The future result of one request: a ``concurrent.futures.Future`` plus
+    ``get(timeout)``, ``ready()`` and ``wait(timeout)`` in ipyparallel's spelling.
+    """
+
+    def __init__(self, kernel: str, what: str, convert: Callable[[Message], Any]) -> None:
+        super().__init__()
+        self.kernel = kernel
+        self.what = what
+        self._convert = convert
+
+    def get(self, timeout: float | None = None) -> Any:
+        """The result, waiting at most ``timeout`` seconds; raises the remote error."""
+        try:
+            return self.result(timeout)
+        except FutureTimeout:
+            raise KernelTimeout(
+                f"{self.what} on kernel {self.kernel} did not finish within {timeout} s; "
+                "it is still running (interrupt() stops it)"
+            ) from None
+
+    def ready(self) -> bool:
+        """True once the reply has arrived."""
+        return self.done()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the reply; True if it arrived within ``timeout``."""
+        try:
+            self.exception(timeout)
+        except FutureTimeout:
+            return False
+        return True
+
+    def deliver(self, message: Message) -> None:
+        """Turn the reply into the result (reactor thread)."""
+        if self.done():
+            return
+        try:
+            value = self._convert(message)
+        except BaseException as e:
+            self.set_exception(e)
+        else:
+            self.set_result(value)
+
+    def __repr__(self) -> str:
+        state = "done" if self.done() else "pending"
+        return f"<AsyncResult {self.what} on {self.kernel}: {state}>"
+
+
+@dataclass
+class ExecuteResult:
+    """What one executed command did: number, output, display data, timings."""
+
+    number: int
+    source: str
+    stdout: str = ""
+    stderr: str = ""
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    submitted: float = 0.0
+    started: float = 0.0
+    completed: float = 0.0
+    kernel: str = field(default="", compare=False)
+
+    @property
+    def text(self) -> str | None:
+        """The result's text/plain form, or None if the command had no result."""
+        return None if self.result is None else self.result.get("text/plain")
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds the command ran on the kernel."""
+        return max(0.0, self.completed - self.started)
+
+    def __repr__(self) -> str:
+        lines = [f"<ExecuteResult In[{self.number}] on {self.kernel}>"]
+        if self.stdout:
+            lines.append(f"[stdout] {self.stdout.rstrip()}")
+        if self.stderr:
+            lines.append(f"[stderr] {self.stderr.rstrip()}")
+        if self.text is not None:
+            lines.append(f"Out[{self.number}]: {self.text}")
+        if self.error:
+            lines.append(f"{self.error['ename']}: {self.error['evalue']}")
+        return "\n".join(lines)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(repr(self))
+
+
+class KernelClientProtocol(FrameProtocol):
+    """The client end of one connection: handshake, then replies matched to requests."""
+
+    def __init__(self, channel: Channel, reactor: Any, name: str) -> None:
+        super().__init__(channel, reactor)
+        self.name = name
+        self.ready: Future[dict[str, Any]] = Future()
+        self.pending: dict[int, AsyncResult] = {}
+        self.lost_reason: str | None = None
+        self._ids = itertools.count(1)
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.send("connect_request", {"nonce": self.channel.nonce})
+
+    def message_received(self, message: Message) -> None:
+        if not self.ready.done():
+            if message.type == "connect_reply":
+                self.channel.peer_nonce = message.content["nonce"]
+                self.ready.set_result(message.content)
+            return
+        if message.type == "shutdown_notice":
+            self.lost_reason = message.content.get("reason", "the kernel shut down")
+            return
+        waiter = self.pending.pop(message.id, None)
+        if waiter is not None:
+            waiter.deliver(message)
+
+    def alert_received(self, text: str) -> None:
+        self.lost_reason = text
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionRefused(text))
+
+    def wire_error(self, error: Exception) -> None:
+        self.lost_reason = f"it sent a message that had to be refused ({error})"
+        self.transport.loseConnection()
+
+    def connection_closed(self, reason: Failure | None) -> None:
+        why = self.lost_reason or "it closed the connection"
+        error = KernelDied(f"lost kernel {self.name}: {why}")
+        if not self.ready.done():
+            self.ready.set_exception(error)
+        for waiter in list(self.pending.values()):
+            if not waiter.done():
+                waiter.set_exception(error)
+        self.pending.clear()
+
+    def request(
+        self,
+        msg_type: str,
+        content: dict[str, Any],
+        convert: Callable[[Message], Any],
+        what: str,
+        payload: bytes = b"",
+        buffers: list[memoryview] = (),  # type: ignore[assignment]
+    ) -> AsyncResult:
+        """Send a request from any thread; the AsyncResult completes with its reply."""
+        result = AsyncResult(self.name, what, convert)
+        request_id = next(self._ids)
+        self.pending[request_id] = result
+        if not self.send(msg_type, content, payload, buffers, id=request_id):
+            self.pending.pop(request_id, None)
+            why = self.lost_reason or "the connection is closed"
+            result.set_exception(KernelDied(f"lost kernel {self.name}: {why}"))
+        return result
+
+
+class _Factory(ClientFactory):
+    def __init__(self, protocol: KernelClientProtocol) -> None:
+        self.protocol_instance = protocol
+
+    def buildProtocol(self, addr: Any) -> KernelClientProtocol:
+        return self.protocol_instance
+
+    def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
+        ready = self.protocol_instance.ready
+        if not ready.done():
+            ready.set_exception(
+                ConnectionFailed(
+                    f"cannot connect to kernel {self.protocol_instance.name}: "
+                    f"{reason.getErrorMessage()}. Is it running? Start one with "
+                    f"'ipk-kernel --port {connector.port}'."
+                )
+            )
+
+
+def _resolve(addr: Any, key: str | None, profile: str | None) -> ConnectionInfo:
+    if isinstance(addr, str | os.PathLike) and (
+        str(addr).endswith(".json") or os.path.isfile(addr)
+    ):
+        info = read_connection_file(addr)
+        if key:
+            info.key = key
+        return info
+    address = parse_address(addr)
+    if key:
+        return ConnectionInfo(ip=address[0], port=address[1], key=key)
+    found = find_connection(address, profile)
+    found.ip = address[0]
+    return found
+
+
+class RemoteKernel:
+    """A kernel, driven from here.
+
+    ``addr`` is ``(ip, port)``, ``"host:port"`` or a connection file. Given only an
+    address, the key is read from the connection file that the kernel on that port
+    wrote in the profile's ``security/`` directory, unless ``key=`` is given.
+    ``timeout`` bounds every blocking wait (None: wait as long as the kernel works).
+    """
+
+    def __init__(
+        self,
+        addr: Address | str,
+        *,
+        key: str | None = None,
+        timeout: float | None = None,
+        profile: str | None = None,
+        block: bool = True,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self.info = _resolve(addr, key, profile)
+        self.address: Address = self.info.address
+        self.name = format_address(self.address)
+        self.timeout = timeout
+        self.block = block
+        reactor = get_reactor()
+        self._protocol = KernelClientProtocol(Channel(self.info.key), reactor, self.name)
+        call(self._connect, reactor, connect_timeout, timeout=connect_timeout, what="connecting")
+        try:
+            self.kernel_info = self._protocol.ready.result(connect_timeout)
+        except FutureTimeout:
+            self.disconnect()
+            raise KernelTimeout(
+                f"kernel {self.name} did not answer within {connect_timeout} s"
+            ) from None
+
+    def _connect(self, reactor: Any, timeout: float) -> None:
+        factory = _Factory(self._protocol)
+        host, port = self.address
+        if self.info.tls:
+            reactor.connectSSL(host, port, factory, self._tls_options(), timeout=timeout)
+        else:
+            reactor.connectTCP(host, port, factory, timeout=timeout)
+
+    def _tls_options(self) -> Any:
+        from twisted.internet import ssl
+
+        if not self.info.tls_certificate:
+            raise ConnectionFailed(
+                f"kernel {self.name} serves TLS but its connection file carries no certificate"
+            )
+        certificate = ssl.Certificate.loadPEM(self.info.tls_certificate.encode())
+        return ssl.CertificateOptions(
+            verify=True, caCerts=[certificate.original], requireCertificate=True
+        )
+
+    def __repr__(self) -> str:
+        state = "connected" if self._protocol.open else "disconnected"
+        return f"<RemoteKernel {self.name} pid {self.kernel_info.get('pid')} {state}>"
+
+    # -- plumbing --------------------------------------------------------------------
+
+    def _send(
+        self,
+        verb: str,
+        content: dict[str, Any],
+        convert: Callable[[Message], Any],
+        block: bool | None,
+        what: str,
+        value: Any = None,
+        has_value: bool = False,
+        timeout: float | None = None,
+    ) -> Any:
+        payload, buffers = serialize.dumps(value) if has_value else (b"", [])
+        result = self._protocol.request(f"{verb}_request", content, convert, what, payload, buffers)
+        if block if block is not None else self.block:
+            return result.get(self.timeout if timeout is None else timeout)
+        return result
+
+    def _control(self, verb: str, content: dict[str, Any] | None = None) -> Any:
+        return self._send(verb, content or {}, self._value, True, verb, timeout=CONTROL_TIMEOUT)
+
+    def _check(self, message: Message) -> dict[str, Any]:
+        content = message.content
+        if content.get("status") != "ok":
+            error = content.get("error") or content.get("record", {}).get("error")
+            number = content.get("record", {}).get("number", 0)
+            raise RemoteError.from_error(error, self.name, number)
+        return content
+
+    def _value(self, message: Message) -> Any:
+        return self._check(message).get("value")
+
+    def _payload(self, message: Message) -> Any:
+        self._check(message)
+        return serialize.loads(message.payload, message.buffers)
+
+    def _record(self, message: Message) -> ExecuteResult:
+        record = message.content.get("record")
+        if record is None:
+            self._check(message)
+        result = ExecuteResult(**record, kernel=self.name)
+        if result.error:
+            error = RemoteError.from_error(result.error, self.name, result.number)
+            error.result = result  # type: ignore[attr-defined]
+            raise error
+        return result
+
+    # -- running code ------------------------------------------------------------------
+
+    def execute(self, source: str, block: bool | None = None) -> ExecuteResult | AsyncResult:
+        """Run ``source``; returns what it printed and its result, or raises RemoteError.
+
+        >>> rk.execute("print('hi'); 6 * 7").text
+        '42'
+        """
+        if not isinstance(source, str):
+            raise TypeError(f"execute() takes source code as a str, not {type(source).__name__}")
+        return self._send("execute", {"source": source}, self._record, block, "execute")
+
+    def run(self, filename: str | os.PathLike, block: bool | None = None) -> Any:
+        """Run a local Python file on the kernel (tracebacks name the file)."""
+        with open(filename, encoding="utf-8") as f:
+            source = f.read()
+        content = {"source": source, "filename": os.fspath(filename)}
+        return self._send("execute", content, self._record, block, f"run {filename}")
+
+    def apply(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Call ``func(*args, **kwargs)`` on the kernel; lambdas and closures work too.
+
+        Blocks as ``self.block`` says; ``apply_async`` never blocks.
+        """
+        return self._apply(self.block, func, args, kwargs)
+
+    def apply_async(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> AsyncResult:
+        """As ``apply``, returning an AsyncResult at once."""
+        return self._apply(False, func, args, kwargs)
+
+    def _apply(self, block: bool, func: Callable, args: tuple, kwargs: dict) -> Any:
+        if not callable(func):
+            raise TypeError(f"apply() needs a callable, not {type(func).__name__}")
+        what = f"apply({getattr(func, '__name__', 'function')})"
+        return self._send(
+            "apply", {}, self._payload, block, what, value=(func, args, kwargs), has_value=True
+        )
+
+    # -- the namespace -----------------------------------------------------------------
+
+    def push(self, value: Any, name: str | None = None, block: bool | None = None) -> Any:
+        """Bind ``name`` to ``value`` on the kernel, or push a dict of names: all or none.
+
+        >>> rk.push(10, "b")
+        >>> rk.push({"a": 1, "b": 2})
+        """
+        if name is None:
+            if not isinstance(value, dict):
+                raise TypeError("push(value, name), or push({'name': value, ...})")
+            values = value
+        else:
+            values = {name: value}
+        bad = [n for n in values if not (isinstance(n, str) and n.isidentifier())]
+        if bad:
+            raise ValueError(f"not valid Python names: {', '.join(map(repr, bad))}")
+        result = self._send(
+            "push", {"names": list(values)}, self._value, block, "push", values, True
+        )
+        return None if isinstance(result, list) else result
+
+    def pull(self, names: str | Iterable[str], block: bool | None = None) -> Any:
+        """The value of ``names`` on the kernel (a list of values for a list of names)."""
+        single = isinstance(names, str)
+        wanted = [names] if single else list(names)
+
+        def convert(message: Message) -> Any:
+            values = self._payload(message)
+            return values[0] if single else values
+
+        return self._send("pull", {"names": wanted}, convert, block, f"pull {names!r}")
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        self.push(value, name, block=True)
+
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return self.pull(name, block=True)
+        except RemoteError as e:
+            if e.ename == "NameError":
+                raise KeyError(name) from None
+            raise
+
+    def __delitem__(self, name: str) -> None:
+        try:
+            self._send("delete", {"names": [name]}, self._value, True, f"del {name!r}")
+        except RemoteError as e:
+            if e.ename == "NameError":
+                raise KeyError(name) from None
+            raise
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.keys()
+
+    def keys(self) -> list[str]:
+        """Names defined on the kernel."""
+        return self._send("keys", {}, self._value, True, "keys")
+
+    def reset(self) -> None:
+        """Empty the kernel's namespace (after everything queued before it)."""
+        self._send("reset", {}, self._value, True, "reset")
+
+    # -- history and control -------------------------------------------------------------
+
+    def result(self, number: int | None = None) -> ExecuteResult:
+        """Command ``number`` from the kernel's history (default: the last one).
+
+        Unlike ``execute``, a recorded error is returned, not raised.
+        """
+
+        def convert(message: Message) -> ExecuteResult:
+            record = self._check(message)["record"]
+            return ExecuteResult(**record, kernel=self.name)
+
+        return self._send(
+            "result", {"number": number}, convert, True, "result", timeout=CONTROL_TIMEOUT
+        )
+
+    def status(self) -> dict[str, Any]:
+        """State (idle/busy), queue length, commands run, gui, pid, host..."""
+        return self._control("status")
+
+    def interrupt(self) -> bool:
+        """Raise KeyboardInterrupt in the running command; False if nothing was running."""
+        return self._control("interrupt")
+
+    def abort(self) -> int:
+        """Drop the commands queued behind the running one; returns how many."""
+        return self._control("abort")
+
+    def allow(self, network: str) -> dict[str, list[str]]:
+        """Let clients from ``network`` (an address or CIDR) connect."""
+        return self._control("allow", {"network": network})
+
+    def deny(self, network: str) -> dict[str, list[str]]:
+        """Refuse clients from ``network``, even if allowed."""
+        return self._control("deny", {"network": network})
+
+    def notify(self, addr: Address | str, flag: bool = True) -> list[str]:
+        """Send every completed command's record to the gatherer at ``addr`` (or stop)."""
+        host, port = parse_address(addr)
+        return self._control("notify", {"address": [host, port], "flag": flag})
+
+    def kill(self) -> None:
+        """Shut the kernel down (it tells its other clients) and disconnect."""
+        self._control("shutdown")
+        self.disconnect()
+
+    def disconnect(self) -> None:
+        """Close this client's connection; the kernel keeps running."""
+        if self._protocol.open:
+            self._protocol.close()

@@ -1,0 +1,68 @@
+"""The one Twisted reactor of a client process, running in a daemon thread.
+
+Thread rules: every RemoteKernel of the process shares this reactor. Twisted calls
+(connecting, protocol callbacks, reply dispatch) happen on its thread; the caller's
+thread (IPython's, usually) reaches it only through ``call``, which has a deadline,
+or through the protocol's thread-safe ``send``. Replies resolve futures on the
+reactor thread, which wakes exactly the caller waiting for them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.python.failure import Failure
+
+from ..errors import KernelTimeout
+
+_lock = threading.Lock()
+_thread: threading.Thread | None = None
+
+
+def get_reactor() -> Any:
+    """The process's reactor, running in its own daemon thread from the first call on."""
+    global _thread
+    from twisted.internet import reactor
+
+    with _lock:
+        if _thread is None and not reactor.running:
+            _thread = threading.Thread(
+                target=reactor.run,
+                kwargs={"installSignalHandlers": False},
+                name="ipk-client-reactor",
+                daemon=True,
+            )
+            _thread.start()
+    return reactor
+
+
+def call(func: Callable[..., Any], *args: Any, timeout: float | None, what: str) -> Any:
+    """Run ``func(*args)`` on the reactor thread and wait (at most ``timeout`` s) for its
+    result; a Deferred is waited for too. KernelTimeout names ``what`` took too long.
+    """
+    reactor = get_reactor()
+    future: Future[Any] = Future()
+
+    def run() -> None:
+        d: Deferred = maybeDeferred(func, *args)
+
+        def ok(value: Any) -> None:
+            if not future.done():
+                future.set_result(value)
+
+        def failed(failure: Failure) -> None:
+            if not future.done():
+                future.set_exception(failure.value)
+
+        d.addCallbacks(ok, failed)
+
+    reactor.callFromThread(run)
+    try:
+        return future.result(timeout)
+    except FutureTimeout:
+        raise KernelTimeout(f"{what} took longer than {timeout} s") from None

@@ -1,0 +1,173 @@
+"""Connection files: where a kernel is and the key that signs its messages.
+
+A kernel writes ``ipk-kernel-<ip>-<port>.json`` into its profile's ``security/``
+directory (``~/.ipython/profile_default/security/`` unless ``--profile`` says
+otherwise). The file holds the key, so it is created with mode 0600 inside a 0700
+directory: anyone who can read it can run code as you.
+
+A client given only ``(ip, port)`` finds the key by looking for that file, as long as
+it runs as the same user on the same machine; ``find_connection`` says where it looked
+when it finds nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import KeyNotFound
+
+PREFIX = "ipk-kernel-"
+ANY_ADDRESS = ("0.0.0.0", "::")
+
+Address = tuple[str, int]
+
+
+def ipython_dir() -> Path:
+    """``$IPYTHONDIR``, or ``~/.ipython``."""
+    return Path(os.environ.get("IPYTHONDIR") or Path.home() / ".ipython").expanduser()
+
+
+def profile_dir(profile: str = "default") -> Path:
+    """The directory of an IPython profile (not created)."""
+    return ipython_dir() / f"profile_{profile}"
+
+
+def security_dir(profile: str = "default") -> Path:
+    """The profile's ``security/`` directory, created with mode 0700 if missing."""
+    path = profile_dir(profile) / "security"
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def parse_address(address: str | tuple[str, int] | list) -> Address:
+    """``("127.0.0.1", 10105)``, ``"127.0.0.1:10105"`` or ``"[::1]:10105"`` as a tuple."""
+    if isinstance(address, tuple | list) and len(address) == 2:
+        host, port = address
+    elif isinstance(address, str) and ":" in address:
+        host, _, port = address.rpartition(":")
+        host = host.strip("[]")
+    else:
+        raise ValueError(
+            f"{address!r} is not an address: give (ip, port) or 'host:port', "
+            "e.g. ('127.0.0.1', 10105)"
+        )
+    try:
+        port = int(port)
+    except (TypeError, ValueError):
+        raise ValueError(f"port {port!r} of {address!r} is not a number") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"port {port} of {address!r} is out of range")
+    return host, port
+
+
+def format_address(address: Address) -> str:
+    """``host:port``, with brackets around IPv6 hosts."""
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@dataclass
+class ConnectionInfo:
+    """Everything a client needs to reach one kernel."""
+
+    ip: str
+    port: int
+    key: str
+    tls: bool = False
+    pid: int | None = None
+    hostname: str = field(default_factory=socket.gethostname)
+    profile: str = "default"
+    signature_scheme: str = "hmac-sha256"
+    tls_certificate: str | None = None
+    path: str | None = None
+
+    @property
+    def address(self) -> Address:
+        return (self.ip, self.port)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON content of a connection file."""
+        data = asdict(self)
+        data.pop("path")
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], path: str | None = None) -> ConnectionInfo:
+        """Read back ``to_dict`` output, ignoring fields this version does not know."""
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**{**known, "path": path})
+
+
+def connection_file_path(address: Address, profile: str = "default") -> Path:
+    """Where the kernel at ``address`` writes its connection file by default."""
+    host, port = address
+    return security_dir(profile) / f"{PREFIX}{host}-{port}.json"
+
+
+def write_connection_file(info: ConnectionInfo, path: str | Path | None = None) -> Path:
+    """Write ``info`` atomically with mode 0600 (it holds the key); return the path."""
+    target = Path(path) if path else connection_file_path(info.address, info.profile)
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(prefix=".ipk-", dir=target.parent)  # created 0600
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(info.to_dict(), f, indent=2)
+        os.replace(tmp, target)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    info.path = str(target)
+    return target
+
+
+def read_connection_file(path: str | Path) -> ConnectionInfo:
+    """Load a connection file; ValueError says what is wrong with it."""
+    path = Path(path).expanduser()
+    try:
+        data = json.loads(path.read_text())
+        return ConnectionInfo.from_dict(data, str(path))
+    except (OSError, ValueError, TypeError) as e:
+        raise ValueError(f"cannot read connection file {path}: {e}") from None
+
+
+def _candidates(profile: str | None) -> list[Path]:
+    if profile is not None:
+        return [profile_dir(profile) / "security"]
+    others = ipython_dir().glob("profile_*")
+    return [
+        profile_dir("default") / "security",
+        *sorted(p / "security" for p in others if p.name != "profile_default"),
+    ]
+
+
+def find_connection(address: Address, profile: str | None = None) -> ConnectionInfo:
+    """The connection info of the kernel at ``address``, from its connection file.
+
+    Looks in ``profile``'s security directory, or in every profile's with the default
+    first. A kernel bound to all interfaces (0.0.0.0) matches any address on its port.
+    """
+    host, port = address
+    try:
+        hosts = {host, socket.gethostbyname(host)}
+    except OSError:
+        hosts = {host}
+    places = _candidates(profile)
+    for directory in places:
+        for path in sorted(directory.glob(f"{PREFIX}*-{port}.json")):
+            try:
+                info = read_connection_file(path)
+            except ValueError:
+                continue
+            if info.port == port and (info.ip in hosts or info.ip in ANY_ADDRESS):
+                return info
+    where = ", ".join(str(p) for p in places) or str(ipython_dir())
+    raise KeyNotFound(
+        f"no key for kernel {format_address(address)}: no connection file for it in {where}. "
+        "Pass key=..., or the kernel's connection file instead of its address."
+    )

@@ -1,0 +1,1 @@
+"""The kernel process: engine, server and application."""

@@ -1,0 +1,273 @@
+"""``ipk-kernel``: a Python interpreter that listens on a network port.
+
+The main thread runs the engine (so a real SIGINT can interrupt user code, even in
+``time.sleep``); the Twisted reactor runs in a second thread and does all network
+I/O. The kernel binds first, then writes its connection file (mode 0600), then
+prints one ready line, so scripts can wait for it::
+
+    $ ipk-kernel --port 0 &
+    ipk-kernel ready: 127.0.0.1:41023 pid 4242 connection file .../ipk-kernel-127.0.0.1-41023.json
+
+SIGTERM or SIGINT: clients are told, the connection file is removed, the process exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import shutil
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from traitlets import Bool, Enum, Int, List, Unicode, default
+from traitlets.config import Application
+
+from .. import __version__
+from ..connection import (
+    ConnectionInfo,
+    connection_file_path,
+    format_address,
+    profile_dir,
+    write_connection_file,
+)
+from ..wire import DEFAULT_MAX_FRAME, new_key
+from . import capture
+from .access import AccessList, parse_network
+from .engine import Engine, EngineShutdown
+
+BUNDLED_PROFILES = Path(__file__).resolve().parent.parent.parent / "profiles"
+CONFIG_FILE = "ipk_kernel_config.py"
+
+
+class KernelApp(Application):
+    """Start a kernel: a Python interpreter that runs code sent over the network."""
+
+    name = "ipk-kernel"
+    version = __version__
+    description = """Start a kernel: a Python interpreter that runs the code clients send it.
+
+    Clients connect with RemoteKernel(("127.0.0.1", PORT)) or %kernel connect. Messages
+    are signed with a random key written to the connection file (mode 0600); only
+    localhost may connect unless --allow says otherwise.
+    """
+    examples = """
+    ipk-kernel                         # 127.0.0.1:10105, foreground
+    ipk-kernel --port 0 &              # any free port, in the background
+    ipk-kernel -p 10106 -a 10.0.0.0/8  # also accept clients from 10.x.x.x
+    ipk-kernel --profile lan --ip 0.0.0.0 --tls-cert cert.pem --tls-key key.pem
+    """
+
+    port = Int(10105, help="TCP port to listen on; 0 picks a free one (reported).").tag(config=True)
+    ip = Unicode("127.0.0.1", help="Address to bind.").tag(config=True)
+    allow = List(
+        Unicode(), help="Also accept clients from these addresses or networks (CIDR)."
+    ).tag(config=True)
+    deny = List(Unicode(), help="Refuse clients from these, even if allowed.").tag(config=True)
+    gui = Enum(["none", "wx", "tk", "qt"], "none", help="GUI toolkit whose event loop to run.").tag(
+        config=True
+    )
+    profile = Unicode("default", help="IPython profile whose ipk_kernel_config.py to load.").tag(
+        config=True
+    )
+    connection_file = Unicode(
+        "", help="Where to write address and key (JSON, 0600); default: the profile's security/."
+    ).tag(config=True)
+    tls_cert = Unicode("", help="PEM certificate: serve TLS instead of plain TCP.").tag(config=True)
+    tls_key = Unicode("", help="PEM private key for --tls-cert.").tag(config=True)
+    key = Unicode("", help="Signing key; a random one is made when empty.").tag(config=True)
+    max_frame = Int(
+        DEFAULT_MAX_FRAME, help="Largest message accepted, in bytes; larger ones are refused."
+    ).tag(config=True)
+    sign_buffers = Bool(
+        False, help="Sign the bytes of array buffers too (integrity without TLS; slower)."
+    ).tag(config=True)
+    history_length = Int(10_000, help="Commands kept in the history.").tag(config=True)
+
+    @default("log_level")
+    def _log_level_default(self) -> int:
+        return logging.INFO
+
+    aliases = {
+        ("p", "port"): "KernelApp.port",
+        "ip": "KernelApp.ip",
+        ("a", "allow"): "KernelApp.allow",
+        "deny": "KernelApp.deny",
+        "gui": "KernelApp.gui",
+        "profile": "KernelApp.profile",
+        "connection-file": "KernelApp.connection_file",
+        "tls-cert": "KernelApp.tls_cert",
+        "tls-key": "KernelApp.tls_key",
+        "log-level": "Application.log_level",
+    }
+
+    def initialize(self, argv: list[str] | None = None) -> None:
+        """Parse the command line and profile, then bind: every step in order."""
+        self.parse_command_line(argv)
+        self.init_profile()
+        self.init_logging()
+        self.init_checks()
+        self.init_engine()
+        self.init_server()
+        self.init_connection_file()
+
+    def init_profile(self) -> None:
+        """Load ``ipk_kernel_config.py`` from the profile (installing a bundled one)."""
+        directory = profile_dir(self.profile)
+        bundled = BUNDLED_PROFILES / self.profile / CONFIG_FILE
+        if not (directory / CONFIG_FILE).exists() and bundled.exists():
+            directory.mkdir(parents=True, exist_ok=True)
+            shutil.copy(bundled, directory / CONFIG_FILE)
+        if (directory / CONFIG_FILE).exists():
+            self.load_config_file(CONFIG_FILE, path=[str(directory)])
+            # The command line wins over the profile.
+            self.update_config(self.cli_config)
+
+    def init_logging(self) -> None:
+        """Log to the real stderr: user code's prints are captured, log lines are not."""
+        handler = logging.StreamHandler(sys.__stderr__)
+        handler.setFormatter(logging.Formatter("[%(asctime)s %(name)s %(levelname)s] %(message)s"))
+        root = logging.getLogger("ipython_parallel_kernel")
+        root.handlers[:] = [handler]
+        root.setLevel(self.log_level)
+        root.propagate = False
+        self.log = root
+
+    def init_checks(self) -> None:
+        """Refuse settings that cannot work, before anything is bound."""
+        for spec in [*self.allow, *self.deny]:
+            try:
+                parse_network(spec)
+            except ValueError as e:
+                self.exit_with(str(e))
+        if self.gui != "none":
+            self.exit_with(f"--gui {self.gui}: GUI kernels are not available in this version yet")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            self.exit_with("--tls-cert and --tls-key go together: give both or neither")
+
+    def exit_with(self, message: str) -> None:
+        """Print a one-line error and exit with status 2."""
+        print(f"ipk-kernel: {message}", file=sys.__stderr__)
+        self.exit(2)
+
+    def init_engine(self) -> None:
+        """Capture stdout/stderr, close stdin, and build the engine."""
+        sys.stdin = io.StringIO("")
+        for sig in (signal.SIGTTIN, signal.SIGTTOU):
+            # A background kernel must never stop because it touched the terminal.
+            signal.signal(sig, signal.SIG_IGN)
+        self.engine = Engine(
+            namespace={"__name__": "__main__"},
+            streams=capture.install(),
+            history_length=self.history_length,
+        )
+
+    def init_server(self) -> None:
+        """Bind the port (not yet serving: the reactor starts in ``start``)."""
+        from twisted.internet import reactor
+
+        from .server import KernelFactory, KernelService
+
+        self.reactor = reactor
+        self.key = self.key or new_key()
+        self.service = KernelService(
+            self.engine,
+            self.key,
+            (self.ip, self.port),
+            reactor,
+            access=AccessList(self.allow, self.deny),
+            gui=self.gui,
+            max_frame=self.max_frame,
+            sign_buffers=self.sign_buffers,
+        )
+        factory = KernelFactory(self.service)
+        try:
+            if self.tls_cert:
+                self.listening = reactor.listenSSL(
+                    self.port, factory, self._tls_context(), interface=self.ip
+                )
+            else:
+                self.listening = reactor.listenTCP(self.port, factory, interface=self.ip)
+        except Exception as e:
+            self.exit_with(f"cannot listen on {format_address((self.ip, self.port))}: {e}")
+        self.port = self.listening.getHost().port
+        self.service.address = (self.ip, self.port)
+
+    def _tls_context(self) -> Any:
+        from twisted.internet import ssl
+
+        try:
+            return ssl.DefaultOpenSSLContextFactory(self.tls_key, self.tls_cert)
+        except Exception as e:
+            self.exit_with(f"cannot load the TLS certificate or key: {e}")
+
+    def init_connection_file(self) -> None:
+        """Write address and key, mode 0600, where clients will look for them."""
+        info = ConnectionInfo(
+            ip=self.ip,
+            port=self.port,
+            key=self.key,
+            tls=bool(self.tls_cert),
+            pid=os.getpid(),
+            profile=self.profile,
+        )
+        if self.tls_cert:
+            info.tls_certificate = Path(self.tls_cert).read_text()
+        path = self.connection_file or connection_file_path(info.address, self.profile)
+        self.connection_path = write_connection_file(info, path)
+
+    def start(self) -> None:
+        """Announce readiness, run the reactor thread, and serve until told to stop."""
+        address = format_address((self.ip, self.port))
+        print(
+            f"ipk-kernel ready: {address} pid {os.getpid()} connection file {self.connection_path}",
+            file=sys.__stdout__,
+            flush=True,
+        )
+        network = threading.Thread(
+            target=self.reactor.run,
+            kwargs={"installSignalHandlers": False},
+            name="ipk-reactor",
+            daemon=True,
+        )
+        self.engine.install_signal_handlers()
+        network.start()
+        try:
+            self.engine.serve()
+        except EngineShutdown as e:
+            self.log.info("shutting down (%s)", e or "requested")
+        finally:
+            self.shutdown(network)
+
+    def shutdown(self, network: threading.Thread) -> None:
+        """Tell clients, remove the connection file, stop the reactor."""
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        with contextlib.suppress(OSError):
+            os.unlink(self.connection_path)
+        done = threading.Event()
+
+        def close_everything() -> None:
+            self.service.say_goodbye()
+            self.listening.stopListening()
+            self.reactor.callLater(0.2, self.reactor.stop)
+            done.set()
+
+        self.reactor.callFromThread(close_everything)
+        done.wait(5)
+        network.join(5)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``ipk-kernel``."""
+    app = KernelApp.instance()
+    app.initialize(argv)
+    app.start()
+
+
+if __name__ == "__main__":
+    main()

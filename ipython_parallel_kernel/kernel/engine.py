@@ -1,0 +1,326 @@
+"""The execution engine: one namespace, a FIFO queue and the thread that runs it.
+
+No Twisted here. Anything may ``submit`` work from any thread; one thread (the
+kernel's main thread, or the GUI thread in a GUI kernel) takes jobs off the queue in
+order and runs them, so one client's execute, push, pull and apply take effect in the
+order sent.
+
+Interrupting: ``interrupt()`` raises KeyboardInterrupt in the running job only. When
+the engine runs on the main thread it does so with a real SIGINT sent to that thread,
+which also wakes blocking calls such as ``time.sleep``; elsewhere (tests, helpers) it
+sets an asynchronous exception, which takes effect at the next bytecode.
+"""
+
+from __future__ import annotations
+
+import ast
+import ctypes
+import linecache
+import signal
+import threading
+import time
+import traceback
+import types
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .capture import CapturedStream
+
+
+class EngineShutdown(BaseException):
+    """Raised in the engine thread to stop it; never caught as a user error."""
+
+
+@dataclass
+class CommandRecord:
+    """What one numbered command did: the kernel's history entry.
+
+    ``result`` is the display data of a trailing expression (mimetype -> data) and
+    ``error`` is ``{"ename", "evalue", "traceback"}``; timings are Unix times.
+    """
+
+    number: int
+    source: str
+    stdout: str = ""
+    stderr: str = ""
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    submitted: float = 0.0
+    started: float = 0.0
+    completed: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready copy, as sent to clients and gatherers."""
+        return asdict(self)
+
+
+@dataclass
+class Job:
+    """One queued unit of work: ``action`` runs on the engine thread, then ``done``.
+
+    ``done(value, error)`` receives the action's return value, or the error record
+    of the exception it raised.
+    """
+
+    kind: str
+    action: Callable[[], Any]
+    done: Callable[[Any, dict[str, Any] | None], None]
+    submitted: float = field(default_factory=time.time)
+
+
+def error_record(exc: BaseException, skip_frames: int = 0) -> dict[str, Any]:
+    """An exception as data: name, value and traceback lines, without engine frames."""
+    tb = exc.__traceback__
+    for _ in range(skip_frames):
+        if tb is not None:
+            tb = tb.tb_next
+    return {
+        "ename": type(exc).__name__,
+        "evalue": str(exc),
+        "traceback": traceback.format_exception(type(exc), exc, tb),
+    }
+
+
+class Engine:
+    """Runs jobs one at a time, in submission order, in one namespace.
+
+    >>> engine = Engine()
+    >>> engine.execute("a = 5; a * 2").result["text/plain"]
+    '10'
+    """
+
+    def __init__(
+        self,
+        namespace: dict[str, Any] | None = None,
+        streams: tuple[CapturedStream, CapturedStream] | None = None,
+        history_length: int = 10_000,
+    ) -> None:
+        self.namespace: dict[str, Any] = namespace if namespace is not None else {}
+        self.namespace.setdefault("__name__", "__main__")
+        self.streams = streams
+        self.history: OrderedDict[int, CommandRecord] = OrderedDict()
+        self.history_length = history_length
+        self.commands_run = 0
+        self.thread_id: int | None = None
+        self._queue: deque[Job] = deque()
+        self._wake = threading.Condition()
+        self._current: Job | None = None
+        self._interruptible = False
+        self._interrupt_requested = False
+        self._next_number = 1
+        self._formatter: Any = None
+
+    # -- any thread -----------------------------------------------------------------
+
+    def submit(self, kind: str, action: Callable[[], Any], done: Callable[..., None]) -> None:
+        """Queue ``action`` to run after everything submitted before it."""
+        with self._wake:
+            self._queue.append(Job(kind, action, done))
+            self._wake.notify()
+
+    @property
+    def busy(self) -> bool:
+        """True while a job runs."""
+        return self._current is not None
+
+    @property
+    def queued(self) -> int:
+        """Jobs waiting behind the running one."""
+        return len(self._queue)
+
+    def abort(self) -> list[Job]:
+        """Drop every queued job (not the running one); return them, oldest first."""
+        with self._wake:
+            dropped = list(self._queue)
+            self._queue.clear()
+        return dropped
+
+    def interrupt(self) -> bool:
+        """Raise KeyboardInterrupt in the running job; False when nothing runs."""
+        ident = self.thread_id
+        if self._current is None or ident is None:
+            return False
+        if ident == threading.main_thread().ident:
+            self._interrupt_requested = True
+            signal.pthread_kill(ident, signal.SIGINT)
+        else:
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(ident), ctypes.py_object(KeyboardInterrupt)
+            )
+        return True
+
+    # -- the engine thread ----------------------------------------------------------
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM, and a SIGINT from outside, stop the engine; our own SIGINT interrupts.
+
+        Call from the main thread, which must be the one running ``serve``.
+        """
+
+        def on_signal(signum: int, frame: Any) -> None:
+            if signum == signal.SIGINT and self._interrupt_requested:
+                self._interrupt_requested = False
+                if self._interruptible:
+                    raise KeyboardInterrupt
+                return
+            raise EngineShutdown(signal.Signals(signum).name)
+
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+
+    def serve(self) -> None:
+        """Run jobs until ``EngineShutdown`` is raised in this thread (by ``stop``)."""
+        self.thread_id = threading.get_ident()
+        while True:
+            with self._wake:
+                while not self._queue:
+                    self._wake.wait()
+                job = self._queue.popleft()
+            self.run_job(job)
+
+    def stop(self) -> None:
+        """Make ``serve`` return: queues a job that raises EngineShutdown."""
+
+        def halt() -> None:
+            raise EngineShutdown
+
+        self.submit("stop", halt, lambda value, error: None)
+
+    def run_job(self, job: Job) -> None:
+        """Run one job on this thread and hand its outcome to ``job.done``."""
+        self.thread_id = threading.get_ident()
+        self._current = job
+        value, error = None, None
+        try:
+            try:
+                self._interruptible = True
+                value = job.action()
+            finally:
+                self._interruptible = False
+        except (Exception, KeyboardInterrupt, SystemExit) as exc:
+            error = error_record(exc, skip_frames=2)
+        finally:
+            self._current = None
+        job.done(value, error)
+
+    # -- operations (run on the engine thread, inside a job) ------------------------
+
+    def execute(self, source: str, filename: str | None = None) -> CommandRecord:
+        """Run ``source`` as a numbered command; errors are recorded, not raised."""
+        record = CommandRecord(self._next_number, source, submitted=time.time())
+        self._next_number += 1
+        name = f"<ipk-input-{record.number}>" if filename is None else filename
+        self._remember(record)
+        if self.streams:
+            for stream in self.streams:
+                stream.start()
+        record.started = time.time()
+        try:
+            try:
+                self._interruptible = True
+                value = self._run_source(source, name)
+            finally:
+                self._interruptible = False
+            if value is not None:
+                record.result = self.format(value)
+        except SyntaxError as exc:
+            record.error = error_record(exc, skip_frames=99)
+        except (Exception, KeyboardInterrupt, SystemExit) as exc:
+            record.error = error_record(exc, skip_frames=2)
+        finally:
+            record.completed = time.time()
+            if self.streams:
+                record.stdout, record.stderr = (s.stop() for s in self.streams)
+            self.commands_run += 1
+        return record
+
+    def _run_source(self, source: str, filename: str) -> Any:
+        lines = source.splitlines(keepends=True)
+        linecache.cache[filename] = (len(source), None, lines, filename)
+        tree = ast.parse(source, filename, "exec")
+        last = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last = ast.Expression(tree.body.pop().value)
+        exec(compile(tree, filename, "exec"), self.namespace)
+        if last is not None:
+            return eval(compile(last, filename, "eval"), self.namespace)
+        return None
+
+    def format(self, value: Any) -> dict[str, Any]:
+        """Display data of a value: text/plain always, richer types where it has them."""
+        if self._formatter is None:
+            from IPython.core.formatters import DisplayFormatter
+
+            self._formatter = DisplayFormatter()
+        data, _ = self._formatter.format(value)
+        return data
+
+    def _remember(self, record: CommandRecord) -> None:
+        self.history[record.number] = record
+        while len(self.history) > self.history_length:
+            self.history.popitem(last=False)
+
+    def result(self, number: int | None = None) -> CommandRecord:
+        """Command ``number`` from the history; the last one by default."""
+        if not self.history:
+            raise LookupError("no command has run on this kernel yet")
+        if number is None:
+            return next(reversed(self.history.values()))
+        if number < 0:
+            number = self._next_number + number
+        try:
+            return self.history[number]
+        except KeyError:
+            first = next(iter(self.history))
+            raise LookupError(
+                f"no command {number} in the history (it holds {first} to {self._next_number - 1})"
+            ) from None
+
+    def push(self, values: Mapping[str, Any]) -> list[str]:
+        """Bind names in the namespace, all or none; return the names bound."""
+        bad = [name for name in values if not (isinstance(name, str) and name.isidentifier())]
+        if bad:
+            raise NameError(f"not valid Python names: {', '.join(map(repr, bad))}")
+        self.namespace.update(values)
+        return list(values)
+
+    def pull(self, names: Iterable[str]) -> list[Any]:
+        """The values bound to ``names``; NameError names the first one missing."""
+        try:
+            return [self.namespace[name] for name in names]
+        except KeyError as e:
+            raise NameError(f"name {e.args[0]!r} is not defined") from None
+
+    def delete(self, names: Iterable[str]) -> None:
+        """Unbind ``names``; NameError (and nothing deleted) if one is missing."""
+        names = list(names)
+        self.pull(names)
+        for name in names:
+            del self.namespace[name]
+
+    def keys(self) -> list[str]:
+        """User-visible names in the namespace."""
+        return [name for name in self.namespace if not name.startswith("__")]
+
+    def apply(self, func: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> Any:
+        """Call ``func(*args, **kwargs)`` here.
+
+        A function defined interactively on the client (module ``__main__``) sees this
+        kernel's namespace as its globals, so ``apply(lambda: a)`` reads the kernel's
+        ``a``; names it captured on the client fill in what the namespace lacks.
+        """
+        if isinstance(func, types.FunctionType) and func.__module__ == "__main__":
+            scope = {**func.__globals__, **self.namespace}
+            rebound = types.FunctionType(
+                func.__code__, scope, func.__name__, func.__defaults__, func.__closure__
+            )
+            rebound.__kwdefaults__ = func.__kwdefaults__
+            func = rebound
+        return func(*args, **kwargs)
+
+    def reset(self) -> None:
+        """Empty the namespace (history and numbering stay)."""
+        self.namespace.clear()
+        self.namespace["__name__"] = "__main__"

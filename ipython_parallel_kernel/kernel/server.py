@@ -1,0 +1,346 @@
+"""The kernel's side of the protocol: requests in, engine jobs and replies out.
+
+Only the requests named in ``HANDLERS`` can be made; each maps ``<verb>_request`` to
+``handle_<verb>``. Requests that touch the namespace (execute, push, pull, apply,
+keys, delete, reset) become engine jobs, so they run one at a time in the order
+they arrived, and their replies are sent from the engine thread the moment the job
+ends. Control requests (status, interrupt, abort, result, allow, deny, notify,
+shutdown) are answered at once on the reactor thread, even while a job runs.
+
+Every reply has ``status`` ``"ok"`` or ``"error"``; an error reply carries
+``error = {ename, evalue, traceback}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.protocol import Factory
+from twisted.python.failure import Failure
+
+from .. import __version__, serialize
+from ..connection import Address, format_address, parse_address
+from ..errors import WireError
+from ..transport import FrameProtocol
+from ..wire import Channel, Message
+from .access import AccessList
+from .engine import Engine, error_record
+
+log = logging.getLogger("ipython_parallel_kernel.kernel")
+
+
+class KernelService:
+    """What all connections to one kernel share: engine, key, access list, watchers."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        key: str,
+        address: Address,
+        reactor: Any,
+        access: AccessList | None = None,
+        gui: str = "none",
+        max_frame: int | None = None,
+        sign_buffers: bool = False,
+    ) -> None:
+        self.engine = engine
+        self.key = key
+        self.address = address
+        self.reactor = reactor
+        self.access = access or AccessList()
+        self.gui = gui
+        self.max_frame = max_frame
+        self.sign_buffers = sign_buffers
+        self.connections: set[KernelProtocol] = set()
+        self.watchers: set[Address] = set()
+
+    @property
+    def name(self) -> str:
+        return format_address(self.address)
+
+    def new_channel(self) -> Channel:
+        """A channel for one new connection."""
+        options = {} if self.max_frame is None else {"max_frame": self.max_frame}
+        return Channel(self.key, sign_buffers=self.sign_buffers, **options)
+
+    def describe(self) -> dict[str, Any]:
+        """Who this kernel is: sent on connect and with every status."""
+        return {
+            "address": list(self.address),
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "gui": self.gui,
+            "version": __version__,
+            "python": sys.version.split()[0],
+        }
+
+    def status(self) -> dict[str, Any]:
+        """State, queue, counters and settings, for ``status()``."""
+        engine = self.engine
+        return {
+            **self.describe(),
+            "state": "busy" if engine.busy else "idle",
+            "queued": engine.queued,
+            "commands_run": engine.commands_run,
+            "clients": len(self.connections),
+            "notify": [format_address(w) for w in sorted(self.watchers)],
+            **self.access.describe(),
+        }
+
+    def say_goodbye(self) -> None:
+        """Tell every client the kernel is shutting down, then hang up (reactor thread)."""
+        for connection in list(self.connections):
+            connection.send("shutdown_notice", {"reason": "the kernel is shutting down"})
+            connection.close()
+
+
+class KernelProtocol(FrameProtocol):
+    """One client's connection to the kernel."""
+
+    def __init__(self, service: KernelService, refusal: str | None = None) -> None:
+        super().__init__(service.new_channel(), service.reactor)
+        self.service = service
+        self.refusal = refusal
+        self.greeted = False
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        if self.refusal:
+            log.warning("refused connection: %s", self.refusal)
+            self.refuse(self.refusal)
+            return
+        self.service.connections.add(self)
+        log.info("client %s connected", self.peer_name())
+
+    def connection_closed(self, reason: Failure | None) -> None:
+        if self in self.service.connections:
+            self.service.connections.discard(self)
+            log.info("client %s disconnected", self.peer_name())
+
+    def wire_error(self, error: WireError) -> None:
+        log.warning("refusing message from %s: %s", self.peer_name(), error)
+        self.refuse(
+            f"kernel {self.service.name} refused a message: {error}. "
+            "Is the key the one in this kernel's connection file?"
+        )
+
+    def message_received(self, message: Message) -> None:
+        if not self.greeted:
+            self.greet(message)
+            return
+        handler = HANDLERS.get(message.type)
+        if handler is None:
+            self.reply_error(message, "UnknownRequest", f"no request named {message.type!r}")
+            return
+        try:
+            handler(self, message)
+        except Exception as exc:
+            log.exception("handling %s", message.type)
+            self.reply(message, {"status": "error", "error": error_record(exc)})
+
+    def greet(self, message: Message) -> None:
+        nonce = message.content.get("nonce")
+        if message.type != "connect_request" or not isinstance(nonce, str):
+            self.refuse(f"kernel {self.service.name} expected a connect_request first")
+            return
+        self.channel.peer_nonce = nonce
+        self.greeted = True
+        self.reply(
+            message, {"status": "ok", "nonce": self.channel.nonce, **self.service.describe()}
+        )
+
+    # -- replies (any thread) ---------------------------------------------------------
+
+    def reply(
+        self,
+        request: Message,
+        content: dict[str, Any],
+        payload: bytes = b"",
+        buffers: list[memoryview] = (),  # type: ignore[assignment]
+    ) -> None:
+        """Answer ``request`` (``x_request`` -> ``x_reply``, same id)."""
+        reply_type = request.type.removesuffix("_request") + "_reply"
+        self.send(reply_type, content, payload, buffers, id=request.id)
+
+    def reply_error(self, request: Message, ename: str, evalue: str) -> None:
+        """Answer ``request`` with an error that has no traceback."""
+        error = {"ename": ename, "evalue": evalue, "traceback": [f"{ename}: {evalue}\n"]}
+        self.reply(request, {"status": "error", "error": error})
+
+    def queue(
+        self, request: Message, action: Callable[[], Any], with_payload: bool = False
+    ) -> None:
+        """Run ``action`` as an engine job; reply with its value (pickled if asked)."""
+
+        def done(value: Any, error: dict[str, Any] | None) -> None:
+            if error is None and with_payload:
+                try:
+                    payload, buffers = serialize.dumps(value)
+                except Exception as exc:
+                    error = error_record(exc)
+                else:
+                    self.reply(request, {"status": "ok"}, payload, buffers)
+                    return
+            if error is not None:
+                self.reply(request, {"status": "error", "error": error})
+            else:
+                self.reply(request, {"status": "ok", "value": value})
+
+        self.service.engine.submit(request.type, action, done)
+
+    # -- handlers: namespace work, queued ----------------------------------------------
+
+    def handle_execute(self, request: Message) -> None:
+        engine = self.service.engine
+        source = request.content.get("source")
+        if not isinstance(source, str):
+            self.reply_error(request, "TypeError", "execute needs source code as a string")
+            return
+        filename = request.content.get("filename")
+
+        def done(record: Any, error: dict[str, Any] | None) -> None:
+            if error is not None:
+                self.reply(request, {"status": "error", "error": error})
+                return
+            status = "error" if record.error else "ok"
+            self.reply(request, {"status": status, "record": record.to_dict()})
+
+        engine.submit("execute", lambda: engine.execute(source, filename), done)
+
+    def handle_push(self, request: Message) -> None:
+        engine = self.service.engine
+        self.queue(request, lambda: engine.push(_load(request)))
+
+    def handle_pull(self, request: Message) -> None:
+        engine = self.service.engine
+        names = request.content.get("names", [])
+        self.queue(request, lambda: engine.pull(names), with_payload=True)
+
+    def handle_apply(self, request: Message) -> None:
+        engine = self.service.engine
+
+        def call() -> Any:
+            func, args, kwargs = _load(request)
+            return engine.apply(func, args, kwargs)
+
+        self.queue(request, call, with_payload=True)
+
+    def handle_keys(self, request: Message) -> None:
+        self.queue(request, self.service.engine.keys)
+
+    def handle_delete(self, request: Message) -> None:
+        engine = self.service.engine
+        names = request.content.get("names", [])
+        self.queue(request, lambda: engine.delete(names))
+
+    def handle_reset(self, request: Message) -> None:
+        self.queue(request, self.service.engine.reset)
+
+    # -- handlers: control, answered at once -------------------------------------------
+
+    def handle_status(self, request: Message) -> None:
+        self.reply(request, {"status": "ok", "value": self.service.status()})
+
+    def handle_result(self, request: Message) -> None:
+        try:
+            record = self.service.engine.result(request.content.get("number"))
+        except LookupError as e:
+            self.reply_error(request, "LookupError", str(e))
+            return
+        self.reply(request, {"status": "ok", "record": record.to_dict()})
+
+    def handle_interrupt(self, request: Message) -> None:
+        interrupted = self.service.engine.interrupt()
+        self.reply(request, {"status": "ok", "value": interrupted})
+
+    def handle_abort(self, request: Message) -> None:
+        dropped = self.service.engine.abort()
+        error = {
+            "ename": "Aborted",
+            "evalue": f"aborted on kernel {self.service.name} before it ran",
+            "traceback": [],
+        }
+        for job in dropped:
+            job.done(None, error)
+        self.reply(request, {"status": "ok", "value": len(dropped)})
+
+    def handle_allow(self, request: Message) -> None:
+        self._change_access(request, self.service.access.allow)
+
+    def handle_deny(self, request: Message) -> None:
+        self._change_access(request, self.service.access.deny)
+
+    def _change_access(self, request: Message, change: Callable[[str], None]) -> None:
+        try:
+            change(str(request.content.get("network")))
+        except ValueError as e:
+            self.reply_error(request, "ValueError", str(e))
+            return
+        log.info("%s: %s", request.type.removesuffix("_request"), request.content.get("network"))
+        self.reply(request, {"status": "ok", "value": self.service.access.describe()})
+
+    def handle_notify(self, request: Message) -> None:
+        try:
+            address = parse_address(request.content.get("address"))
+        except ValueError as e:
+            self.reply_error(request, "ValueError", str(e))
+            return
+        if request.content.get("flag", True):
+            self.service.watchers.add(address)
+        else:
+            self.service.watchers.discard(address)
+        watchers = [format_address(w) for w in sorted(self.service.watchers)]
+        self.reply(request, {"status": "ok", "value": watchers})
+
+    def handle_shutdown(self, request: Message) -> None:
+        log.info("shutdown requested by %s", self.peer_name())
+        self.reply(request, {"status": "ok"})
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _load(request: Message) -> Any:
+    return serialize.loads(request.payload, request.buffers)
+
+
+HANDLERS: dict[str, Callable[[KernelProtocol, Message], None]] = {
+    f"{verb}_request": getattr(KernelProtocol, f"handle_{verb}")
+    for verb in (
+        "execute",
+        "push",
+        "pull",
+        "apply",
+        "keys",
+        "delete",
+        "reset",
+        "status",
+        "result",
+        "interrupt",
+        "abort",
+        "allow",
+        "deny",
+        "notify",
+        "shutdown",
+    )
+}
+
+
+class KernelFactory(Factory):
+    """Builds a protocol per connection; refuses clients the access list rejects."""
+
+    def __init__(self, service: KernelService) -> None:
+        self.service = service
+
+    def buildProtocol(self, addr: Any) -> KernelProtocol:
+        host = getattr(addr, "host", "")
+        refusal = None
+        if not self.service.access.allowed(host):
+            refusal = f"{host} is not allowed by kernel {self.service.name}"
+        protocol = KernelProtocol(self.service, refusal)
+        protocol.factory = self
+        return protocol

@@ -1,0 +1,241 @@
+"""Twisted glue: a protocol that carries wire frames in linear time, zero-copy.
+
+Thread rules, for kernel and client alike:
+
+- Twisted calls this protocol (``connectionMade``, ``dataReceived``,
+  ``connectionLost``, ``resumeProducing``) on the reactor thread only.
+- ``send`` may be called from any thread. Under the connection's lock it seals the
+  message and writes it straight to the socket with ``sendmsg``, so a reply leaves
+  the kernel's execution thread, and a request the caller's thread, without waking
+  the reactor. What the socket cannot take at once waits in a backlog that the
+  reactor thread sends as the socket drains.
+
+Receiving: Twisted reads at most 64 KiB at a time and hands it to ``dataReceived``.
+When the decoder is inside a large buffer, the protocol keeps reading from the same
+socket with ``recv_into`` straight into the buffer's final memory until the socket is
+empty, so a 1 GiB array is received without being copied through ``bytes`` objects.
+
+Under TLS the socket belongs to the TLS layer: frames are written with the
+transport's own ``writeSequence`` from the reactor thread, and read through
+``dataReceived`` alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections import deque
+from typing import Any
+
+from twisted.internet import interfaces
+from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from .errors import WireError
+from .wire import Buffer, Channel, Message, encode_alert
+
+log = logging.getLogger(__name__)
+
+# sendmsg takes at most IOV_MAX (1024 on Linux) pieces at once.
+_MAX_PIECES = 1024
+
+
+@implementer(interfaces.IPullProducer)
+class FrameProtocol(Protocol):
+    """A connection that sends and receives ``wire`` messages.
+
+    Subclasses implement ``message_received`` (and may override ``alert_received``,
+    ``wire_error`` and ``connection_closed``); all of these run on the reactor thread.
+    """
+
+    def __init__(self, channel: Channel, reactor: Any) -> None:
+        self.channel = channel
+        self.reactor = reactor
+        self.decoder = channel.decoder()
+        self.open = False
+        self._lock = threading.Lock()
+        self._backlog: deque[memoryview] = deque()
+        self._socket: socket.socket | None = None
+        self._reactor_thread: int | None = None
+        self._close_when_sent = False
+
+    # -- Twisted's hooks (reactor thread) -------------------------------------------
+
+    def connectionMade(self) -> None:
+        self._reactor_thread = threading.get_ident()
+        self.open = True
+        transport = self.transport
+        if interfaces.ITCPTransport.providedBy(transport):
+            transport.setTcpNoDelay(True)
+        handle = transport.getHandle() if hasattr(transport, "getHandle") else None
+        if isinstance(handle, socket.socket) and not interfaces.ISSLTransport.providedBy(transport):
+            self._socket = handle
+            transport.registerProducer(self, False)
+
+    def dataReceived(self, data: bytes) -> None:
+        try:
+            messages = self.decoder.feed(data)
+            if self._socket is not None:
+                messages += self._receive_into_buffers()
+        except WireError as e:
+            self.wire_error(e)
+            return
+        for message in messages:
+            if not self.open:
+                return
+            self.message_received(message)
+        if self.decoder.alert is not None:
+            alert, self.decoder.alert = self.decoder.alert, None
+            self.alert_received(alert)
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        with self._lock:
+            self.open = False
+            self._backlog.clear()
+        self.connection_closed(reason)
+
+    def resumeProducing(self) -> None:
+        """Twisted's "the socket can take more": send the backlog."""
+        with self._lock:
+            if self._backlog:
+                self._send_now(self._backlog)
+            if self._backlog:
+                self.transport.startWriting()
+            elif self._close_when_sent:
+                self._close_now()
+
+    def stopProducing(self) -> None:
+        with self._lock:
+            self._backlog.clear()
+
+    # -- for subclasses ----------------------------------------------------------------
+
+    def message_received(self, message: Message) -> None:
+        """A verified message arrived (reactor thread)."""
+        raise NotImplementedError
+
+    def alert_received(self, text: str) -> None:
+        """The peer refused us and said why; it closes the connection next."""
+        log.warning("peer refused the connection: %s", text)
+
+    def wire_error(self, error: WireError) -> None:
+        """A frame had to be refused: by default, tell the peer why and hang up."""
+        log.warning("refusing %s: %s", self.peer_name(), error)
+        self.refuse(str(error))
+
+    def connection_closed(self, reason: Failure | None) -> None:
+        """The connection is gone (reactor thread)."""
+
+    # -- any thread ----------------------------------------------------------------------
+
+    def peer_name(self) -> str:
+        """``host:port`` of the other end."""
+        peer = self.transport.getPeer()
+        return f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
+
+    def send(
+        self,
+        msg_type: str,
+        content: dict[str, Any] | None = None,
+        payload: Buffer = b"",
+        buffers: list[Buffer] = (),  # type: ignore[assignment]
+        **header: Any,
+    ) -> bool:
+        """Seal and send one message from any thread; False if the connection is gone."""
+        with self._lock:
+            if not self.open or self._close_when_sent:
+                return False
+            pieces = self.channel.seal(msg_type, content, payload, buffers, **header)
+            if self._socket is None:
+                self._in_reactor(self.transport.writeSequence, [bytes(p) for p in pieces])
+                return True
+            views = deque(_flat(p) for p in pieces)
+            was_idle = not self._backlog
+            if was_idle:
+                self._send_now(views)
+            if views:
+                self._backlog.extend(views)
+                if was_idle:
+                    self._in_reactor(self.transport.startWriting)
+        return True
+
+    def refuse(self, reason: str) -> None:
+        """Send an alert saying why, then close (any thread)."""
+        with self._lock:
+            if not self.open:
+                return
+            if self._socket is None:
+                self._in_reactor(self.transport.write, encode_alert(reason))
+            else:
+                self._backlog.append(memoryview(encode_alert(reason)))
+                self._send_now(self._backlog)
+            self.open = False
+        self.close()
+
+    def close(self) -> None:
+        """Close once everything queued so far has been sent (any thread)."""
+        with self._lock:
+            self._close_when_sent = True
+            if not self._backlog:
+                self._in_reactor(self._close_now)
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _in_reactor(self, func: Any, *args: Any) -> None:
+        if threading.get_ident() == self._reactor_thread:
+            func(*args)
+        else:
+            self.reactor.callFromThread(func, *args)
+
+    def _close_now(self) -> None:
+        if getattr(self.transport, "producer", None) is self:
+            self.transport.unregisterProducer()
+        self.transport.loseConnection()
+
+    def _send_now(self, views: deque[memoryview]) -> None:
+        """Write what the socket takes now; leave the rest in ``views``. Lock held."""
+        assert self._socket is not None
+        while views:
+            try:
+                sent = self._socket.sendmsg(_first(views, _MAX_PIECES))
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                views.clear()  # the reading side sees the broken connection and closes
+                return
+            while sent:
+                head = views[0]
+                if sent >= head.nbytes:
+                    sent -= head.nbytes
+                    views.popleft()
+                else:
+                    views[0] = head[sent:]
+                    sent = 0
+
+    def _receive_into_buffers(self) -> list[Message]:
+        assert self._socket is not None
+        messages: list[Message] = []
+        while (target := self.decoder.buffer_to_fill()) is not None:
+            try:
+                n = self._socket.recv_into(target)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                break  # Twisted's next read reports the error and closes
+            if n == 0:
+                break  # end of stream: Twisted's next read sees it too
+            messages += self.decoder.filled(n)
+        return messages
+
+
+def _flat(piece: Buffer) -> memoryview:
+    view = memoryview(piece)
+    return view if view.format == "B" and view.ndim == 1 else view.cast("B")
+
+
+def _first(views: deque[memoryview], count: int) -> list[memoryview]:
+    if len(views) <= count:
+        return list(views)
+    return [views[i] for i in range(count)]

@@ -1,0 +1,375 @@
+"""The wire format: framing, HMAC-SHA256 signing and replay protection.
+
+Pure Python, no Twisted: the same code frames bytes for TCP, TLS and tests.
+
+A frame carries a JSON header, JSON content, an optional pickle payload and zero or
+more raw buffers (pickle protocol 5 out-of-band buffers, so an array's bytes travel
+as they are). All integers are big-endian::
+
+    prefix  "IPK\\x01" | flags u8 | mac_len u8 | n_buffers u16
+            | header_len u64 | content_len u64 | payload_len u64
+            | buffer_len u64 * n_buffers
+    head    header JSON | content JSON | payload
+    mac     HMAC-SHA256(key, prefix + head)                      (mac_len bytes)
+    buffers buffer 0 | buffer 1 | ...
+    tail    HMAC-SHA256(key, mac + buffers)      only when flags has SIGNED_BUFFERS
+
+The receiver refuses a frame whose lengths add up to more than its maximum before
+allocating anything, grows the head only as its bytes arrive, checks ``mac`` before
+parsing the header, and allocates the buffers only for a frame whose head is
+authentic, so an unauthenticated peer cannot make it reserve memory. Nothing is ever
+unpickled from a frame whose signature failed.
+
+Buffers are covered by the tail MAC when the sender's channel has
+``sign_buffers=True``. Without it (the default, as in Jupyter's protocol) only their
+lengths are signed: their bytes are data handed to an already authenticated
+reconstructor, never code, and hashing every byte twice would halve bulk throughput.
+Use TLS, or ``sign_buffers``, where data could be altered in transit.
+
+Replay: every message names the receiver's nonce (``session``) and a sequence
+number that must be exactly one more than the last accepted on that connection.
+A peer's nonce is learnt from its first message (the handshake), which alone has
+``session`` null.
+
+A refusal is sent as an *alert*, which is never signed and never parsed beyond its
+text: ``"IPK!" | length u16 | UTF-8 text``. Example transcript of a connection::
+
+    client -> connect_request  {session: null, seq: 1}  content {nonce: c}
+    kernel -> connect_reply    {session: c,    seq: 1}  content {nonce: k, pid, ...}
+    client -> execute_request  {session: k,    seq: 2, id: 1}  content {source: "a=5"}
+    kernel -> execute_reply    {session: c,    seq: 2, id: 1}  content {number: 1, ...}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import mmap
+import os
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import (
+    FrameTooLarge,
+    InvalidSignature,
+    MalformedFrame,
+    ReplayedMessage,
+    UnsignedMessage,
+)
+
+MAGIC = b"IPK\x01"
+ALERT_MAGIC = b"IPK!"
+SIGNED_BUFFERS = 0x01
+MAC_LEN = hashlib.sha256().digest_size
+MAX_BUFFERS = 4096
+DEFAULT_MAX_FRAME = 4 * 1024**3 + 1024**2
+
+_FIXED = struct.Struct(">4sBBHQQQ")
+_U64 = struct.Struct(">Q")
+_ALERT = struct.Struct(">4sH")
+# Buffers at least this large are allocated with mmap: pages are zero-filled lazily by
+# the OS as data lands in them, instead of being cleared by bytearray first.
+_MMAP_THRESHOLD = 1024 * 1024
+
+Buffer = bytes | bytearray | memoryview
+
+
+def new_key() -> str:
+    """A fresh random key (256 bits, hex), as written into connection files."""
+    return os.urandom(32).hex()
+
+
+def new_nonce() -> str:
+    """A fresh connection nonce."""
+    return os.urandom(16).hex()
+
+
+def allocate(size: int) -> memoryview:
+    """A writable, zero-filled buffer of ``size`` bytes, cheap to allocate when large."""
+    if size >= _MMAP_THRESHOLD:
+        return memoryview(mmap.mmap(-1, size))
+    return memoryview(bytearray(size))
+
+
+@dataclass
+class Message:
+    """One decoded message: header, content, and the payload with its buffers."""
+
+    header: dict[str, Any]
+    content: dict[str, Any]
+    payload: Buffer = b""
+    buffers: list[memoryview] = field(default_factory=list)
+
+    @property
+    def type(self) -> str:
+        return self.header["type"]
+
+    @property
+    def id(self) -> int:
+        return self.header.get("id", 0)
+
+
+def encode_alert(text: str) -> bytes:
+    """An unsigned refusal notice: the only frame a peer without our key is sent."""
+    data = text.encode("utf-8")[:65535]
+    return _ALERT.pack(ALERT_MAGIC, len(data)) + data
+
+
+class Channel:
+    """Signing and replay state for one connection; turns messages into frames and back.
+
+    ``seal`` and the decoder's ``verify`` are not thread-safe: callers that send from
+    several threads seal and send under one lock, so sequence numbers go out in order.
+
+    >>> a, b = Channel(b"k"), Channel(b"k")
+    >>> frame = b"".join(a.seal("ping", {"x": 1}))
+    >>> [m.content for m in b.decoder().feed(frame)]
+    [{'x': 1}]
+    """
+
+    def __init__(
+        self,
+        key: bytes | str,
+        *,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        sign_buffers: bool = False,
+        require_signed_buffers: bool = False,
+    ) -> None:
+        self.key = key.encode("ascii") if isinstance(key, str) else key
+        self.max_frame = max_frame
+        self.sign_buffers = sign_buffers
+        self.require_signed_buffers = require_signed_buffers
+        self.nonce = new_nonce()
+        self.peer_nonce: str | None = None
+        self._sent = 0
+        self._received = 0
+
+    def mac(self) -> Any:
+        """A fresh HMAC-SHA256 object keyed with this channel's key."""
+        return hmac.new(self.key, digestmod=hashlib.sha256)
+
+    def seal(
+        self,
+        msg_type: str,
+        content: dict[str, Any] | None = None,
+        payload: Buffer = b"",
+        buffers: list[Buffer] = (),  # type: ignore[assignment]
+        **header: Any,
+    ) -> list[Buffer]:
+        """Frame one message; returns the pieces to send, in order, without copying buffers."""
+        self._sent += 1
+        header.update(type=msg_type, session=self.peer_nonce, seq=self._sent)
+        head = [
+            json.dumps(header, separators=(",", ":")).encode(),
+            json.dumps(content or {}, separators=(",", ":")).encode(),
+            payload,
+        ]
+        sizes = [memoryview(b).nbytes for b in buffers]
+        flags = SIGNED_BUFFERS if self.sign_buffers and sizes else 0
+        prefix = _FIXED.pack(
+            MAGIC, flags, MAC_LEN, len(sizes), len(head[0]), len(head[1]), len(head[2])
+        ) + b"".join(_U64.pack(s) for s in sizes)
+        mac = self.mac()
+        mac.update(prefix)
+        for part in head:
+            mac.update(part)
+        head_mac = mac.digest()
+        pieces: list[Buffer] = [prefix, *head, head_mac, *buffers]
+        if flags:
+            tail = self.mac()
+            tail.update(head_mac)
+            for b in buffers:
+                tail.update(b)
+            pieces.append(tail.digest())
+        return pieces
+
+    def accept(self, header: dict[str, Any]) -> None:
+        """Check a verified header's place in the sequence; learn the peer's nonce."""
+        expected = self._received + 1
+        if header.get("seq") != expected:
+            raise ReplayedMessage(
+                f"message {header.get('seq')} out of sequence (expected {expected})"
+            )
+        session = header.get("session")
+        if self._received == 0:
+            if session is not None and session != self.nonce:
+                raise ReplayedMessage("first message names another connection")
+        elif session != self.nonce:
+            raise ReplayedMessage("message belongs to another connection")
+        self._received = expected
+
+    def decoder(self) -> FrameDecoder:
+        """A decoder for the frames this channel's peer sends."""
+        return FrameDecoder(self)
+
+
+class FrameDecoder:
+    """Incremental, linear-time frame parser.
+
+    Feed it bytes as they arrive with ``feed``; or, to receive straight into the
+    buffers it allocated, ask ``buffer_to_fill`` for the memory a socket should
+    ``recv_into`` and report the count with ``filled``, as asyncio's BufferedProtocol
+    does. Both return the messages that became complete.
+    """
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self._pending = bytearray()
+        self._need = len(MAGIC)
+        self._state = self._on_magic
+        self._sizes: list[int] = []
+        self._flags = 0
+        self._prefix = b""
+        self._head_mac = b""
+        self._header: dict[str, Any] = {}
+        self._content: dict[str, Any] = {}
+        self._payload: Buffer = b""
+        self._buffers: list[memoryview] = []
+        self._filling: memoryview | None = None
+        self._filled = 0
+        self.alert: str | None = None
+
+    def feed(self, data: Buffer) -> list[Message]:
+        """Consume bytes; return the messages they complete. Raises WireError on a bad frame."""
+        out: list[Message] = []
+        view = memoryview(data)
+        while view.nbytes:
+            target = self._filling
+            if target is not None:
+                n = min(view.nbytes, target.nbytes - self._filled)
+                target[self._filled : self._filled + n] = view[:n]
+                view = view[n:]
+                out.extend(self.filled(n))
+                continue
+            take = min(view.nbytes, self._need - len(self._pending))
+            self._pending += view[:take]
+            view = view[take:]
+            if len(self._pending) == self._need:
+                chunk, self._pending = self._pending, bytearray()
+                out.extend(self._state(chunk))
+        return out
+
+    def buffer_to_fill(self) -> memoryview | None:
+        """The unfilled rest of the buffer being received, or None outside a buffer."""
+        if self._filling is None:
+            return None
+        return self._filling[self._filled :]
+
+    def filled(self, n: int) -> list[Message]:
+        """Record ``n`` bytes written into ``buffer_to_fill()``; return completed messages."""
+        assert self._filling is not None
+        self._filled += n
+        if self._filled < self._filling.nbytes:
+            return []
+        self._buffers.append(self._filling)
+        self._filling = None
+        return list(self._next_buffer())
+
+    def _expect(self, size: int, state: Any) -> None:
+        self._need = size
+        self._state = state
+
+    def _on_magic(self, chunk: bytearray) -> Iterator[Message]:
+        if chunk == MAGIC:
+            self._expect(_FIXED.size - len(MAGIC), self._on_fixed)
+        elif chunk == ALERT_MAGIC:
+            self._expect(_ALERT.size - len(ALERT_MAGIC), self._on_alert_length)
+        else:
+            raise MalformedFrame(f"not a frame of this protocol (starts {chunk!r})")
+        return iter(())
+
+    def _on_alert_length(self, chunk: bytearray) -> Iterator[Message]:
+        (length,) = struct.unpack(">H", chunk)
+        self._expect(length, self._on_alert)
+        return iter(()) if length else self._on_alert(bytearray())
+
+    def _on_fixed(self, chunk: bytearray) -> Iterator[Message]:
+        _, flags, mac_len, n_buffers, *head_sizes = _FIXED.unpack(MAGIC + chunk)
+        if mac_len == 0:
+            raise UnsignedMessage("message carries no signature")
+        if mac_len != MAC_LEN:
+            raise MalformedFrame(f"signature length {mac_len}, expected {MAC_LEN}")
+        if n_buffers > MAX_BUFFERS:
+            raise FrameTooLarge(f"{n_buffers} buffers announced, at most {MAX_BUFFERS}")
+        self._flags = flags
+        self._sizes = head_sizes
+        self._prefix = MAGIC + chunk
+        if n_buffers:
+            self._expect(8 * n_buffers, self._on_buffer_sizes)
+        else:
+            yield from self._check_total()
+
+    def _on_buffer_sizes(self, chunk: bytearray) -> Iterator[Message]:
+        self._prefix += chunk
+        self._sizes += [s for (s,) in _U64.iter_unpack(chunk)]
+        yield from self._check_total()
+
+    def _check_total(self) -> Iterator[Message]:
+        total = sum(self._sizes)
+        if total > self.channel.max_frame:
+            raise FrameTooLarge(
+                f"frame of {total} bytes announced, maximum is {self.channel.max_frame}"
+            )
+        self._expect(sum(self._sizes[:3]) + MAC_LEN, self._on_head)
+        return iter(())
+
+    def _on_head(self, chunk: bytearray) -> Iterator[Message]:
+        view = memoryview(chunk)
+        head, head_mac = view[:-MAC_LEN], view[-MAC_LEN:]
+        mac = self.channel.mac()
+        mac.update(self._prefix)
+        mac.update(head)
+        if not hmac.compare_digest(mac.digest(), head_mac):
+            raise InvalidSignature("signature does not match the key")
+        n_header, n_content = self._sizes[0], self._sizes[1]
+        try:
+            header = json.loads(bytes(head[:n_header]))
+            content = json.loads(bytes(head[n_header : n_header + n_content]))
+        except ValueError as e:
+            raise MalformedFrame(f"unreadable header: {e}") from None
+        if not isinstance(header, dict) or not isinstance(header.get("type"), str):
+            raise MalformedFrame("header must be an object with a type")
+        self.channel.accept(header)
+        buffers_unsigned = len(self._sizes) > 3 and not self._flags & SIGNED_BUFFERS
+        if self.channel.require_signed_buffers and buffers_unsigned:
+            raise UnsignedMessage("buffers must be signed on this connection")
+        self._header, self._content = header, content
+        self._payload = head[n_header + n_content :]
+        self._head_mac = bytes(head_mac)
+        self._buffers = []
+        yield from self._next_buffer()
+
+    def _next_buffer(self) -> Iterator[Message]:
+        index = 3 + len(self._buffers)
+        if index < len(self._sizes):
+            self._filling, self._filled = allocate(self._sizes[index]), 0
+            if self._sizes[index] == 0:
+                yield from self.filled(0)
+            return
+        if self._flags & SIGNED_BUFFERS and self._buffers:
+            self._expect(MAC_LEN, self._on_tail)
+            return
+        yield self._finish()
+
+    def _on_tail(self, chunk: bytearray) -> Iterator[Message]:
+        mac = self.channel.mac()
+        mac.update(self._head_mac)
+        for b in self._buffers:
+            mac.update(b)
+        if not hmac.compare_digest(mac.digest(), chunk):
+            raise InvalidSignature("buffer signature does not match the key")
+        yield self._finish()
+
+    def _finish(self) -> Message:
+        message = Message(self._header, self._content, self._payload, self._buffers)
+        self._buffers = []
+        self._expect(len(MAGIC), self._on_magic)
+        return message
+
+    def _on_alert(self, chunk: bytearray) -> Iterator[Message]:
+        self.alert = chunk.decode("utf-8", "replace")
+        self._expect(len(MAGIC), self._on_magic)
+        return iter(())

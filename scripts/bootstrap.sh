@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Prepare .venv at the repository root so demo.sh and test.sh can run.
+# Safe to run before every command: each step is skipped when already done.
+#
+#   bash scripts/bootstrap.sh [--extras GROUP[,GROUP]]   (test is always installed)
+#   IPK_APT_PACKAGES="pkg ..."   extra Debian/Ubuntu packages to ensure are installed
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+die() { echo "bootstrap: $*" >&2; exit 1; }
+
+extras=test
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --extras) [ $# -ge 2 ] || die "--extras needs a value"; extras="$extras,$2"; shift 2 ;;
+        --extras=*) extras="$extras,${1#*=}"; shift ;;
+        *) die "unknown argument: $1 (usage: bootstrap.sh [--extras bench])" ;;
+    esac
+done
+
+# Debian's own interpreter, so that Debian-packaged modules (python3-wxgtk4.0)
+# are importable through --system-site-packages.
+py=/usr/bin/python3
+[ -x "$py" ] || py=$(command -v python3) || die "python3 not found; install Python 3.11 or newer"
+"$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+    || die "Python 3.11 or newer is required; $py is $("$py" -V 2>&1)"
+
+venv_ok() { [ -x .venv/bin/python ] && [ -x .venv/bin/pip ] && .venv/bin/python -c '' 2>/dev/null; }
+
+# Debian splits venv/ensurepip out of the interpreter package: without
+# python3-venv, `python3 -m venv` leaves a half-made directory with no pip.
+want=${IPK_APT_PACKAGES:-}
+if ! venv_ok && ! "$py" -c 'import venv, ensurepip' 2>/dev/null; then
+    want="python3-venv $want"
+fi
+
+missing=()
+for pkg in $want; do
+    command -v dpkg-query >/dev/null || die "not a Debian/Ubuntu system; install by hand: $want"
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' \
+        || missing+=("$pkg")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" -eq 0 ]; then
+        as_root=()
+    elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+        as_root=(sudo -n)
+    else
+        die "missing system packages; run:
+    sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y ${missing[*]}"
+    fi
+    echo "bootstrap: installing ${missing[*]}" >&2
+    # env: sudo drops the caller's environment. Lock timeout: on a fresh cloud
+    # machine unattended-upgrades often holds the dpkg lock for a while.
+    apt=("${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=300)
+    "${apt[@]}" update >/dev/null
+    "${apt[@]}" install "${missing[@]}" >/dev/null
+fi
+
+if ! venv_ok; then
+    echo "bootstrap: creating .venv with $py" >&2
+    # --clear: a previous attempt without python3-venv leaves a venv with no pip.
+    "$py" -m venv --system-site-packages --clear .venv
+fi
+
+# Reinstall only when the dependency list or the requested extras change, so
+# repeated runs are quick and need no network.
+stamp=.venv/.ipk-installed
+want_stamp="$(sha256sum pyproject.toml | cut -d' ' -f1) $extras"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want_stamp" ]; then
+    echo "bootstrap: installing the package and its [$extras] dependencies into .venv" >&2
+    rm -f "$stamp"
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e ".[$extras]"
+    echo "$want_stamp" >"$stamp"
+fi
