@@ -2,15 +2,15 @@
 
 Pure Python, no Twisted: the same code frames bytes for TCP, TLS and tests.
 
-A frame carries a JSON header, JSON content, an optional pickle payload and zero or
+A frame carries a JSON header and content, an optional pickle payload and zero or
 more raw buffers (pickle protocol 5 out-of-band buffers, so an array's bytes travel
 as they are). All integers are big-endian::
 
-    prefix  "IPK\\x01" | flags u8 | mac_len u8 | n_buffers u16
-            | header_len u64 | content_len u64 | payload_len u64
-            | buffer_len u64 * n_buffers
-    head    header JSON | content JSON | payload
-    mac     HMAC-SHA256(key, prefix + head)                      (mac_len bytes)
+    prefix  "IPK\\x01" | flags u8 | mac_len u8 | n_buffers u16 | head_len u32
+            | payload_len u64 | buffer_len u64 * n_buffers
+    head    JSON [header, content]
+    payload pickle stream (may be empty)
+    mac     HMAC-SHA256(key, prefix + head + payload)            (mac_len bytes)
     buffers buffer 0 | buffer 1 | ...
     tail    HMAC-SHA256(key, mac + buffers)      only when flags has SIGNED_BUFFERS
 
@@ -32,7 +32,9 @@ A peer's nonce is learnt from its first message (the handshake), which alone has
 ``session`` null.
 
 A refusal is sent as an *alert*, which is never signed and never parsed beyond its
-text: ``"IPK!" | length u16 | UTF-8 text``. Example transcript of a connection::
+text: ``"IPK!" | length u16 | zeros up to the prefix's size | UTF-8 text``.
+
+A connection, as a transcript::
 
     client -> connect_request  {session: null, seq: 1}  content {nonce: c}
     kernel -> connect_reply    {session: c,    seq: 1}  content {nonce: k, pid, ...}
@@ -45,7 +47,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import mmap
 import os
 import struct
 from collections.abc import Iterator
@@ -59,6 +60,7 @@ from .errors import (
     ReplayedMessage,
     UnsignedMessage,
 )
+from .memory import allocate
 
 MAGIC = b"IPK\x01"
 ALERT_MAGIC = b"IPK!"
@@ -67,12 +69,11 @@ MAC_LEN = hashlib.sha256().digest_size
 MAX_BUFFERS = 4096
 DEFAULT_MAX_FRAME = 4 * 1024**3 + 1024**2
 
-_FIXED = struct.Struct(">4sBBHQQQ")
-_U64 = struct.Struct(">Q")
+_PREFIX = struct.Struct(">4sBBHIQ")
 _ALERT = struct.Struct(">4sH")
-# Buffers at least this large are allocated with mmap: pages are zero-filled lazily by
-# the OS as data lands in them, instead of being cleared by bytearray first.
-_MMAP_THRESHOLD = 1024 * 1024
+_U64 = struct.Struct(">Q")
+_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_decode_json = json.JSONDecoder().decode
 
 Buffer = bytes | bytearray | memoryview
 
@@ -85,13 +86,6 @@ def new_key() -> str:
 def new_nonce() -> str:
     """A fresh connection nonce."""
     return os.urandom(16).hex()
-
-
-def allocate(size: int) -> memoryview:
-    """A writable, zero-filled buffer of ``size`` bytes, cheap to allocate when large."""
-    if size >= _MMAP_THRESHOLD:
-        return memoryview(mmap.mmap(-1, size))
-    return memoryview(bytearray(size))
 
 
 @dataclass
@@ -115,14 +109,14 @@ class Message:
 def encode_alert(text: str) -> bytes:
     """An unsigned refusal notice: the only frame a peer without our key is sent."""
     data = text.encode("utf-8")[:65535]
-    return _ALERT.pack(ALERT_MAGIC, len(data)) + data
+    return _ALERT.pack(ALERT_MAGIC, len(data)).ljust(_PREFIX.size, b"\0") + data
 
 
 class Channel:
     """Signing and replay state for one connection; turns messages into frames and back.
 
-    ``seal`` and the decoder's ``verify`` are not thread-safe: callers that send from
-    several threads seal and send under one lock, so sequence numbers go out in order.
+    ``seal`` and the decoder are not thread-safe: callers that send from several
+    threads seal and send under one lock, so sequence numbers go out in order.
 
     >>> a, b = Channel(b"k"), Channel(b"k")
     >>> frame = b"".join(a.seal("ping", {"x": 1}))
@@ -144,12 +138,13 @@ class Channel:
         self.require_signed_buffers = require_signed_buffers
         self.nonce = new_nonce()
         self.peer_nonce: str | None = None
+        self._keyed = hmac.new(self.key, digestmod="sha256")
         self._sent = 0
         self._received = 0
 
     def mac(self) -> Any:
         """A fresh HMAC-SHA256 object keyed with this channel's key."""
-        return hmac.new(self.key, digestmod=hashlib.sha256)
+        return self._keyed.copy()
 
     def seal(
         self,
@@ -161,25 +156,24 @@ class Channel:
     ) -> list[Buffer]:
         """Frame one message; returns the pieces to send, in order, without copying buffers."""
         self._sent += 1
-        header.update(type=msg_type, session=self.peer_nonce, seq=self._sent)
-        head = [
-            json.dumps(header, separators=(",", ":")).encode(),
-            json.dumps(content or {}, separators=(",", ":")).encode(),
-            payload,
-        ]
-        sizes = [memoryview(b).nbytes for b in buffers]
-        flags = SIGNED_BUFFERS if self.sign_buffers and sizes else 0
-        prefix = _FIXED.pack(
-            MAGIC, flags, MAC_LEN, len(sizes), len(head[0]), len(head[1]), len(head[2])
-        ) + b"".join(_U64.pack(s) for s in sizes)
-        mac = self.mac()
+        header["type"] = msg_type
+        header["session"] = self.peer_nonce
+        header["seq"] = self._sent
+        head = _encode_json([header, content or {}]).encode()
+        flags = SIGNED_BUFFERS if buffers and self.sign_buffers else 0
+        prefix = _PREFIX.pack(
+            MAGIC, flags, MAC_LEN, len(buffers), len(head), memoryview(payload).nbytes
+        )
+        if buffers:
+            prefix += b"".join(_U64.pack(memoryview(b).nbytes) for b in buffers)
+        mac = self._keyed.copy()
         mac.update(prefix)
-        for part in head:
-            mac.update(part)
+        mac.update(head)
+        mac.update(payload)
         head_mac = mac.digest()
-        pieces: list[Buffer] = [prefix, *head, head_mac, *buffers]
+        pieces: list[Buffer] = [prefix, head, payload, head_mac, *buffers]
         if flags:
-            tail = self.mac()
+            tail = self._keyed.copy()
             tail.update(head_mac)
             for b in buffers:
                 tail.update(b)
@@ -187,7 +181,7 @@ class Channel:
         return pieces
 
     def accept(self, header: dict[str, Any]) -> None:
-        """Check a verified header's place in the sequence; learn the peer's nonce."""
+        """Check a verified header's place in the sequence; learn nothing else."""
         expected = self._received + 1
         if header.get("seq") != expected:
             raise ReplayedMessage(
@@ -218,15 +212,15 @@ class FrameDecoder:
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
         self._pending = bytearray()
-        self._need = len(MAGIC)
-        self._state = self._on_magic
-        self._sizes: list[int] = []
+        self._need = _PREFIX.size
+        self._state = self._on_prefix
         self._flags = 0
-        self._prefix = b""
-        self._head_mac = b""
-        self._header: dict[str, Any] = {}
-        self._content: dict[str, Any] = {}
-        self._payload: Buffer = b""
+        self._head_len = 0
+        self._payload_len = 0
+        self._sizes: list[int] = []
+        self._prefix: Buffer = b""
+        self._head_mac: Buffer = b""
+        self._message: Message | None = None
         self._buffers: list[memoryview] = []
         self._filling: memoryview | None = None
         self._filled = 0
@@ -244,12 +238,17 @@ class FrameDecoder:
                 view = view[n:]
                 out.extend(self.filled(n))
                 continue
-            take = min(view.nbytes, self._need - len(self._pending))
-            self._pending += view[:take]
-            view = view[take:]
-            if len(self._pending) == self._need:
-                chunk, self._pending = self._pending, bytearray()
-                out.extend(self._state(chunk))
+            need = self._need
+            if not self._pending and view.nbytes >= need:
+                chunk, view = view[:need], view[need:]
+            else:
+                take = min(view.nbytes, need - len(self._pending))
+                self._pending += view[:take]
+                view = view[take:]
+                if len(self._pending) < need:
+                    break
+                chunk, self._pending = memoryview(self._pending), bytearray()
+            out.extend(self._state(chunk))
         return out
 
     def buffer_to_fill(self) -> memoryview | None:
@@ -272,78 +271,68 @@ class FrameDecoder:
         self._need = size
         self._state = state
 
-    def _on_magic(self, chunk: bytearray) -> Iterator[Message]:
-        if chunk == MAGIC:
-            self._expect(_FIXED.size - len(MAGIC), self._on_fixed)
-        elif chunk == ALERT_MAGIC:
-            self._expect(_ALERT.size - len(ALERT_MAGIC), self._on_alert_length)
-        else:
-            raise MalformedFrame(f"not a frame of this protocol (starts {chunk!r})")
-        return iter(())
-
-    def _on_alert_length(self, chunk: bytearray) -> Iterator[Message]:
-        (length,) = struct.unpack(">H", chunk)
-        self._expect(length, self._on_alert)
-        return iter(()) if length else self._on_alert(bytearray())
-
-    def _on_fixed(self, chunk: bytearray) -> Iterator[Message]:
-        _, flags, mac_len, n_buffers, *head_sizes = _FIXED.unpack(MAGIC + chunk)
+    def _on_prefix(self, chunk: memoryview) -> Iterator[Message]:
+        magic, flags, mac_len, n_buffers, head_len, payload_len = _PREFIX.unpack(chunk)
+        if magic == ALERT_MAGIC:
+            (length,) = struct.unpack_from(">H", chunk, 4)
+            self._expect(length, self._on_alert)
+            return self._on_alert(memoryview(b"")) if length == 0 else iter(())
+        if magic != MAGIC:
+            raise MalformedFrame(f"not a frame of this protocol (starts {bytes(magic)!r})")
         if mac_len == 0:
             raise UnsignedMessage("message carries no signature")
         if mac_len != MAC_LEN:
             raise MalformedFrame(f"signature length {mac_len}, expected {MAC_LEN}")
         if n_buffers > MAX_BUFFERS:
             raise FrameTooLarge(f"{n_buffers} buffers announced, at most {MAX_BUFFERS}")
-        self._flags = flags
-        self._sizes = head_sizes
-        self._prefix = MAGIC + chunk
+        self._flags, self._head_len, self._payload_len = flags, head_len, payload_len
+        self._prefix = chunk
         if n_buffers:
             self._expect(8 * n_buffers, self._on_buffer_sizes)
-        else:
-            yield from self._check_total()
+            return iter(())
+        self._sizes = []
+        return self._check_total()
 
-    def _on_buffer_sizes(self, chunk: bytearray) -> Iterator[Message]:
-        self._prefix += chunk
-        self._sizes += [s for (s,) in _U64.iter_unpack(chunk)]
-        yield from self._check_total()
+    def _on_buffer_sizes(self, chunk: memoryview) -> Iterator[Message]:
+        self._prefix = bytes(self._prefix) + bytes(chunk)
+        self._sizes = [s for (s,) in _U64.iter_unpack(chunk)]
+        return self._check_total()
 
     def _check_total(self) -> Iterator[Message]:
-        total = sum(self._sizes)
+        total = self._head_len + self._payload_len + sum(self._sizes)
         if total > self.channel.max_frame:
             raise FrameTooLarge(
                 f"frame of {total} bytes announced, maximum is {self.channel.max_frame}"
             )
-        self._expect(sum(self._sizes[:3]) + MAC_LEN, self._on_head)
+        self._expect(self._head_len + self._payload_len + MAC_LEN, self._on_body)
         return iter(())
 
-    def _on_head(self, chunk: bytearray) -> Iterator[Message]:
-        view = memoryview(chunk)
-        head, head_mac = view[:-MAC_LEN], view[-MAC_LEN:]
+    def _on_body(self, chunk: memoryview) -> Iterator[Message]:
+        signed, head_mac = chunk[:-MAC_LEN], chunk[-MAC_LEN:]
         mac = self.channel.mac()
         mac.update(self._prefix)
-        mac.update(head)
+        mac.update(signed)
         if not hmac.compare_digest(mac.digest(), head_mac):
             raise InvalidSignature("signature does not match the key")
-        n_header, n_content = self._sizes[0], self._sizes[1]
         try:
-            header = json.loads(bytes(head[:n_header]))
-            content = json.loads(bytes(head[n_header : n_header + n_content]))
-        except ValueError as e:
+            header, content = _decode_json(str(signed[: self._head_len], "utf-8"))
+        except (ValueError, TypeError) as e:
             raise MalformedFrame(f"unreadable header: {e}") from None
         if not isinstance(header, dict) or not isinstance(header.get("type"), str):
             raise MalformedFrame("header must be an object with a type")
+        if not isinstance(content, dict):
+            raise MalformedFrame("content must be an object")
         self.channel.accept(header)
-        buffers_unsigned = len(self._sizes) > 3 and not self._flags & SIGNED_BUFFERS
+        buffers_unsigned = self._sizes and not self._flags & SIGNED_BUFFERS
         if self.channel.require_signed_buffers and buffers_unsigned:
             raise UnsignedMessage("buffers must be signed on this connection")
-        self._header, self._content = header, content
-        self._payload = head[n_header + n_content :]
-        self._head_mac = bytes(head_mac)
+        self._message = Message(header, content, signed[self._head_len :])
+        self._head_mac = head_mac
         self._buffers = []
-        yield from self._next_buffer()
+        return self._next_buffer()
 
     def _next_buffer(self) -> Iterator[Message]:
-        index = 3 + len(self._buffers)
+        index = len(self._buffers)
         if index < len(self._sizes):
             self._filling, self._filled = allocate(self._sizes[index]), 0
             if self._sizes[index] == 0:
@@ -354,7 +343,7 @@ class FrameDecoder:
             return
         yield self._finish()
 
-    def _on_tail(self, chunk: bytearray) -> Iterator[Message]:
+    def _on_tail(self, chunk: memoryview) -> Iterator[Message]:
         mac = self.channel.mac()
         mac.update(self._head_mac)
         for b in self._buffers:
@@ -364,12 +353,14 @@ class FrameDecoder:
         yield self._finish()
 
     def _finish(self) -> Message:
-        message = Message(self._header, self._content, self._payload, self._buffers)
-        self._buffers = []
-        self._expect(len(MAGIC), self._on_magic)
+        message = self._message
+        assert message is not None
+        message.buffers = self._buffers
+        self._message, self._buffers = None, []
+        self._expect(_PREFIX.size, self._on_prefix)
         return message
 
-    def _on_alert(self, chunk: bytearray) -> Iterator[Message]:
-        self.alert = chunk.decode("utf-8", "replace")
-        self._expect(len(MAGIC), self._on_magic)
+    def _on_alert(self, chunk: memoryview) -> Iterator[Message]:
+        self.alert = str(chunk, "utf-8", "replace")
+        self._expect(_PREFIX.size, self._on_prefix)
         return iter(())

@@ -340,11 +340,14 @@ class RemoteKernel:
         self._check(message)
         return serialize.loads(message.payload, message.buffers)
 
-    def _record(self, message: Message) -> ExecuteResult:
+    def _record(self, source: str) -> Callable[[Message], ExecuteResult]:
+        return lambda message: self._execute_result(message, source)
+
+    def _execute_result(self, message: Message, source: str) -> ExecuteResult:
         record = message.content.get("record")
         if record is None:
             self._check(message)
-        result = ExecuteResult(**record, kernel=self.name)
+        result = ExecuteResult(source=source, **record, kernel=self.name)
         if result.error:
             error = RemoteError.from_error(result.error, self.name, result.number)
             error.result = result  # type: ignore[attr-defined]
@@ -361,14 +364,14 @@ class RemoteKernel:
         """
         if not isinstance(source, str):
             raise TypeError(f"execute() takes source code as a str, not {type(source).__name__}")
-        return self._send("execute", {"source": source}, self._record, block, "execute")
+        return self._send("execute", {"source": source}, self._record(source), block, "execute")
 
     def run(self, filename: str | os.PathLike, block: bool | None = None) -> Any:
         """Run a local Python file on the kernel (tracebacks name the file)."""
         with open(filename, encoding="utf-8") as f:
             source = f.read()
         content = {"source": source, "filename": os.fspath(filename)}
-        return self._send("execute", content, self._record, block, f"run {filename}")
+        return self._send("execute", content, self._record(source), block, f"run {filename}")
 
     def apply(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call ``func(*args, **kwargs)`` on the kernel; lambdas and closures work too.

@@ -23,7 +23,7 @@ import traceback
 import types
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from .capture import CapturedStream
@@ -53,7 +53,7 @@ class CommandRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy, as sent to clients and gatherers."""
-        return asdict(self)
+        return dict(self.__dict__)
 
 
 @dataclass
@@ -81,6 +81,15 @@ def error_record(exc: BaseException, skip_frames: int = 0) -> dict[str, Any]:
         "evalue": str(exc),
         "traceback": traceback.format_exception(type(exc), exc, tb),
     }
+
+
+def _compile(source: str, filename: str) -> tuple[types.CodeType, types.CodeType | None]:
+    """Code for the statements, and for a trailing expression whose value is the result."""
+    tree = ast.parse(source, filename, "exec")
+    last = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = compile(ast.Expression(tree.body.pop().value), filename, "eval")
+    return compile(tree, filename, "exec"), last
 
 
 class Engine:
@@ -237,16 +246,10 @@ class Engine:
         return record
 
     def _run_source(self, source: str, filename: str) -> Any:
-        lines = source.splitlines(keepends=True)
-        linecache.cache[filename] = (len(source), None, lines, filename)
-        tree = ast.parse(source, filename, "exec")
-        last = None
-        if tree.body and isinstance(tree.body[-1], ast.Expr):
-            last = ast.Expression(tree.body.pop().value)
-        exec(compile(tree, filename, "exec"), self.namespace)
-        if last is not None:
-            return eval(compile(last, filename, "eval"), self.namespace)
-        return None
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        body, last = _compile(source, filename)
+        exec(body, self.namespace)
+        return None if last is None else eval(last, self.namespace)
 
     def format(self, value: Any) -> dict[str, Any]:
         """Display data of a value: text/plain always, richer types where it has them."""

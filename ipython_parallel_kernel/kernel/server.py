@@ -209,7 +209,9 @@ class KernelProtocol(FrameProtocol):
                 self.reply(request, {"status": "error", "error": error})
                 return
             status = "error" if record.error else "ok"
-            self.reply(request, {"status": status, "record": record.to_dict()})
+            sent = record.to_dict()
+            del sent["source"]  # the client has it
+            self.reply(request, {"status": status, "record": sent})
 
         engine.submit("execute", lambda: engine.execute(source, filename), done)
 
