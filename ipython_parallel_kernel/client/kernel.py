@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -250,7 +250,8 @@ class RemoteKernel:
     ``addr`` is ``(ip, port)``, ``"host:port"`` or a connection file. Given only an
     address, the key is read from the connection file that the kernel on that port
     wrote in the profile's ``security/`` directory, unless ``key=`` is given.
-    ``timeout`` bounds every blocking wait (None: wait as long as the kernel works).
+    ``timeout`` bounds every blocking wait (None: wait as long as the kernel works);
+    ``source_address`` picks the local address to connect from on a multi-homed host.
     """
 
     def __init__(
@@ -262,12 +263,14 @@ class RemoteKernel:
         profile: str | None = None,
         block: bool = True,
         connect_timeout: float = 10.0,
+        source_address: str | None = None,
     ) -> None:
         self.info = _resolve(addr, key, profile)
         self.address: Address = self.info.address
         self.name = format_address(self.address)
         self.timeout = timeout
         self.block = block
+        self.source_address = source_address
         reactor = get_reactor()
         self._protocol = KernelClientProtocol(Channel(self.info.key), reactor, self.name)
         call(self._connect, reactor, connect_timeout, timeout=connect_timeout, what="connecting")
@@ -282,10 +285,12 @@ class RemoteKernel:
     def _connect(self, reactor: Any, timeout: float) -> None:
         factory = _Factory(self._protocol)
         host, port = self.address
+        bind = (self.source_address, 0) if self.source_address else None
         if self.info.tls:
-            reactor.connectSSL(host, port, factory, self._tls_options(), timeout=timeout)
+            options = self._tls_options()
+            reactor.connectSSL(host, port, factory, options, timeout=timeout, bindAddress=bind)
         else:
-            reactor.connectTCP(host, port, factory, timeout=timeout)
+            reactor.connectTCP(host, port, factory, timeout=timeout, bindAddress=bind)
 
     def _tls_options(self) -> Any:
         from twisted.internet import ssl
@@ -446,6 +451,9 @@ class RemoteKernel:
 
     def __contains__(self, name: object) -> bool:
         return name in self.keys()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
 
     def keys(self) -> list[str]:
         """Names defined on the kernel."""

@@ -21,6 +21,7 @@ import shutil
 import signal
 import sys
 import threading
+import types
 from pathlib import Path
 from typing import Any
 
@@ -160,8 +161,12 @@ class KernelApp(Application):
         for sig in (signal.SIGTTIN, signal.SIGTTOU):
             # A background kernel must never stop because it touched the terminal.
             signal.signal(sig, signal.SIG_IGN)
+        # User code lives in a fresh __main__ module, as in IPython: pickle, multiprocessing
+        # and cloudpickle then treat what it defines as interactively defined.
+        main_module = types.ModuleType("__main__")
+        sys.modules["__main__"] = main_module
         self.engine = Engine(
-            namespace={"__name__": "__main__"},
+            namespace=main_module.__dict__,
             streams=capture.install(),
             history_length=self.history_length,
         )

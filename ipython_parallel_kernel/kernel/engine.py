@@ -131,8 +131,8 @@ class Engine:
 
     @property
     def busy(self) -> bool:
-        """True while a job runs."""
-        return self._current is not None
+        """True while a job runs or waits to run."""
+        return self._current is not None or bool(self._queue)
 
     @property
     def queued(self) -> int:
@@ -325,5 +325,6 @@ class Engine:
 
     def reset(self) -> None:
         """Empty the namespace (history and numbering stay)."""
+        kept = {k: v for k, v in self.namespace.items() if k in ("__name__", "__builtins__")}
         self.namespace.clear()
-        self.namespace["__name__"] = "__main__"
+        self.namespace.update(kept)

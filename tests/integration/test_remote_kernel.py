@@ -1,0 +1,403 @@
+"""RemoteKernel against real ipk-kernel processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ipython_parallel_kernel import RemoteKernel
+from ipython_parallel_kernel.client.kernel import AsyncResult, ExecuteResult
+from ipython_parallel_kernel.errors import KernelDied, KernelTimeout, KeyNotFound, RemoteError
+
+
+def test_seed_session_verbatim(kernel):
+    """The 2005 note's session works as written: execute, push(value, name), pull."""
+    rk = RemoteKernel(("127.0.0.1", kernel.port))
+    rk.execute("a = 5")
+    rk.push(10, "b")
+    assert rk.pull("b") == 10
+    assert rk.pull("a") == 5
+    rk.disconnect()
+
+
+def test_dictionary_interface(rk):
+    """rk['b'] = 10 pushes, rk['b'] pulls, del and `in` work, missing names raise KeyError."""
+    rk["b"] = 10
+    assert rk["b"] == 10
+    assert "b" in rk
+    assert "b" in list(rk)
+    del rk["b"]
+    assert "b" not in rk
+    with pytest.raises(KeyError):
+        rk["b"]
+    with pytest.raises(KeyError):
+        del rk["b"]
+
+
+def test_push_dict_and_pull_list(rk):
+    """push({...}) binds several names; pull([...]) returns their values in order."""
+    rk.push({"a": 1, "b": [2, 3], "c": {"d": 4}})
+    assert rk.pull(["c", "a", "b"]) == [{"d": 4}, 1, [2, 3]]
+
+
+def test_failed_push_leaves_namespace_unchanged(rk):
+    """A push whose value cannot be rebuilt on the kernel binds none of its names."""
+
+    def explode() -> None:
+        raise RuntimeError("cannot be rebuilt here")
+
+    class Unloadable:
+        def __reduce__(self):
+            return (explode, ())
+
+    rk["keep"] = "old"
+    with pytest.raises(RemoteError) as info:
+        rk.push({"keep": "new", "ok": 1, "bad": Unloadable()})
+    assert "cannot be rebuilt here" in str(info.value)
+    assert rk["keep"] == "old"
+    assert "ok" not in rk
+
+
+def test_push_rejects_bad_names_locally(rk):
+    """Invalid Python names are refused before anything is sent."""
+    with pytest.raises(ValueError, match="not valid Python names"):
+        rk.push({"not a name": 1})
+
+
+def test_execute_result_fields(rk):
+    """A blocking execute returns stdout, stderr, display data, number and timings."""
+    result = rk.execute("import sys\nprint('out')\nprint('err', file=sys.stderr)\n6 * 7")
+    assert isinstance(result, ExecuteResult)
+    assert result.stdout == "out\n"
+    assert result.stderr == "err\n"
+    assert result.result == {"text/plain": "42"}
+    assert result.text == "42"
+    assert result.number >= 1
+    assert result.completed >= result.started >= result.submitted > 0
+    assert "Out[" in repr(result) and "[stdout] out" in repr(result)
+
+
+def test_execute_numbers_increase(rk):
+    """Every command gets the next number."""
+    first = rk.execute("x = 1").number
+    assert rk.execute("x = 2").number == first + 1
+
+
+def test_nonblocking_execute_is_a_future(rk):
+    """block=False returns an AsyncResult: a Future with get, ready, wait and callbacks."""
+    seen: list[ExecuteResult] = []
+    result = rk.execute("import time; time.sleep(0.3); 'done'", block=False)
+    assert isinstance(result, AsyncResult) and isinstance(result, Future)
+    result.add_done_callback(lambda f: seen.append(f.result()))
+    assert not result.ready()
+    assert result.wait(30)
+    assert result.ready()
+    assert result.get(1).text == "'done'"
+    assert seen and seen[0].text == "'done'"
+
+
+def test_block_attribute_sets_the_default(rk):
+    """rk.block = False makes every call non-blocking until set back."""
+    rk.block = False
+    pending = rk.execute("1 + 1")
+    assert isinstance(pending, AsyncResult)
+    assert pending.get(30).text == "2"
+    rk.block = True
+    assert isinstance(rk.execute("1 + 1"), ExecuteResult)
+
+
+def test_get_timeout_says_what_to_do(rk):
+    """get(timeout) on a running command raises KernelTimeout that names the kernel."""
+    pending = rk.execute("import time; time.sleep(2)", block=False)
+    with pytest.raises(KernelTimeout, match="interrupt"):
+        pending.get(0.1)
+    assert pending.get(30) is not None
+
+
+def test_remote_traceback_text(rk):
+    """A remote exception raises RemoteError with the remote traceback's text."""
+    with pytest.raises(RemoteError) as info:
+        rk.execute("def f():\n    return 1 / 0\n\nf()")
+    error = info.value
+    assert error.ename == "ZeroDivisionError"
+    assert error.evalue == "division by zero"
+    text = "".join(error.traceback)
+    assert "<ipk-input-" in text and "return 1 / 0" in text and "in f" in text
+    assert rk.name in error.render_traceback()
+    assert error._render_traceback_()[-1] == "ZeroDivisionError: division by zero"
+    assert error.result.number == error.number
+
+
+def test_output_before_an_error_is_kept(rk):
+    """What a failing command printed is on the error's result and in the history."""
+    with pytest.raises(RemoteError) as info:
+        rk.execute("print('before')\nraise ValueError('boom')")
+    assert info.value.result.stdout == "before\n"
+    assert rk.result().stdout == "before\n"
+    assert rk.result().error["ename"] == "ValueError"
+
+
+def test_run_file(rk, tmp_path: Path):
+    """run(filename) executes a local file on the kernel; tracebacks name the file."""
+    script = tmp_path / "job.py"
+    script.write_text("total = sum(range(10))\nprint(total)\n")
+    assert rk.run(script).stdout == "45\n"
+    assert rk["total"] == 45
+    broken = tmp_path / "broken.py"
+    broken.write_text("x = 1\nraise KeyError('nope')\n")
+    with pytest.raises(RemoteError) as info:
+        rk.run(broken)
+    assert str(broken) in "".join(info.value.traceback)
+
+
+def test_apply_ships_lambdas_and_closures(rk):
+    """apply runs lambdas, closures and kwargs remotely and returns the value."""
+    offset = 100
+
+    def add(x, *, y=0):
+        return x + y + offset
+
+    assert rk.apply(lambda x: x + 1, 1) == 2
+    assert rk.apply(add, 1, y=2) == 103
+    assert rk.apply_async(add, 5).get(30) == 105
+
+
+def test_apply_sees_the_kernel_namespace(rk):
+    """An interactively defined function reads kernel names it does not capture."""
+    rk["remote_only"] = 41
+    namespace: dict = {"__name__": "__main__"}
+    exec("def peek():\n    return remote_only + 1\n", namespace)
+    assert rk.apply(namespace["peek"]) == 42
+
+
+def test_apply_remote_error(rk):
+    """An exception raised by an applied function arrives as RemoteError."""
+    with pytest.raises(RemoteError) as info:
+        rk.apply(lambda: {}["missing"])
+    assert info.value.ename == "KeyError"
+
+
+def test_result_history(rk):
+    """result(n) returns command n; result() the last; errors are returned, not raised."""
+    first = rk.execute("print('one')").number
+    rk.execute("2 + 2")
+    with pytest.raises(RemoteError):
+        rk.execute("undefined_name")
+    assert rk.result(first).stdout == "one\n"
+    assert rk.result(first + 1).text == "4"
+    last = rk.result()
+    assert last.error["ename"] == "NameError"
+    assert last.source == "undefined_name"
+    with pytest.raises(RemoteError, match="no command 9999"):
+        rk.result(9999)
+
+
+def test_status(rk, kernel):
+    """status() reports state, queue, commands run, gui, pid and host."""
+    rk.execute("a = 1")
+    status = rk.status()
+    assert status["state"] == "idle"
+    assert status["queued"] == 0
+    assert status["commands_run"] >= 1
+    assert status["gui"] == "none"
+    assert status["pid"] == kernel.pid
+    assert status["host"]
+    running = rk.execute("import time; time.sleep(1)", block=False)
+    queued = [rk.execute("b = 2", block=False) for _ in range(3)]
+    assert rk.status()["state"] == "busy"
+    _wait_for(lambda: rk.status()["queued"] == 3)
+    running.get(30)
+    for q in queued:
+        q.get(30)
+
+
+def test_reset(rk):
+    """reset() empties the namespace."""
+    rk["a"] = 1
+    rk.reset()
+    assert "a" not in rk
+    assert rk.keys() == []
+
+
+def test_abort_drops_the_queue(rk):
+    """abort() drops queued commands (they fail with Aborted); the running one finishes."""
+    running = rk.execute("import time; time.sleep(1); 'finished'", block=False)
+    queued = [rk.execute(f"marker_{i} = {i}", block=False) for i in range(5)]
+    _wait_for(lambda: rk.status()["queued"] == 5)
+    assert rk.abort() == 5
+    assert running.get(30).text == "'finished'"
+    for q in queued:
+        with pytest.raises(RemoteError, match="aborted"):
+            q.get(30)
+    assert not any(name.startswith("marker_") for name in rk)
+
+
+def test_interrupt_busy_loop_then_use_again(rk):
+    """interrupt() stops `while True: pass`; the kernel then runs commands as before."""
+    running = rk.execute("while True: pass", block=False)
+    _wait_for(lambda: rk.status()["state"] == "busy")
+    assert rk.interrupt() is True
+    with pytest.raises(RemoteError) as info:
+        running.get(30)
+    assert info.value.ename == "KeyboardInterrupt"
+    assert rk.execute("40 + 2").text == "42"
+
+
+def test_interrupt_wakes_sleep(rk):
+    """interrupt() also stops a blocking call such as time.sleep (a real SIGINT)."""
+    running = rk.execute("import time; time.sleep(60)", block=False)
+    _wait_for(lambda: rk.status()["state"] == "busy")
+    started = time.monotonic()
+    rk.interrupt()
+    with pytest.raises(RemoteError, match="KeyboardInterrupt"):
+        running.get(30)
+    assert time.monotonic() - started < 30
+    assert rk.interrupt() is False
+
+
+def test_interrupt_when_idle_is_harmless(rk):
+    """interrupt() with nothing running returns False and changes nothing."""
+    rk["a"] = 1
+    assert rk.interrupt() is False
+    assert rk["a"] == 1
+
+
+def test_thousand_mixed_operations_apply_in_order(rk):
+    """1,000 queued execute/push/apply/pull from one client take effect in the order sent."""
+    rk.execute("log = []")
+
+    def append_to_log(i: int) -> None:
+        # The kernel's namespace is its __main__ module, so this reaches the kernel's log.
+        __import__("__main__").log.append(i)
+
+    pending = []
+    pulls = []
+    for i in range(1000):
+        kind = i % 3
+        if kind == 0:
+            pending.append(rk.execute(f"log.append({i})", block=False))
+        elif kind == 1:
+            pending.append(rk.push({"last": i}, block=False))
+            pending.append(rk.execute("log.append(last)", block=False))
+        else:
+            pending.append(rk.apply_async(append_to_log, i))
+        if i % 50 == 49:
+            pulls.append((i, rk.pull("log", block=False)))
+    for p in pending:
+        p.get(60)
+    assert rk["log"] == list(range(1000))
+    for i, pull in pulls:
+        assert pull.get(60) == list(range(i + 1))
+
+
+def test_two_clients_share_one_namespace(kernel):
+    """Two clients of one kernel see one namespace."""
+    one = RemoteKernel(kernel.address, timeout=30)
+    two = RemoteKernel(kernel.address, timeout=30)
+    one["shared"] = [1, 2]
+    assert two["shared"] == [1, 2]
+    two.execute("shared.append(3)")
+    assert one["shared"] == [1, 2, 3]
+    assert one.status()["clients"] == 2
+    one.disconnect()
+    two.disconnect()
+
+
+def test_disconnect_leaves_kernel_running(kernel):
+    """disconnect() closes one client; the kernel and its namespace live on."""
+    first = RemoteKernel(kernel.address, timeout=30)
+    first["a"] = 5
+    first.disconnect()
+    with pytest.raises(KernelDied):
+        first.execute("1")
+    second = RemoteKernel(kernel.address, timeout=30)
+    assert second["a"] == 5
+    second.disconnect()
+
+
+def test_kill_stops_the_kernel_and_tells_other_clients(kernel):
+    """kill() shuts the kernel down: its process exits, its file goes, others are told."""
+    killer = RemoteKernel(kernel.address, timeout=30)
+    watcher = RemoteKernel(kernel.address, timeout=30)
+    killer.kill()
+    assert kernel.process.wait(30) == 0
+    assert not kernel.connection_file.exists()
+    with pytest.raises(KernelDied, match="shutting down"):
+        watcher.execute("1")
+
+
+def test_notify_is_recorded(rk):
+    """notify(addr) registers a gatherer address; notify(addr, False) removes it."""
+    assert rk.notify(("127.0.0.1", 10104)) == ["127.0.0.1:10104"]
+    assert rk.status()["notify"] == ["127.0.0.1:10104"]
+    assert rk.notify("127.0.0.1:10104", False) == []
+
+
+def test_numpy_arrays_round_trip(rk):
+    """Arrays of several sizes and dtypes come back equal; a pulled big array is writable."""
+    for array in (np.arange(10), np.ones((512, 512)), np.arange(3_000_000, dtype=np.int32)):
+        rk["x"] = array
+        back = rk["x"]
+        assert back.dtype == array.dtype and np.array_equal(back, array)
+    back[0] = 7
+    assert back[0] == 7
+
+
+def test_concurrent_callers_on_one_client(rk):
+    """Several threads may share one RemoteKernel; each gets its own reply."""
+    results: dict[int, int] = {}
+
+    def work(i: int) -> None:
+        results[i] = rk.apply(lambda v: v * 2, i)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert results == {i: i * 2 for i in range(8)}
+
+
+def test_missing_key_says_where_it_looked(kernel, tmp_path, monkeypatch):
+    """With no key and no connection file, the error says exactly where it looked."""
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    monkeypatch.setenv("IPYTHONDIR", str(empty))
+    with pytest.raises(KeyNotFound) as info:
+        RemoteKernel(kernel.address)
+    assert str(empty / "profile_default" / "security") in str(info.value)
+    assert "key=" in str(info.value)
+
+
+def test_connect_by_connection_file_and_key(kernel, tmp_path, monkeypatch):
+    """A connection file path, or an address plus key=, both connect."""
+    by_file = RemoteKernel(str(kernel.connection_file), timeout=30)
+    by_file["a"] = 3
+    key = by_file.info.key
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "nowhere"))
+    by_key = RemoteKernel(f"127.0.0.1:{kernel.port}", key=key, timeout=30)
+    assert by_key["a"] == 3
+    by_file.disconnect()
+    by_key.disconnect()
+
+
+def test_no_kernel_there(ipython_dir):
+    """Connecting to a port where no kernel listens says so, and how to start one."""
+    from ipython_parallel_kernel.errors import ConnectionFailed
+
+    with pytest.raises(ConnectionFailed, match="ipk-kernel --port 1"):
+        RemoteKernel(("127.0.0.1", 1), key="00")
+
+
+def _wait_for(condition, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.02)
+    raise AssertionError("condition not met in time")
