@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 # sendmsg takes at most IOV_MAX (1024 on Linux) pieces at once.
 _MAX_PIECES = 1024
+#: Seconds a refused peer has to read our alert and hang up before we cut it off.
+REFUSAL_LINGER = 5.0
 
 
 @implementer(interfaces.IPullProducer)
@@ -60,6 +62,8 @@ class FrameProtocol(Protocol):
         self._socket: socket.socket | None = None
         self._reactor_thread: int | None = None
         self._close_when_sent = False
+        self._refused = False
+        self._linger: Any = None
 
     # -- Twisted's hooks (reactor thread) -------------------------------------------
 
@@ -75,6 +79,8 @@ class FrameProtocol(Protocol):
             transport.registerProducer(self, False)
 
     def dataReceived(self, data: bytes) -> None:
+        if self._refused:
+            return
         try:
             messages = self.decoder.feed(data)
             if self._socket is not None:
@@ -94,6 +100,8 @@ class FrameProtocol(Protocol):
         with self._lock:
             self.open = False
             self._backlog.clear()
+        if self._linger is not None and self._linger.active():
+            self._linger.cancel()
         self.connection_closed(reason)
 
     def resumeProducing(self) -> None:
@@ -162,10 +170,16 @@ class FrameProtocol(Protocol):
         return True
 
     def refuse(self, reason: str) -> None:
-        """Send an alert saying why, then close (any thread)."""
+        """Send an alert saying why, then close (any thread).
+
+        Our side stops writing but keeps reading (and discarding) until the peer hangs
+        up or ``REFUSAL_LINGER`` passes: closing a socket with unread input makes the OS
+        reset the connection, which can destroy the alert before the peer reads it.
+        """
         with self._lock:
             if not self.open:
                 return
+            self._refused = True
             if self._socket is None:
                 self._in_reactor(self.transport.write, encode_alert(reason))
             else:
@@ -190,9 +204,14 @@ class FrameProtocol(Protocol):
             self.reactor.callFromThread(func, *args)
 
     def _close_now(self) -> None:
-        if getattr(self.transport, "producer", None) is self:
-            self.transport.unregisterProducer()
-        self.transport.loseConnection()
+        transport = self.transport
+        if getattr(transport, "producer", None) is self:
+            transport.unregisterProducer()
+        if self._refused and hasattr(transport, "loseWriteConnection"):
+            transport.loseWriteConnection()
+            self._linger = self.reactor.callLater(REFUSAL_LINGER, transport.abortConnection)
+        else:
+            transport.loseConnection()
 
     def _send_now(self, views: deque[memoryview]) -> None:
         """Write what the socket takes now; leave the rest in ``views``. Lock held."""

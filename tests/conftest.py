@@ -39,6 +39,11 @@ class KernelProcess:
     connection_file: Path
     ipython_dir: Path
     ready_line: str
+    log_path: Path
+
+    def log(self) -> str:
+        """What the kernel has logged so far (its stderr)."""
+        return self.log_path.read_text(errors="replace")
 
     @property
     def pid(self) -> int:
@@ -79,19 +84,21 @@ def kernel_env(ipython_dir: Path) -> dict[str, str]:
 def start_kernel(ipython_dir: Path, *args: str, timeout: float = START_TIMEOUT) -> KernelProcess:
     """Start ``ipk-kernel --port 0 ARGS`` and wait (bounded) for its ready line."""
     command = [sys.executable, "-m", "ipython_parallel_kernel.kernel.app", "--port", "0", *args]
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        env=kernel_env(ipython_dir),
-        text=True,
-    )
+    log_path = ipython_dir / f"kernel-{time.monotonic_ns()}.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            env=kernel_env(ipython_dir),
+            text=True,
+        )
     line = read_ready_line(process, timeout)
     address, connection_file = parse_ready_line(line)
     ip, _, port = address.rpartition(":")
     return KernelProcess(
-        process, ip.strip("[]"), int(port), Path(connection_file), ipython_dir, line
+        process, ip.strip("[]"), int(port), Path(connection_file), ipython_dir, line, log_path
     )
 
 
@@ -115,7 +122,7 @@ def read_ready_line(process: subprocess.Popen, timeout: float) -> str:
     finally:
         selector.close()
     stop_process(process, 5)
-    raise AssertionError(f"kernel did not become ready: exit {process.returncode}")
+    raise AssertionError(f"kernel did not become ready (exit status {process.returncode})")
 
 
 def parse_ready_line(line: str) -> tuple[str, str]:

@@ -174,10 +174,11 @@ class KernelClientProtocol(FrameProtocol):
         self.lost_reason = text
         if not self.ready.done():
             self.ready.set_exception(ConnectionRefused(text))
+        self.transport.abortConnection()
 
     def wire_error(self, error: Exception) -> None:
         self.lost_reason = f"it sent a message that had to be refused ({error})"
-        self.transport.loseConnection()
+        self.transport.abortConnection()
 
     def connection_closed(self, reason: Failure | None) -> None:
         why = self.lost_reason or "it closed the connection"

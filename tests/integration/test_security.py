@@ -1,0 +1,168 @@
+"""Who may talk to a kernel: allow/deny lists, keys, garbage, oversized frames, TLS."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import socket
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import start_kernel
+
+from ipython_parallel_kernel import RemoteKernel
+from ipython_parallel_kernel.errors import ConnectionRefused, KernelDied
+from ipython_parallel_kernel.wire import Channel
+
+
+def test_client_outside_allow_list_is_refused(kernel, rk):
+    """A client connecting from 127.0.0.2 is refused with a clear error; others carry on."""
+    with pytest.raises(ConnectionRefused) as info:
+        RemoteKernel(kernel.address, source_address="127.0.0.2", timeout=30)
+    assert str(info.value) == f"127.0.0.2 is not allowed by kernel 127.0.0.1:{kernel.port}"
+    assert rk.execute("1 + 1").text == "2"
+    assert "127.0.0.2 is not allowed" in kernel.log()
+
+
+def test_allow_at_run_time_then_deny(kernel, rk):
+    """allow() lets 127.0.0.2 in; deny() of a covering network shuts it out again."""
+    rk.allow("127.0.0.2")
+    guest = RemoteKernel(kernel.address, source_address="127.0.0.2", timeout=30)
+    assert guest.execute("'guest'").text == "'guest'"
+    guest.disconnect()
+    lists = rk.deny("127.0.0.0/24")
+    assert "127.0.0.0/24" in lists["deny"]
+    with pytest.raises(ConnectionRefused, match=r"127\.0\.0\.2 is not allowed"):
+        RemoteKernel(kernel.address, source_address="127.0.0.2", timeout=30)
+
+
+def test_allow_flag_accepts_a_network(ipython_dir):
+    """-a/--allow on the command line takes CIDRs and is repeatable; --deny wins."""
+    process = start_kernel(
+        ipython_dir, "-a", "127.0.0.0/29", "--allow", "127.0.1.1", "--deny", "127.0.0.3"
+    )
+    try:
+        two = RemoteKernel(process.address, source_address="127.0.0.2", timeout=30)
+        other = RemoteKernel(process.address, source_address="127.0.1.1", timeout=30)
+        assert two.execute("1").number == 1
+        assert other.execute("2").number == 2
+        with pytest.raises(ConnectionRefused):
+            RemoteKernel(process.address, source_address="127.0.0.3", timeout=30)
+        two.disconnect()
+        other.disconnect()
+    finally:
+        process.stop()
+
+
+def test_wrong_key_is_refused_and_kernel_keeps_serving(kernel, rk):
+    """A client with the wrong key gets a clear error; the kernel serves others as before."""
+    with pytest.raises(ConnectionRefused) as info:
+        RemoteKernel(kernel.address, key="0" * 64, timeout=30)
+    message = str(info.value)
+    assert "signature does not match" in message and "connection file" in message
+    assert rk.execute("6 * 7").text == "42"
+    assert "signature does not match" in kernel.log()
+
+
+def test_kernel_survives_garbage(kernel, rk):
+    """Random bytes, a truncated frame and an unsigned frame never hurt the kernel."""
+    for junk in (os.urandom(4096), b"IPK\x01" + b"\xff" * 20, b"GET / HTTP/1.1\r\n\r\n"):
+        with socket.create_connection(kernel.address, timeout=10) as raw:
+            raw.sendall(junk)
+            raw.shutdown(socket.SHUT_WR)
+            raw.settimeout(10)
+            while raw.recv(4096):
+                pass
+    assert rk.execute("'still here'").text == "'still here'"
+
+
+def test_replayed_frame_is_refused(kernel, rk):
+    """Bytes recorded from one connection and replayed on another are refused."""
+    channel = Channel(rk.info.key)
+    hello = b"".join(bytes(p) for p in channel.seal("connect_request", {"nonce": channel.nonce}))
+    channel.peer_nonce = "recorded-elsewhere"
+    request = b"".join(
+        bytes(p) for p in channel.seal("execute_request", {"source": "hit = 1"}, id=1)
+    )
+    with socket.create_connection(kernel.address, timeout=10) as raw:
+        raw.sendall(hello + request)
+        raw.settimeout(10)
+        received = b""
+        while chunk := raw.recv(4096):
+            received += chunk
+    assert b"another connection" in received
+    assert "hit" not in rk
+
+
+def test_oversized_frame_is_refused_before_allocation(ipython_dir):
+    """A frame over --KernelApp.max_frame is refused; the client is told why."""
+    process = start_kernel(ipython_dir, "--KernelApp.max_frame=100000")
+    try:
+        client = RemoteKernel(process.address, timeout=30)
+        client["small"] = 1
+        with pytest.raises(KernelDied, match="maximum is 100000"):
+            client["big"] = np.zeros(1_000_000)
+        survivor = RemoteKernel(process.address, timeout=30)
+        assert survivor["small"] == 1
+        survivor.disconnect()
+    finally:
+        process.stop()
+
+
+def test_connection_file_is_private(kernel):
+    """The connection file is mode 0600 in a 0700 directory."""
+    assert stat.S_IMODE(kernel.connection_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(kernel.connection_file.parent.stat().st_mode) == 0o700
+
+
+def test_tls_kernel(ipython_dir, tmp_path):
+    """--tls-cert/--tls-key serve TLS; a client trusts the certificate from the file."""
+    cert, key = _self_signed(tmp_path)
+    process = start_kernel(ipython_dir, "--tls-cert", str(cert), "--tls-key", str(key))
+    try:
+        client = RemoteKernel(process.address, timeout=30)
+        assert client.info.tls
+        client["x"] = np.arange(1_000_000.0)
+        assert client.execute("float(x.sum())").text == str(float(np.arange(1_000_000.0).sum()))
+        assert np.array_equal(client["x"], np.arange(1_000_000.0))
+        client.disconnect()
+        with socket.create_connection(process.address, timeout=10) as raw:
+            raw.sendall(b"IPK\x01" + b"\0" * 60)
+            raw.settimeout(10)
+            assert b"IPK" not in raw.recv(4096)  # plain frames are not understood under TLS
+    finally:
+        process.stop()
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
