@@ -94,12 +94,16 @@ def start_kernel(ipython_dir: Path, *args: str, timeout: float = START_TIMEOUT) 
             env=kernel_env(ipython_dir),
             text=True,
         )
-    line = read_ready_line(process, timeout)
-    address, connection_file = parse_ready_line(line)
-    ip, _, port = address.rpartition(":")
-    return KernelProcess(
-        process, ip.strip("[]"), int(port), Path(connection_file), ipython_dir, line, log_path
-    )
+    try:
+        line = read_ready_line(process, timeout)
+        address, connection_file = parse_ready_line(line)
+        ip, _, port = address.rpartition(":")
+        return KernelProcess(
+            process, ip.strip("[]"), int(port), Path(connection_file), ipython_dir, line, log_path
+        )
+    except BaseException:
+        stop_process(process, 5)
+        raise
 
 
 def read_ready_line(process: subprocess.Popen, timeout: float) -> str:
@@ -121,7 +125,6 @@ def read_ready_line(process: subprocess.Popen, timeout: float) -> str:
                 break
     finally:
         selector.close()
-    stop_process(process, 5)
     raise AssertionError(f"kernel did not become ready (exit status {process.returncode})")
 
 

@@ -149,6 +149,13 @@ class KernelApp(Application):
             self.exit_with(f"--gui {self.gui}: GUI kernels are not available in this version yet")
         if bool(self.tls_cert) != bool(self.tls_key):
             self.exit_with("--tls-cert and --tls-key go together: give both or neither")
+        for flag, path in (("--tls-cert", self.tls_cert), ("--tls-key", self.tls_key)):
+            if path and not Path(path).is_file():
+                self.exit_with(
+                    f"{flag} {path} does not exist; make a self-signed pair with: openssl req "
+                    "-x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 "
+                    "-subj /CN=$(hostname) -keyout kernel-key.pem -out kernel-cert.pem"
+                )
 
     def exit_with(self, message: str) -> None:
         """Print a one-line error and exit with status 2."""
