@@ -25,7 +25,7 @@ import types
 from pathlib import Path
 from typing import Any
 
-from traitlets import Bool, Enum, Int, List, Unicode, default
+from traitlets import Bool, Enum, Int, List, Unicode
 from traitlets.config import Application
 
 from .. import __version__
@@ -89,9 +89,11 @@ class KernelApp(Application):
     ).tag(config=True)
     history_length = Int(10_000, help="Commands kept in the history.").tag(config=True)
 
-    @default("log_level")
-    def _log_level_default(self) -> int:
-        return logging.INFO
+    log_level = Enum(
+        (0, 10, 20, 30, 40, 50, "DEBUG", "INFO", "WARN", "WARNING", "ERROR", "CRITICAL"),
+        default_value=logging.INFO,
+        help="Set the log level by value or name.",
+    ).tag(config=True)
 
     aliases = {
         ("p", "port"): "KernelApp.port",

@@ -1,0 +1,28 @@
+"""The examples under examples/ run as a user would run them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_seed_session_demo(ipython_dir):
+    """The demo replays the seed's session and stops its kernel cleanly."""
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "seed_session.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "ipk-kernel ready: 127.0.0.1:" in out
+    assert ">>> rk.pull('b')\n10\n" in out
+    assert "[0, 1, 4]" in out
+    assert "[stdout] a + b = 15" in out and "Out[2]: 50" in out
+    assert "ZeroDivisionError: division by zero" in out and "<ipk-input-3>" in out
+    assert out.rstrip().endswith("kernel exited with status 0")
