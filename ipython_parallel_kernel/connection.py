@@ -58,9 +58,11 @@ def parse_address(address: str | tuple[str, int] | list) -> Address:
             "e.g. ('127.0.0.1', 10105)"
         )
     try:
+        if isinstance(port, float | bool):
+            raise TypeError
         port = int(port)
     except (TypeError, ValueError):
-        raise ValueError(f"port {port!r} of {address!r} is not a number") from None
+        raise ValueError(f"port {port!r} of {address!r} is not a whole number") from None
     if not 0 < port < 65536:
         raise ValueError(f"port {port} of {address!r} is out of range")
     return host, port
@@ -131,6 +133,8 @@ def read_connection_file(path: str | Path) -> ConnectionInfo:
     path = Path(path).expanduser()
     try:
         data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            raise ValueError("it does not hold a JSON object")
         return ConnectionInfo.from_dict(data, str(path))
     except (OSError, ValueError, TypeError) as e:
         raise ValueError(f"cannot read connection file {path}: {e}") from None

@@ -229,7 +229,8 @@ class FrameDecoder:
     def feed(self, data: Buffer) -> list[Message]:
         """Consume bytes; return the messages they complete. Raises WireError on a bad frame."""
         out: list[Message] = []
-        view = memoryview(data)
+        # Messages keep views of what they were fed: only immutable bytes may be kept.
+        view = memoryview(data if isinstance(data, bytes) else bytes(data))
         while view.nbytes:
             target = self._filling
             if target is not None:
@@ -316,7 +317,7 @@ class FrameDecoder:
             raise InvalidSignature("signature does not match the key")
         try:
             header, content = _decode_json(str(signed[: self._head_len], "utf-8"))
-        except (ValueError, TypeError) as e:
+        except (ValueError, TypeError, RecursionError) as e:
             raise MalformedFrame(f"unreadable header: {e}") from None
         if not isinstance(header, dict) or not isinstance(header.get("type"), str):
             raise MalformedFrame("header must be an object with a type")
@@ -332,11 +333,11 @@ class FrameDecoder:
         return self._next_buffer()
 
     def _next_buffer(self) -> Iterator[Message]:
-        index = len(self._buffers)
-        if index < len(self._sizes):
-            self._filling, self._filled = allocate(self._sizes[index]), 0
-            if self._sizes[index] == 0:
-                yield from self.filled(0)
+        sizes = self._sizes
+        while len(self._buffers) < len(sizes) and sizes[len(self._buffers)] == 0:
+            self._buffers.append(memoryview(b""))
+        if len(self._buffers) < len(sizes):
+            self._filling, self._filled = allocate(sizes[len(self._buffers)]), 0
             return
         if self._flags & SIGNED_BUFFERS and self._buffers:
             self._expect(MAC_LEN, self._on_tail)

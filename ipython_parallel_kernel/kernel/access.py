@@ -4,7 +4,7 @@
 >>> access.allowed("127.0.0.1"), access.allowed("10.0.0.7")
 (True, False)
 >>> access.allow("10.0.0.0/8")
-... access.deny("10.0.0.7")
+>>> access.deny("10.0.0.7")
 >>> access.allowed("10.0.0.8"), access.allowed("10.0.0.7")
 (True, False)
 """

@@ -70,6 +70,13 @@ class Job:
     submitted: float = field(default_factory=time.time)
 
 
+def _set_async_exception(ident: int, exc_type: type[BaseException] | None) -> None:
+    """Raise ``exc_type`` in thread ``ident`` at its next bytecode (None withdraws it)."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(ident), ctypes.py_object(exc_type) if exc_type else ctypes.c_void_p(0)
+    )
+
+
 def error_record(exc: BaseException, skip_frames: int = 0) -> dict[str, Any]:
     """An exception as data: name, value and traceback lines, without engine frames."""
     tb = exc.__traceback__
@@ -118,6 +125,8 @@ class Engine:
         self._current: Job | None = None
         self._interruptible = False
         self._interrupt_requested = False
+        self._interrupt_lock = threading.Lock()
+        self._async_interrupt_pending = False
         self._next_number = 1
         self._formatter: Any = None
 
@@ -148,16 +157,16 @@ class Engine:
 
     def interrupt(self) -> bool:
         """Raise KeyboardInterrupt in the running job; False when nothing runs."""
-        ident = self.thread_id
-        if self._current is None or ident is None:
-            return False
-        if ident == threading.main_thread().ident:
-            self._interrupt_requested = True
-            signal.pthread_kill(ident, signal.SIGINT)
-        else:
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                ctypes.c_ulong(ident), ctypes.py_object(KeyboardInterrupt)
-            )
+        with self._interrupt_lock:
+            ident = self.thread_id
+            if not self._interruptible or ident is None:
+                return False
+            if ident == threading.main_thread().ident:
+                self._interrupt_requested = True
+                signal.pthread_kill(ident, signal.SIGINT)
+            else:
+                _set_async_exception(ident, KeyboardInterrupt)
+                self._async_interrupt_pending = True
         return True
 
     # -- the engine thread ----------------------------------------------------------
@@ -198,7 +207,12 @@ class Engine:
         self.submit("stop", halt, lambda value, error: None)
 
     def run_job(self, job: Job) -> None:
-        """Run one job on this thread and hand its outcome to ``job.done``."""
+        """Run one job on this thread and hand its outcome to ``job.done``.
+
+        Only the job's action can be interrupted: an interrupt that arrives as it ends
+        is withdrawn under the same lock ``interrupt`` takes, so it can never land in
+        the engine's own code.
+        """
         self.thread_id = threading.get_ident()
         self._current = job
         value, error = None, None
@@ -207,12 +221,21 @@ class Engine:
                 self._interruptible = True
                 value = job.action()
             finally:
-                self._interruptible = False
-        except (Exception, KeyboardInterrupt, SystemExit) as exc:
+                self._end_interruptible()
+        except EngineShutdown:
+            raise
+        except BaseException as exc:
             error = error_record(exc, skip_frames=2)
         finally:
             self._current = None
         job.done(value, error)
+
+    def _end_interruptible(self) -> None:
+        with self._interrupt_lock:
+            self._interruptible = False
+            if self._async_interrupt_pending:
+                self._async_interrupt_pending = False
+                _set_async_exception(threading.get_ident(), None)
 
     # -- operations (run on the engine thread, inside a job) ------------------------
 
@@ -227,16 +250,14 @@ class Engine:
                 stream.start()
         record.started = time.time()
         try:
-            try:
-                self._interruptible = True
-                value = self._run_source(source, name)
-            finally:
-                self._interruptible = False
+            value = self._run_source(source, name)
             if value is not None:
                 record.result = self.format(value)
         except SyntaxError as exc:
             record.error = error_record(exc, skip_frames=99)
-        except (Exception, KeyboardInterrupt, SystemExit) as exc:
+        except EngineShutdown:
+            raise
+        except BaseException as exc:
             record.error = error_record(exc, skip_frames=2)
         finally:
             record.completed = time.time()
@@ -310,14 +331,17 @@ class Engine:
     def apply(self, func: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> Any:
         """Call ``func(*args, **kwargs)`` here.
 
-        A function defined interactively on the client (module ``__main__``) sees this
-        kernel's namespace as its globals, so ``apply(lambda: a)`` reads the kernel's
-        ``a``; names it captured on the client fill in what the namespace lacks.
+        A function defined interactively on the client (module ``__main__``) runs with
+        this kernel's namespace as its globals, as in ipyparallel: ``apply(lambda: a)``
+        reads the kernel's ``a`` and ``global`` statements bind there. Names it captured
+        on the client are added where the namespace lacks them.
         """
         if isinstance(func, types.FunctionType) and func.__module__ == "__main__":
-            scope = {**func.__globals__, **self.namespace}
+            for name, value in func.__globals__.items():
+                if not name.startswith("__"):
+                    self.namespace.setdefault(name, value)
             rebound = types.FunctionType(
-                func.__code__, scope, func.__name__, func.__defaults__, func.__closure__
+                func.__code__, self.namespace, func.__name__, func.__defaults__, func.__closure__
             )
             rebound.__kwdefaults__ = func.__kwdefaults__
             func = rebound

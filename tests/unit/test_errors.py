@@ -1,0 +1,139 @@
+"""Unit tests for the exception tree and RemoteError's rendering."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+import ipython_parallel_kernel
+from ipython_parallel_kernel import errors
+from ipython_parallel_kernel.errors import (
+    ConnectionFailed,
+    ConnectionRefused,
+    FrameTooLarge,
+    InvalidSignature,
+    KernelDied,
+    KernelError,
+    KernelTimeout,
+    KeyNotFound,
+    MalformedFrame,
+    RemoteError,
+    ReplayedMessage,
+    UnsignedMessage,
+    WireError,
+)
+
+TRACEBACK = [
+    "Traceback (most recent call last):\n",
+    '  File "<ipk-input-3>", line 1, in <module>\n    1/0\n',
+    "ZeroDivisionError: division by zero\n",
+]
+
+TREE = [
+    (WireError, KernelError),
+    (FrameTooLarge, WireError),
+    (MalformedFrame, WireError),
+    (UnsignedMessage, WireError),
+    (InvalidSignature, WireError),
+    (ReplayedMessage, WireError),
+    (ConnectionFailed, KernelError),
+    (KeyNotFound, ConnectionFailed),
+    (ConnectionRefused, ConnectionFailed),
+    (KernelDied, ConnectionFailed),
+    (KernelTimeout, KernelError),
+    (RemoteError, KernelError),
+]
+
+
+def remote_error(kernel: str = "kernel-0") -> RemoteError:
+    """A RemoteError as a client builds it from a kernel's error record."""
+    record = {"ename": "ZeroDivisionError", "evalue": "division by zero", "traceback": TRACEBACK}
+    return RemoteError.from_error(record, kernel=kernel, number=3)
+
+
+@pytest.mark.parametrize(("child", "parent"), TREE)
+def test_tree_as_drawn(child: type, parent: type) -> None:
+    """Each exception derives from the parent the module docstring draws."""
+    assert issubclass(child, parent)
+    assert child.__name__ in errors.__doc__  # type: ignore[operator]
+
+
+def test_layers_are_separate() -> None:
+    """Wire errors are not connection failures and vice versa; all are KernelErrors."""
+    assert not issubclass(WireError, ConnectionFailed)
+    assert not issubclass(ConnectionFailed, WireError)
+    assert not issubclass(RemoteError, (WireError, ConnectionFailed, KernelTimeout))
+    assert issubclass(KernelError, Exception)
+
+
+def test_kernel_timeout_is_a_timeout_error() -> None:
+    """KernelTimeout can be caught as the builtin TimeoutError."""
+    assert issubclass(KernelTimeout, TimeoutError)
+    with pytest.raises(TimeoutError):
+        raise KernelTimeout("too slow")
+
+
+def test_errors_all_is_complete() -> None:
+    """errors.__all__ names exactly the exception classes the module defines."""
+    defined = {
+        n for n, v in vars(errors).items() if isinstance(v, type) and issubclass(v, Exception)
+    }
+    assert set(errors.__all__) == defined
+    assert len(TREE) + 1 == len(errors.__all__)
+
+
+def test_remote_error_fields() -> None:
+    """from_error keeps name, value, traceback, kernel and command number."""
+    error = remote_error()
+    assert (error.ename, error.evalue, error.traceback) == (
+        "ZeroDivisionError",
+        "division by zero",
+        TRACEBACK,
+    )
+    assert (error.kernel, error.number) == ("kernel-0", 3)
+
+
+def test_remote_error_str_has_traceback_and_kernel() -> None:
+    """str() starts with 'ename: evalue' and includes the kernel name and remote traceback."""
+    text = str(remote_error())
+    assert text.startswith("ZeroDivisionError: division by zero")
+    assert "Remote traceback:" in text
+    assert "[kernel-0]" in text
+    assert '<ipk-input-3>", line 1' in text and "1/0" in text
+
+
+def test_render_traceback_lines() -> None:
+    """_render_traceback_ gives the remote traceback as lines, headed by the kernel."""
+    lines = remote_error()._render_traceback_()
+    assert lines[0] == "[kernel-0] Traceback (most recent call last):"
+    assert lines[-1] == "ZeroDivisionError: division by zero"
+    assert any("<ipk-input-3>" in line for line in lines)
+
+
+def test_render_without_kernel_name() -> None:
+    """Without a kernel name there is no bracketed header."""
+    assert remote_error(kernel="").render_traceback().startswith("Traceback")
+
+
+def test_remote_error_can_be_raised_and_caught_as_kernel_error() -> None:
+    """RemoteError is catchable as KernelError with its fields intact."""
+    with pytest.raises(KernelError) as info:
+        raise remote_error()
+    assert info.value.ename == "ZeroDivisionError"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("name", ipython_parallel_kernel.__all__)
+def test_package_all_names_exist(name: str) -> None:
+    """Every name in the package's __all__ resolves (lazily where it is lazy)."""
+    assert getattr(ipython_parallel_kernel, name) is not None
+
+
+def test_package_lazy_remote_error_is_the_errors_class() -> None:
+    """The package's RemoteError is errors.RemoteError, and unknown names raise AttributeError."""
+    assert ipython_parallel_kernel.RemoteError is RemoteError
+    with pytest.raises(AttributeError, match="no_such_name"):
+        ipython_parallel_kernel.no_such_name  # noqa: B018
+    assert sorted(ipython_parallel_kernel.__all__) == dir(
+        importlib.import_module("ipython_parallel_kernel")
+    )

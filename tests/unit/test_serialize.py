@@ -1,0 +1,117 @@
+"""Unit tests for serialize: cloudpickle with pickle-5 out-of-band buffers."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ipython_parallel_kernel.serialize import OUT_OF_BAND_MIN, dumps, loads
+from ipython_parallel_kernel.wire import Channel
+
+
+def over_the_wire(payload: bytes, buffers: list[memoryview]) -> tuple[memoryview, list[memoryview]]:
+    """Payload and buffers as a receiver gets them: through a sealed, decoded frame."""
+    sender, receiver = Channel(b"k"), Channel(b"k")
+    data = b"".join(
+        bytes(memoryview(p).cast("B")) for p in sender.seal("t", None, payload, buffers)
+    )
+    [message] = receiver.decoder().feed(data)
+    return memoryview(message.payload), message.buffers
+
+
+def test_plain_objects_round_trip() -> None:
+    """Ordinary containers come back equal, with no out-of-band buffers."""
+    value = {"a": 1, "b": [1.5, "x", None], "c": (b"raw", {3})}
+    payload, buffers = dumps(value)
+    assert buffers == []
+    assert loads(payload, buffers) == value
+
+
+def test_lambda_round_trips() -> None:
+    """A lambda is shipped by value and computes the same after loading."""
+    payload, buffers = dumps(lambda x, y=2: x * y + 1)
+    assert loads(payload, buffers)(5) == 11
+
+
+def test_closure_round_trips_with_its_cells() -> None:
+    """A closure keeps the values it captured."""
+
+    def make_adder(n: int):
+        def add(x: int) -> int:
+            return x + n
+
+        return add
+
+    payload, buffers = dumps(make_adder(40))
+    assert loads(payload, buffers)(2) == 42
+
+
+def test_interactively_defined_class_round_trips() -> None:
+    """A class defined in a function (not importable) is shipped by value."""
+
+    class Point:
+        def __init__(self, x: int) -> None:
+            self.x = x
+
+        def double(self) -> int:
+            return 2 * self.x
+
+    payload, buffers = dumps(Point(21))
+    assert loads(payload, buffers).double() == 42
+
+
+def test_large_array_travels_out_of_band() -> None:
+    """An array of at least OUT_OF_BAND_MIN bytes leaves the pickle stream as a buffer."""
+    array = np.arange(OUT_OF_BAND_MIN // 8, dtype=np.float64)
+    assert array.nbytes == OUT_OF_BAND_MIN
+    payload, buffers = dumps(array)
+    assert len(buffers) == 1 and buffers[0].nbytes == array.nbytes
+    assert len(payload) < 1024
+    assert np.array_equal(loads(payload, buffers), array)
+
+
+def test_large_array_over_the_wire_is_equal_and_writable() -> None:
+    """An out-of-band array rebuilt on received buffers is equal, writable and independent."""
+    array = np.random.default_rng(0).random((300, 300))
+    received = over_the_wire(*dumps(array))
+    result = loads(*received)
+    assert np.array_equal(result, array)
+    assert result.flags.writeable
+    result[0, 0] = -1.0
+    assert array[0, 0] != -1.0
+
+
+def test_fortran_ordered_large_array_round_trips() -> None:
+    """A Fortran-ordered array travels out of band and keeps its layout and values."""
+    array = np.asfortranarray(np.arange(200 * 100, dtype=np.int64).reshape(200, 100))
+    payload, buffers = dumps(array)
+    assert len(buffers) == 1
+    result = loads(*over_the_wire(payload, buffers))
+    assert np.array_equal(result, array)
+    assert result.flags.f_contiguous
+
+
+def test_small_array_stays_in_band() -> None:
+    """An array under OUT_OF_BAND_MIN bytes is copied into the pickle stream."""
+    array = np.arange(OUT_OF_BAND_MIN // 8 - 1, dtype=np.float64)
+    payload, buffers = dumps(array)
+    assert buffers == []
+    assert len(payload) > array.nbytes
+    assert np.array_equal(loads(payload), array)
+
+
+def test_mixed_sizes_split_between_stream_and_buffers() -> None:
+    """In one object, only the large arrays become buffers, in pickling order."""
+    big1, small, big2 = np.ones(10_000), np.zeros(10), np.full(20_000, 3.0)
+    payload, buffers = dumps({"big1": big1, "small": small, "big2": big2})
+    assert [b.nbytes for b in buffers] == [big1.nbytes, big2.nbytes]
+    result = loads(*over_the_wire(payload, buffers))
+    assert all(
+        np.array_equal(result[k], v) for k, v in (("big1", big1), ("small", small), ("big2", big2))
+    )
+
+
+def test_large_bytearray_round_trips() -> None:
+    """A large bytearray (which supports pickle 5 buffers) round-trips intact."""
+    value = bytearray(range(256)) * 1024
+    result = loads(*over_the_wire(*dumps(value)))
+    assert result == value
