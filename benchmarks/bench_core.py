@@ -1,0 +1,859 @@
+"""Core benchmark: ipk-kernel latency and bulk transfer, against the loopback limit
+and against ipyparallel, measured on one machine in one run.
+
+What is measured
+----------------
+1. References (the limits nothing built on TCP can beat):
+   - raw-socket TCP ping-pong on 127.0.0.1: a child Python process echoes one byte,
+     TCP_NODELAY on both sides; median and p99 round trip;
+   - a bare Twisted echo server (a minimal ``Protocol`` in a child process, client a
+     plain blocking socket): the floor for anything running on Twisted's reactor;
+   - memcpy: numpy copy of 1 GiB into a pre-touched array, the floor for bulk data.
+2. ipk (``ipk-kernel --port 0`` with a private IPYTHONDIR, driven by ``RemoteKernel``):
+   execute round trip (median, p99), pipelined non-blocking executes (ops/s),
+   push / pull of a small value, ``apply``, push / pull of 1 MiB, 100 MiB and 1 GiB
+   float64 arrays (GB/s, steady state after warm-ups, plus the cold first 1 GiB
+   transfer), and the kernel's peak RSS while it receives the largest array.
+3. ipyparallel (one engine, ``ipp.Cluster(n=1)``) doing the same things, if installed.
+4. Ratios: ipk vs the loopback limit, ipyparallel / ipk.
+
+Why medians
+-----------
+Single timings on a shared VM are dominated by noise (scheduler hiccups, page faults,
+GC). Medians of many repetitions after warm-up describe what a user sees in steady
+state; p99 shows the tail. Bulk transfers are repeated fewer times because each one
+moves a lot of memory; the first 1 GiB transfer is reported separately ("cold")
+because this VM pays ~3x for memory a process touches for the first time.
+
+GB/s means 1e9 bytes of payload per second (1 GiB = 1.074 GB).
+
+Run it (from the repository root)::
+
+    .venv/bin/python benchmarks/bench_core.py                 # full, a few minutes
+    .venv/bin/python benchmarks/bench_core.py --quick         # smoke test, < 60 s
+    .venv/bin/python benchmarks/bench_core.py --json out.json --skip-ipyparallel
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import json
+import logging
+import os
+import platform
+import selectors
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+HOST = "127.0.0.1"
+MiB = 1 << 20
+GiB = 1 << 30
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 10.0
+#: Bound on any single blocking request to a kernel or engine (a 1 GiB transfer included).
+CALL_TIMEOUT = 120.0
+
+
+@dataclass
+class Settings:
+    """How much to measure: the full run or the --quick smoke test."""
+
+    quick: bool
+    ref_round_trips: int
+    round_trips: int
+    warmup: int
+    pipelined: int
+    small_reps: int
+    #: (size in bytes, warm-up transfers, measured transfers)
+    sizes: list[tuple[int, int, int]]
+    ipp_round_trips: int
+    ipp_pipelined: int
+    ipp_bulk_size: int
+    ipp_bulk_warmup: int
+    ipp_bulk_reps: int
+
+    @classmethod
+    def make(cls, quick: bool) -> Settings:
+        """The counts for a full run, or the small ones for ``--quick``."""
+        if quick:
+            return cls(
+                quick=True,
+                ref_round_trips=2000,
+                round_trips=200,
+                warmup=50,
+                pipelined=1000,
+                small_reps=100,
+                sizes=[(MiB, 3, 10), (100 * MiB, 1, 3)],
+                ipp_round_trips=0,
+                ipp_pipelined=0,
+                ipp_bulk_size=0,
+                ipp_bulk_warmup=0,
+                ipp_bulk_reps=0,
+            )
+        return cls(
+            quick=False,
+            ref_round_trips=5000,
+            round_trips=2000,
+            warmup=300,
+            pipelined=10_000,
+            small_reps=500,
+            sizes=[(MiB, 5, 30), (100 * MiB, 2, 7), (GiB, 2, 3)],
+            ipp_round_trips=300,
+            ipp_pipelined=1000,
+            ipp_bulk_size=GiB,
+            ipp_bulk_warmup=1,
+            ipp_bulk_reps=2,
+        )
+
+
+@dataclass
+class Row:
+    """One line of the results table."""
+
+    section: str
+    key: str
+    measure: str
+    value: float | None
+    unit: str
+    note: str = ""
+
+
+@dataclass
+class Results:
+    """Everything measured in this run, keyed for the ratios and the JSON file."""
+
+    rows: list[Row] = field(default_factory=list)
+    ratios: list[Row] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def add(
+        self, section: str, key: str, measure: str, value: float | None, unit: str, note: str = ""
+    ) -> None:
+        """Record one measurement (and echo it, so a long run shows progress)."""
+        self.rows.append(Row(section, key, measure, value, unit, note))
+        shown = "n/a" if value is None else format_value(value)
+        print(f"  {measure}: {shown} {unit}  {note}", flush=True)
+
+    def get(self, key: str) -> float | None:
+        """The value recorded under ``key``, or None if it was not measured."""
+        for row in self.rows:
+            if row.key == key:
+                return row.value
+        return None
+
+
+# -- small helpers -------------------------------------------------------------------
+
+
+def median_us(samples: list[float]) -> float:
+    """Median of durations in seconds, in microseconds."""
+    return statistics.median(samples) * 1e6
+
+
+def p99_us(samples: list[float]) -> float:
+    """99th percentile of durations in seconds, in microseconds."""
+    return float(np.percentile(samples, 99)) * 1e6
+
+
+def gbps(nbytes: int, seconds: float) -> float:
+    """Throughput in GB/s (1e9 bytes per second)."""
+    return nbytes / seconds / 1e9
+
+
+def format_value(value: float) -> str:
+    """A number with as many digits as are meaningful."""
+    if value >= 1000:
+        return f"{value:,.0f}"
+    if value >= 100:
+        return f"{value:.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3g}"
+
+
+def size_label(nbytes: int) -> str:
+    """``1 MiB``, ``100 MiB``, ``1 GiB``."""
+    return f"{nbytes // GiB} GiB" if nbytes >= GiB else f"{nbytes // MiB} MiB"
+
+
+def timed(func: Callable[[], Any]) -> tuple[float, Any]:
+    """Run ``func`` once; returns (seconds, its value)."""
+    start = time.perf_counter()
+    value = func()
+    return time.perf_counter() - start, value
+
+
+def stop_process(process: subprocess.Popen, timeout: float = STOP_TIMEOUT) -> int | None:
+    """Stop a child we started, by pid: SIGTERM, bounded wait, then SIGKILL."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout)
+    for stream in (process.stdin, process.stdout, process.stderr):
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()
+    return process.returncode
+
+
+def kill_pids(pids: set[int], grace: float = 5.0, timeout: float = STOP_TIMEOUT) -> list[str]:
+    """SIGTERM, then SIGKILL, the processes in ``pids`` still running after ``grace``
+    seconds; returns ``"pid command"`` for each, so a leftover can be identified.
+    """
+    running = []
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            running.append(psutil.Process(pid))
+    # A process that was told to stop may still be exiting: that is not a leftover.
+    _, running = psutil.wait_procs(running, timeout=grace)
+    alive = []
+    described = []
+    for process in running:
+        with contextlib.suppress(psutil.Error):
+            if process.status() != psutil.STATUS_ZOMBIE:
+                described.append(f"{process.pid} {' '.join(process.cmdline())[:120]}")
+                alive.append(process)
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.terminate()
+    _, still = psutil.wait_procs(alive, timeout=timeout)
+    for process in still:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(still, timeout=timeout)
+    return described
+
+
+def read_line(process: subprocess.Popen, prefix: str, timeout: float) -> str:
+    """The first stdout line of ``process`` starting with ``prefix``, waited for at most
+    ``timeout`` seconds; raises RuntimeError if the process exits or is too slow.
+    """
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if selector.select(timeout=0.2):
+                line = process.stdout.readline()
+                if line.startswith(prefix):
+                    return line.strip()
+                if not line and process.poll() is not None:
+                    break
+            elif process.poll() is not None:
+                break
+    finally:
+        selector.close()
+    raise RuntimeError(
+        f"{process.args!r} printed no line starting with {prefix!r} within {timeout} s "
+        f"(exit status {process.poll()})"
+    )
+
+
+def drain(stream: Any, keep: collections.deque) -> None:
+    """Read a child's pipe until EOF, keeping the last lines: an undrained pipe would
+    block the child once its buffer fills.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        for line in stream:
+            keep.append(line.rstrip())
+
+
+@contextlib.contextmanager
+def child_python(code: str, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
+    """Run ``python -c code`` as a child; always stopped by pid on exit."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        text=True,
+    )
+    try:
+        yield process
+    finally:
+        stop_process(process)
+
+
+def ping_pong(port: int, count: int, warmup: int) -> list[float]:
+    """Round trips of one byte to an echo server on ``port``; returns seconds each."""
+    with socket.create_connection((HOST, port), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        samples = []
+        clock = time.perf_counter
+        for i in range(warmup + count):
+            start = clock()
+            sock.sendall(b"x")
+            if sock.recv(1) != b"x":
+                raise RuntimeError("echo server closed the connection")
+            if i >= warmup:
+                samples.append(clock() - start)
+    return samples
+
+
+# -- 1. references ---------------------------------------------------------------------
+
+RAW_ECHO = """
+import os, socket
+if os.environ.get("BENCH_CPU"):
+    os.sched_setaffinity(0, {int(os.environ["BENCH_CPU"])})
+server = socket.socket()
+server.bind(("127.0.0.1", 0))
+server.listen(1)
+print("port", server.getsockname()[1], flush=True)
+server.settimeout(60)  # never wait forever for the benchmark to connect
+conn, _ = server.accept()
+conn.settimeout(60)
+conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+while True:
+    byte = conn.recv(1)
+    if not byte:
+        break
+    conn.sendall(byte)
+"""
+
+TWISTED_ECHO = """
+import os
+if os.environ.get("BENCH_CPU"):
+    os.sched_setaffinity(0, {int(os.environ["BENCH_CPU"])})
+from twisted.internet import protocol, reactor
+
+class Echo(protocol.Protocol):
+    def connectionMade(self):
+        self.transport.setTcpNoDelay(True)
+
+    def dataReceived(self, data):
+        self.transport.write(data)
+
+# The benchmark stops this process with SIGTERM, which stops the reactor.
+
+port = reactor.listenTCP(0, protocol.Factory.forProtocol(Echo), interface="127.0.0.1")
+print("port", port.getHost().port, flush=True)
+reactor.run()
+"""
+
+
+@contextlib.contextmanager
+def pinned(cpu: int | None) -> Iterator[None]:
+    """Run this thread on ``cpu`` for the duration (None: leave placement to the OS)."""
+    if cpu is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+# Waking a process on another CPU costs far more than a switch on the same CPU on this
+# kind of VM (an inter-processor interrupt), so each reference is measured both ways.
+PLACEMENTS = {"same CPU": (0, 0), "across CPUs": (0, 1), "unpinned": (None, None)}
+
+
+def echo_round_trips(code: str, settings: Settings, placement: str) -> list[float]:
+    """Ping-pong against the echo server ``code`` with the given CPU placement."""
+    ours, theirs = PLACEMENTS[placement]
+    if theirs is not None and theirs >= (os.cpu_count() or 1):
+        ours = theirs = None
+    env = {**os.environ, "BENCH_CPU": "" if theirs is None else str(theirs)}
+    with child_python(code, env) as process:
+        port = int(read_line(process, "port", START_TIMEOUT).split()[1])
+        with pinned(ours):
+            return ping_pong(port, settings.ref_round_trips, warmup=500)
+
+
+def bench_raw_ping_pong(results: Results, settings: Settings) -> None:
+    """Raw-socket TCP ping-pong with a child echoing one byte: the loopback limit."""
+    for placement in PLACEMENTS:
+        samples = echo_round_trips(RAW_ECHO, settings, placement)
+        key = placement.replace(" ", "_")
+        note = f"median of {len(samples)}, TCP_NODELAY"
+        label = f"raw TCP ping-pong, {placement}"
+        results.add("reference", f"raw_rtt_{key}", label, median_us(samples), "us", note)
+
+
+def bench_twisted_echo(results: Results, settings: Settings) -> None:
+    """A bare Twisted echo Protocol in a child, blocking-socket client: Twisted's floor."""
+    for placement in ("same CPU", "across CPUs"):
+        samples = echo_round_trips(TWISTED_ECHO, settings, placement)
+        key = placement.replace(" ", "_")
+        note = f"median of {len(samples)}"
+        label = f"Twisted echo, {placement}"
+        results.add("reference", f"twisted_rtt_{key}", label, median_us(samples), "us", note)
+
+
+def bench_memcpy(results: Results, settings: Settings) -> None:
+    """numpy copy of 1 GiB into a pre-touched array: the floor for bulk data."""
+    source = np.ones(GiB // 8)
+    # Both arrays are written once first, so page faults are not part of the figure.
+    target = np.ones_like(source)
+    samples = []
+    for _ in range(5):
+        seconds, _ = timed(lambda: np.copyto(target, source))
+        samples.append(seconds)
+    rate = gbps(GiB, statistics.median(samples))
+    results.add("reference", "memcpy_gbps", "memcpy 1 GiB (numpy)", rate, "GB/s", "median of 5")
+
+
+# -- 2. ipk -----------------------------------------------------------------------------
+
+
+@dataclass
+class Kernel:
+    """A running ipk-kernel child and where to reach it."""
+
+    process: subprocess.Popen
+    port: int
+    stderr_path: Path
+    stdout_tail: collections.deque
+
+
+@contextlib.contextmanager
+def ipk_kernel(ipython_dir: Path) -> Iterator[Kernel]:
+    """Start ``ipk-kernel --port 0`` with a private IPYTHONDIR; stopped by pid on exit."""
+    env = dict(os.environ, IPYTHONDIR=str(ipython_dir), PYTHONUNBUFFERED="1")
+    stderr_path = ipython_dir / "kernel.stderr"
+    command = [sys.executable, "-m", "ipython_parallel_kernel.kernel.app", "--port", "0"]
+    with open(stderr_path, "w") as stderr:
+        process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            text=True,
+        )
+    try:
+        try:
+            line = read_line(process, "ipk-kernel ready:", START_TIMEOUT)
+        except RuntimeError as e:
+            tail = stderr_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{e}\nkernel stderr:\n{tail}") from None
+        # ready line: "ipk-kernel ready: 127.0.0.1:PORT pid N connection file PATH"
+        port = int(line.split()[2].rpartition(":")[2])
+        tail: collections.deque = collections.deque(maxlen=50)
+        threading.Thread(target=drain, args=(process.stdout, tail), daemon=True).start()
+        yield Kernel(process, port, stderr_path, tail)
+    finally:
+        stop_process(process)
+
+
+def bench_ipk_execute(results: Results, settings: Settings, rk: Any) -> None:
+    """Blocking ``execute('a=5')`` round trips after warm-up: median and p99."""
+    for _ in range(settings.warmup):
+        rk.execute("a=5")
+    samples = []
+    clock = time.perf_counter
+    for _ in range(settings.round_trips):
+        start = clock()
+        rk.execute("a=5")
+        samples.append(clock() - start)
+    note = f"median of {len(samples)} after {settings.warmup} warm-up"
+    results.add("ipk", "ipk_exec_median", "ipk execute round trip", median_us(samples), "us", note)
+    results.add("ipk", "ipk_exec_p99", "ipk execute round trip p99", p99_us(samples), "us")
+
+
+def bench_ipk_pipelined(results: Results, settings: Settings, rk: Any) -> None:
+    """``execute(block=False)`` N times, then ``get()`` all: requests per second."""
+    count = settings.pipelined
+    start = time.perf_counter()
+    pending = [rk.execute("a=5", block=False) for _ in range(count)]
+    for result in pending:
+        result.get(CALL_TIMEOUT)
+    rate = count / (time.perf_counter() - start)
+    results.add("ipk", "ipk_pipelined", f"ipk pipelined execute x{count}", rate, "ops/s")
+
+
+def median_call_us(func: Callable[[], Any], reps: int) -> float:
+    """Median duration of ``func()`` in microseconds, after a tenth as many warm-ups."""
+    for _ in range(max(10, reps // 10)):
+        func()
+    samples = []
+    for _ in range(reps):
+        seconds, _ = timed(func)
+        samples.append(seconds)
+    return median_us(samples)
+
+
+def bench_ipk_small(results: Results, settings: Settings, rk: Any) -> None:
+    """push / pull of a small value and ``apply(lambda)``: medians."""
+    reps = settings.small_reps
+    note = f"median of {reps}"
+    push = median_call_us(lambda: rk.push(1, "s"), reps)
+    results.add("ipk", "ipk_push_small", "ipk push(1, 's')", push, "us", note)
+    pull = median_call_us(lambda: rk.pull("s"), reps)
+    results.add("ipk", "ipk_pull_small", "ipk pull('s')", pull, "us", note)
+    apply = median_call_us(lambda: rk.apply(lambda x: x + 1, 1), reps)
+    results.add("ipk", "ipk_apply", "ipk apply(lambda x: x + 1, 1)", apply, "us", note)
+
+
+def bench_ipk_bulk(results: Results, size: int, warmup: int, reps: int, rk: Any) -> None:
+    """Push (``rk['x'] = arr``) and pull (``rk['x']``) of a float64 array of ``size``
+    bytes: median GB/s over ``reps`` after ``warmup`` transfers; for 1 GiB the first
+    (cold) transfer is recorded too.
+    """
+    array = np.ones(size // 8)
+    pushes, pulls = [], []
+    for i in range(warmup + reps):
+        # Each push lands in a kernel with room for it: replacing a live array needs
+        # twice its memory at once, which measures the VM's memory, not the transfer.
+        rk.execute("x = None")
+        push_s, _ = timed(lambda: rk.__setitem__("x", array))
+        pull_s, pulled = timed(lambda: rk["x"])
+        if pulled.shape != array.shape or pulled[-1] != 1.0:
+            raise RuntimeError(f"pulled array differs: {pulled.shape} {pulled[-1]}")
+        # Free the pulled copy at once: several GiB alive at a time would distort
+        # the next transfer (and the kernel's RSS figures later).
+        del pulled
+        if i == 0 and size >= GiB:
+            label = size_label(size)
+            note = "first transfer, memory touched for the first time"
+            results.add(
+                "ipk", "ipk_push_cold", f"ipk push {label} cold", gbps(size, push_s), "GB/s", note
+            )
+            results.add(
+                "ipk", "ipk_pull_cold", f"ipk pull {label} cold", gbps(size, pull_s), "GB/s", note
+            )
+        if i >= warmup:
+            pushes.append(push_s)
+            pulls.append(pull_s)
+    label = size_label(size)
+    note = f"median of {reps} after {warmup} warm-up"
+    push_rate = gbps(size, statistics.median(pushes))
+    pull_rate = gbps(size, statistics.median(pulls))
+    results.add("ipk", f"ipk_push_{label}", f"ipk push {label}", push_rate, "GB/s", note)
+    results.add("ipk", f"ipk_pull_{label}", f"ipk pull {label}", pull_rate, "GB/s", note)
+
+
+def bench_ipk_rss(results: Results, size: int, rk: Any, pid: int) -> None:
+    """The kernel's RSS before and at its peak while it receives one push of ``size``
+    bytes, sampled every 5 ms in a background thread.
+    """
+    rk.execute("import gc; x = None; del x; gc.collect()")
+    process = psutil.Process(pid)
+    array = np.ones(size // 8)
+    # Let the kernel settle after the gc before taking the baseline.
+    time.sleep(0.2)
+    baseline = process.memory_info().rss
+    peak = baseline
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            with contextlib.suppress(psutil.Error):
+                peak = max(peak, process.memory_info().rss)
+            stop.wait(0.005)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        rk["x"] = array
+        # One more sample after the reply: the peak may be at the very end.
+        time.sleep(0.05)
+    finally:
+        stop.set()
+        sampler.join(5)
+    after = process.memory_info().rss
+    del array
+    label = size_label(size)
+    growth = (peak - baseline) / GiB
+    target = f"target <= {1.2 * size / GiB:.2g} GiB"
+    results.add("ipk", "ipk_rss_base", f"kernel RSS before {label} push", baseline / GiB, "GiB")
+    results.add(
+        "ipk", "ipk_rss_peak", "kernel RSS peak during push", peak / GiB, "GiB", "5 ms samples"
+    )
+    results.add("ipk", "ipk_rss_after", "kernel RSS after push", after / GiB, "GiB")
+    results.add("ipk", "ipk_rss_growth", f"kernel RSS growth ({label} push)", growth, "GiB", target)
+    rk.execute("del x")
+
+
+def bench_ipk(results: Results, settings: Settings, scratch: Path) -> None:
+    """Start a kernel, connect a RemoteKernel and run every ipk measurement."""
+    from ipython_parallel_kernel import RemoteKernel
+
+    ipython_dir = scratch / "ipk-ipython"
+    ipython_dir.mkdir()
+    # RemoteKernel finds the kernel's key in the connection file under IPYTHONDIR.
+    os.environ["IPYTHONDIR"] = str(ipython_dir)
+    with ipk_kernel(ipython_dir) as kernel:
+        rk = RemoteKernel((HOST, kernel.port), timeout=CALL_TIMEOUT)
+        try:
+            bench_ipk_execute(results, settings, rk)
+            bench_ipk_pipelined(results, settings, rk)
+            bench_ipk_small(results, settings, rk)
+            for size, warmup, reps in settings.sizes:
+                bench_ipk_bulk(results, size, warmup, reps, rk)
+            bench_ipk_rss(results, max(s for s, _, _ in settings.sizes), rk, kernel.process.pid)
+        finally:
+            rk.disconnect()
+
+
+# -- 3. ipyparallel --------------------------------------------------------------------
+
+
+def descendants() -> set[int]:
+    """Pids of every process below this one."""
+    return {p.pid for p in psutil.Process().children(recursive=True)}
+
+
+def run_bounded(func: Callable[[], Any], timeout: float, what: str) -> Any:
+    """``func()`` in a daemon thread, waited for at most ``timeout`` seconds."""
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = func()
+        except BaseException as e:
+            outcome["error"] = e
+
+    thread = threading.Thread(target=target, daemon=True, name=what)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise TimeoutError(f"{what} did not finish within {timeout:.0f} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
+def bench_ipp_measure(results: Results, settings: Settings, view: Any) -> None:
+    """The ipk measurements that ipyparallel has an equivalent for, on one engine."""
+    # block=False + get(timeout) is what block=True does, with a bound on the wait.
+    for _ in range(30):
+        view.execute("a=5", block=False).get(timeout=CALL_TIMEOUT)
+    samples = []
+    for _ in range(settings.ipp_round_trips):
+        seconds, _ = timed(lambda: view.execute("a=5", block=False).get(timeout=CALL_TIMEOUT))
+        samples.append(seconds)
+    note = f"median of {len(samples)} after 30 warm-up"
+    results.add("ipp", "ipp_exec_median", "ipp execute round trip", median_us(samples), "us", note)
+    results.add("ipp", "ipp_exec_p99", "ipp execute round trip p99", p99_us(samples), "us")
+
+    count = settings.ipp_pipelined
+    start = time.perf_counter()
+    pending = [view.execute("a=5", block=False) for _ in range(count)]
+    for result in pending:
+        result.get(timeout=CALL_TIMEOUT)
+    rate = count / (time.perf_counter() - start)
+    results.add("ipp", "ipp_pipelined", f"ipp pipelined execute x{count}", rate, "ops/s")
+
+    size = settings.ipp_bulk_size
+    array = np.ones(size // 8)
+    pushes, pulls = [], []
+    for i in range(settings.ipp_bulk_warmup + settings.ipp_bulk_reps):
+        push_s, _ = timed(lambda: view.push({"x": array}, block=False).get(timeout=CALL_TIMEOUT))
+        pull_s, pulled = timed(lambda: view.pull("x", block=False).get(timeout=CALL_TIMEOUT))
+        # A DirectView over all engines returns one value per engine.
+        value = pulled[0] if isinstance(pulled, list) else pulled
+        if value.shape != array.shape:
+            raise RuntimeError(f"ipyparallel pulled shape {value.shape}")
+        del pulled, value
+        if i >= settings.ipp_bulk_warmup:
+            pushes.append(push_s)
+            pulls.append(pull_s)
+    label = size_label(size)
+    note = f"median of {len(pushes)} after {settings.ipp_bulk_warmup} warm-up"
+    push_rate = gbps(size, statistics.median(pushes))
+    pull_rate = gbps(size, statistics.median(pulls))
+    results.add("ipp", "ipp_push_bulk", f"ipp push {label}", push_rate, "GB/s", note)
+    results.add("ipp", "ipp_pull_bulk", f"ipp pull {label}", pull_rate, "GB/s", note)
+
+
+def bench_ipyparallel(results: Results, settings: Settings, scratch: Path) -> None:
+    """One ipyparallel engine (``ipp.Cluster(n=1)``), measured like ipk; reported as
+    unavailable, not raised, if it cannot be imported or started within 60 s.
+    Every controller / engine process is killed by pid afterwards if still alive.
+    """
+    try:
+        import ipyparallel as ipp
+    except ImportError as e:
+        unavailable(results, f"not importable: {e}")
+        return
+    profile_dir = scratch / "ipp-profile"
+    profile_dir.mkdir()
+    before = descendants()
+    seen: set[int] = set()
+    cluster = client = None
+
+    def start() -> Any:
+        nonlocal cluster
+        cluster = ipp.Cluster(
+            n=1,
+            profile_dir=str(profile_dir),
+            controller_ip=HOST,
+            log_level=logging.WARNING,
+            # Our finally block stops it; an atexit hook would run after we are done.
+            shutdown_atexit=False,
+        )
+        return cluster.start_and_connect_sync(activate=False)
+
+    try:
+        try:
+            started = time.perf_counter()
+            client = run_bounded(start, START_TIMEOUT, "starting ipyparallel")
+            startup = time.perf_counter() - started
+        except Exception as e:
+            unavailable(results, f"did not start: {type(e).__name__}: {e}")
+            return
+        finally:
+            seen |= descendants() - before
+        results.add(
+            "ipp", "ipp_startup", "ipp cluster start (1 engine)", startup, "s", "single run"
+        )
+        try:
+            bench_ipp_measure(results, settings, client[:])
+        except Exception as e:
+            # A failure inside ipyparallel is a finding to report, not a reason to
+            # lose the figures measured so far.
+            results.problems.append(f"ipyparallel measurement failed: {type(e).__name__}: {e}")
+    finally:
+        seen |= descendants() - before
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
+        if cluster is not None:
+            try:
+                run_bounded(cluster.stop_cluster_sync, 30, "stopping ipyparallel")
+            except Exception as e:
+                results.problems.append(f"ipyparallel stop_cluster failed: {e}")
+        leftovers = kill_pids(seen | (descendants() - before))
+        if leftovers:
+            results.problems.append(f"killed ipyparallel leftovers by pid: {leftovers}")
+
+
+def unavailable(results: Results, reason: str) -> None:
+    """Record that ipyparallel could not be measured, and why."""
+    results.problems.append(f"ipyparallel unavailable: {reason}")
+    results.add("ipp", "ipp_unavailable", "ipyparallel", None, "", reason)
+
+
+# -- 4. ratios and output -----------------------------------------------------------
+
+
+def add_ratios(results: Results, settings: Settings) -> None:
+    """ipk against the loopback limit and ipyparallel against ipk."""
+
+    def ratio(measure: str, num: str, den: str, note: str) -> None:
+        a, b = results.get(num), results.get(den)
+        value = a / b if a is not None and b else None
+        results.ratios.append(Row("ratio", f"{num}/{den}", measure, value, "x", note))
+
+    largest = size_label(max(size for size, _, _ in settings.sizes))
+    push, pull = f"ipk_push_{largest}", f"ipk_pull_{largest}"
+    ratio("ipk execute / raw ping-pong", "ipk_exec_median", "raw_rtt_unpinned", "medians")
+    ratio("ipk execute / Twisted echo", "ipk_exec_median", "twisted_rtt_across_CPUs", "medians")
+    ratio(f"ipk push {largest} / memcpy", push, "memcpy_gbps", "GB/s; 1 = memcpy speed")
+    ratio(f"ipk pull {largest} / memcpy", pull, "memcpy_gbps", "GB/s; 1 = memcpy speed")
+    if results.get("ipp_exec_median") is None:
+        return
+    ipp_size = size_label(settings.ipp_bulk_size)
+    ipk_push, ipk_pull = f"ipk_push_{ipp_size}", f"ipk_pull_{ipp_size}"
+    ratio("ipp / ipk execute", "ipp_exec_median", "ipk_exec_median", "latency: > 1 = ipk faster")
+    ratio("ipp / ipk pipelined", "ipp_pipelined", "ipk_pipelined", "ops/s: < 1 = ipk faster")
+    ratio(f"ipp / ipk push {ipp_size}", "ipp_push_bulk", ipk_push, "GB/s: < 1 = ipk faster")
+    ratio(f"ipp / ipk pull {ipp_size}", "ipp_pull_bulk", ipk_pull, "GB/s: < 1 = ipk faster")
+
+
+def table(rows: list[Row]) -> str:
+    """Rows as a plain aligned text table: measure, value, unit, note."""
+    cells = [("measure", "value", "unit", "note")]
+    cells += [
+        (r.measure, "n/a" if r.value is None else format_value(r.value), r.unit, r.note)
+        for r in rows
+    ]
+    widths = [max(len(c[i]) for c in cells) for i in range(3)]
+    lines = []
+    for i, (measure, value, unit, note) in enumerate(cells):
+        lines.append(
+            f"{measure:<{widths[0]}}  {value:>{widths[1]}}  {unit:<{widths[2]}}  {note}".rstrip()
+        )
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths) + "  " + "-" * 4)
+    return "\n".join(lines)
+
+
+def report(results: Results, settings: Settings, elapsed: float, json_path: str | None) -> None:
+    """Print the table and the ratios; write JSON if asked."""
+    print()
+    print(
+        f"bench_core {'(quick) ' if settings.quick else ''}on {platform.node()}: "
+        f"Python {platform.python_version()}, {os.cpu_count()} CPUs, "
+        f"{psutil.virtual_memory().total / GiB:.1f} GiB RAM, {elapsed:.0f} s"
+    )
+    print()
+    print(table(results.rows))
+    print()
+    print("ratios")
+    print(table(results.ratios))
+    for problem in results.problems:
+        print(f"note: {problem}")
+    if json_path:
+        data = {
+            "settings": asdict(settings),
+            "machine": {
+                "node": platform.node(),
+                "python": platform.python_version(),
+                "cpus": os.cpu_count(),
+                "memory_bytes": psutil.virtual_memory().total,
+            },
+            "elapsed_s": elapsed,
+            "rows": [asdict(r) for r in results.rows],
+            "ratios": [asdict(r) for r in results.ratios],
+            "problems": results.problems,
+        }
+        Path(json_path).write_text(json.dumps(data, indent=2) + "\n")
+        print(f"wrote {json_path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line, run every section, print the results."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small counts, < 60 s, no ipyparallel")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument(
+        "--skip-ipyparallel", action="store_true", help="do not measure ipyparallel"
+    )
+    args = parser.parse_args(argv)
+    settings = Settings.make(args.quick)
+    results = Results()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="ipk-bench-") as scratch:
+        print("reference", flush=True)
+        bench_raw_ping_pong(results, settings)
+        bench_twisted_echo(results, settings)
+        bench_memcpy(results, settings)
+        print("ipk", flush=True)
+        bench_ipk(results, settings, Path(scratch))
+        if not (args.quick or args.skip_ipyparallel):
+            print("ipyparallel", flush=True)
+            bench_ipyparallel(results, settings, Path(scratch))
+    add_ratios(results, settings)
+    report(results, settings, time.perf_counter() - started, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
