@@ -8,7 +8,9 @@ Thread rules, for kernel and client alike:
   message and writes it straight to the socket with ``sendmsg``, so a reply leaves
   the kernel's execution thread, and a request the caller's thread, without waking
   the reactor. What the socket cannot take at once waits in a backlog that the
-  reactor thread sends as the socket drains.
+  reactor thread sends as the socket drains. A sender with more messages right
+  behind (a busy queue, a burst of non-blocking requests) defers instead: the
+  reactor then sends the whole batch with one system call.
 
 Receiving: Twisted reads at most 64 KiB at a time and hands it to ``dataReceived``.
 When the decoder is inside a large buffer, the protocol keeps reading from the same
@@ -149,9 +151,14 @@ class FrameProtocol(Protocol):
         content: dict[str, Any] | None = None,
         payload: Buffer = b"",
         buffers: list[Buffer] = (),  # type: ignore[assignment]
+        defer: bool = False,
         **header: Any,
     ) -> bool:
-        """Seal and send one message from any thread; False if the connection is gone."""
+        """Seal and send one message from any thread; False if the connection is gone.
+
+        ``defer`` leaves the writing to the reactor thread, which sends everything
+        deferred by then in one system call: for a sender with more to send right away.
+        """
         with self._lock:
             if not self.open or self._close_when_sent:
                 return False
@@ -161,7 +168,7 @@ class FrameProtocol(Protocol):
                 return True
             views = deque(_flat(p) for p in pieces)
             was_idle = not self._backlog
-            if was_idle:
+            if was_idle and not defer:
                 self._send_now(views)
             if views:
                 self._backlog.extend(views)

@@ -203,7 +203,9 @@ class KernelClientProtocol(FrameProtocol):
         result = AsyncResult(self.name, what, convert)
         request_id = next(self._ids)
         self.pending[request_id] = result
-        if not self.send(msg_type, content, payload, buffers, id=request_id):
+        # With requests already outstanding, this is a burst: batch the writes.
+        burst = len(self.pending) > 1
+        if not self.send(msg_type, content, payload, buffers, defer=burst, id=request_id):
             self.pending.pop(request_id, None)
             why = self.lost_reason or "the connection is closed"
             result.set_exception(KernelDied(f"lost kernel {self.name}: {why}"))

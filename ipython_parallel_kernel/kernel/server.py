@@ -166,7 +166,8 @@ class KernelProtocol(FrameProtocol):
     ) -> None:
         """Answer ``request`` (``x_request`` -> ``x_reply``, same id)."""
         reply_type = request.type.removesuffix("_request") + "_reply"
-        self.send(reply_type, content, payload, buffers, id=request.id)
+        busy = self.service.engine.queued > 0  # more replies follow: let them travel together
+        self.send(reply_type, content, payload, buffers, defer=busy, id=request.id)
 
     def reply_error(self, request: Message, ename: str, evalue: str) -> None:
         """Answer ``request`` with an error that has no traceback."""
