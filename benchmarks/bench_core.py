@@ -112,7 +112,7 @@ class Settings:
             warmup=300,
             pipelined=10_000,
             small_reps=500,
-            sizes=[(MiB, 5, 30), (100 * MiB, 2, 7), (GiB, 2, 3)],
+            sizes=[(MiB, 5, 30), (100 * MiB, 2, 7), (GiB, 2, 5)],
             ipp_round_trips=300,
             ipp_pipelined=1000,
             ipp_bulk_size=GiB,
@@ -189,6 +189,11 @@ def format_value(value: float) -> str:
 def size_label(nbytes: int) -> str:
     """``1 MiB``, ``100 MiB``, ``1 GiB``."""
     return f"{nbytes // GiB} GiB" if nbytes >= GiB else f"{nbytes // MiB} MiB"
+
+
+def size_key(nbytes: int) -> str:
+    """A size as it appears in result keys: ``"100MiB"``."""
+    return size_label(nbytes).replace(" ", "")
 
 
 def timed(func: Callable[[], Any]) -> tuple[float, Any]:
@@ -547,8 +552,9 @@ def bench_ipk_bulk(results: Results, size: int, warmup: int, reps: int, rk: Any)
     note = f"median of {reps} after {warmup} warm-up"
     push_rate = gbps(size, statistics.median(pushes))
     pull_rate = gbps(size, statistics.median(pulls))
-    results.add("ipk", f"ipk_push_{label}", f"ipk push {label}", push_rate, "GB/s", note)
-    results.add("ipk", f"ipk_pull_{label}", f"ipk pull {label}", pull_rate, "GB/s", note)
+    key = size_key(size)
+    results.add("ipk", f"ipk_push_{key}", f"ipk push {label}", push_rate, "GB/s", note)
+    results.add("ipk", f"ipk_pull_{key}", f"ipk pull {label}", pull_rate, "GB/s", note)
 
 
 def bench_ipk_rss(results: Results, size: int, rk: Any, pid: int) -> None:
@@ -765,8 +771,9 @@ def add_ratios(results: Results, settings: Settings) -> None:
         value = a / b if a is not None and b else None
         results.ratios.append(Row("ratio", f"{num}/{den}", measure, value, "x", note))
 
-    largest = size_label(max(size for size, _, _ in settings.sizes))
-    push, pull = f"ipk_push_{largest}", f"ipk_pull_{largest}"
+    largest_size = max(size for size, _, _ in settings.sizes)
+    largest = size_label(largest_size)
+    push, pull = f"ipk_push_{size_key(largest_size)}", f"ipk_pull_{size_key(largest_size)}"
     ratio("ipk execute / raw ping-pong", "ipk_exec_median", "raw_rtt_unpinned", "medians")
     ratio("ipk execute / Twisted echo", "ipk_exec_median", "twisted_rtt_across_CPUs", "medians")
     ratio(f"ipk push {largest} / memcpy", push, "memcpy_gbps", "GB/s; 1 = memcpy speed")
@@ -774,7 +781,8 @@ def add_ratios(results: Results, settings: Settings) -> None:
     if results.get("ipp_exec_median") is None:
         return
     ipp_size = size_label(settings.ipp_bulk_size)
-    ipk_push, ipk_pull = f"ipk_push_{ipp_size}", f"ipk_pull_{ipp_size}"
+    ipp_key = size_key(settings.ipp_bulk_size)
+    ipk_push, ipk_pull = f"ipk_push_{ipp_key}", f"ipk_pull_{ipp_key}"
     ratio("ipp / ipk execute", "ipp_exec_median", "ipk_exec_median", "latency: > 1 = ipk faster")
     ratio("ipp / ipk pipelined", "ipp_pipelined", "ipk_pipelined", "ops/s: < 1 = ipk faster")
     ratio(f"ipp / ipk push {ipp_size}", "ipp_push_bulk", ipk_push, "GB/s: < 1 = ipk faster")
