@@ -19,6 +19,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncResult",
+    "ClusterResult",
+    "CompositeError",
+    "InteractiveCluster",
     "RemoteError",
     "RemoteKernel",
     "__version__",
@@ -27,7 +30,10 @@ __all__ = [
 _LAZY = {
     "RemoteKernel": "ipython_parallel_kernel.client.kernel",
     "AsyncResult": "ipython_parallel_kernel.client.kernel",
+    "InteractiveCluster": "ipython_parallel_kernel.client.cluster",
+    "ClusterResult": "ipython_parallel_kernel.client.cluster",
     "RemoteError": "ipython_parallel_kernel.errors",
+    "CompositeError": "ipython_parallel_kernel.errors",
 }
 
 

@@ -112,18 +112,26 @@ def connection_file_path(address: Address, profile: str = "default") -> Path:
     return security_dir(profile) / f"{PREFIX}{host}-{port}.json"
 
 
-def write_connection_file(info: ConnectionInfo, path: str | Path | None = None) -> Path:
-    """Write ``info`` atomically with mode 0600 (it holds the key); return the path."""
-    target = Path(path) if path else connection_file_path(info.address, info.profile)
+def write_json_private(data: Any, path: str | Path) -> Path:
+    """Write ``data`` as JSON, atomically, with mode 0600 (it holds keys); return the path."""
+    target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, tmp = tempfile.mkstemp(prefix=".ipk-", dir=target.parent)  # created 0600
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(info.to_dict(), f, indent=2)
+            json.dump(data, f, indent=2)
         os.replace(tmp, target)
     except BaseException:
         os.unlink(tmp)
         raise
+    return target
+
+
+def write_connection_file(info: ConnectionInfo, path: str | Path | None = None) -> Path:
+    """Write ``info`` where clients look for it (or at ``path``); return the path."""
+    target = write_json_private(
+        info.to_dict(), path or connection_file_path(info.address, info.profile)
+    )
     info.path = str(target)
     return target
 

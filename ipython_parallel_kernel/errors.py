@@ -15,14 +15,18 @@
     |   +-- KernelDied              the connection to a kernel was lost
     +-- KernelTimeout               a deadline passed before the kernel answered
     +-- RemoteError                 code raised an exception on the kernel
+    +-- CompositeError              one request to several kernels failed on some of them
 
 ``RemoteError`` carries the remote exception's name, value and traceback text, and
-renders as that traceback in IPython (``_render_traceback_``).
+renders as that traceback in IPython (``_render_traceback_``). ``CompositeError``
+holds one exception per failed kernel (a RemoteError, or KernelDied for a kernel that
+went away) with its target number and address, and the results of the others.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "CompositeError",
     "ConnectionFailed",
     "ConnectionRefused",
     "FrameTooLarge",
@@ -122,3 +126,58 @@ class RemoteError(KernelError):
 
     def _render_traceback_(self) -> list[str]:
         return self.render_traceback().splitlines()
+
+
+class CompositeError(KernelError):
+    """Failures of one request sent to several kernels, listed by target.
+
+    ``errors`` holds ``(target, kernel, exception)`` for each failure, ``results`` the
+    value of every target in order (the exception in place of a failed one).
+
+    >>> try:
+    ...     ic.execute("1/0", targets=[0, 2])
+    ... except CompositeError as e:
+    ...     e.raise_exception(0)  # re-raise the first failure on its own
+    """
+
+    #: Failures shown with their whole traceback; the rest are summarised.
+    SHOWN_IN_FULL = 3
+
+    def __init__(
+        self, what: str, errors: list[tuple[int, str, BaseException]], results: list
+    ) -> None:
+        self.what = what
+        self.errors = errors
+        self.results = results
+        failed = len(errors)
+        super().__init__(f"{what} failed on {failed} of {len(results)} kernels")
+
+    def raise_exception(self, index: int = 0) -> None:
+        """Raise the ``index``-th failure (in target order) by itself."""
+        raise self.errors[index][2]
+
+    def render_traceback(self) -> str:
+        """Every failure headed ``[target:verb] address``, the first few in full."""
+        lines = [f"{self}:"]
+        for target, kernel, error in self.errors[: self.SHOWN_IN_FULL]:
+            lines.append(f"[{target}:{self.what}] {kernel}")
+            body = error.render_traceback() if isinstance(error, RemoteError) else repr(error)
+            lines.append(body)
+        hidden = self.errors[self.SHOWN_IN_FULL :]
+        if hidden:
+            lines.append(f"... and {len(hidden)} more:")
+            for target, kernel, error in hidden:
+                lines.append(f"[{target}:{self.what}] {kernel}: {_one_line(error)}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return f"{self.what} failed on {len(self.errors)} of {len(self.results)} kernels"
+
+    def _render_traceback_(self) -> list[str]:
+        return self.render_traceback().splitlines()
+
+
+def _one_line(error: BaseException) -> str:
+    if isinstance(error, RemoteError):
+        return f"{error.ename}: {error.evalue}"
+    return f"{type(error).__name__}: {error}"

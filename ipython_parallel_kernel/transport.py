@@ -265,3 +265,17 @@ def _first(views: deque[memoryview], count: int) -> list[memoryview]:
     if len(views) <= count:
         return list(views)
     return [views[i] for i in range(count)]
+
+
+def tls_client_options(certificate_pem: str | None) -> Any:
+    """TLS options that trust exactly the kernel certificate named in a connection file."""
+    from twisted.internet import ssl
+
+    from .errors import ConnectionFailed
+
+    if not certificate_pem:
+        raise ConnectionFailed("the kernel serves TLS but its connection file has no certificate")
+    certificate = ssl.Certificate.loadPEM(certificate_pem.encode())
+    return ssl.CertificateOptions(
+        verify=True, caCerts=[certificate.original], requireCertificate=True
+    )

@@ -163,3 +163,30 @@ def rk(kernel: KernelProcess) -> Iterator:
         yield client
     finally:
         client.disconnect()
+
+
+@pytest.fixture(scope="module")
+def four_kernels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[KernelProcess]]:
+    """Four kernels shared by a module's tests (clients connect by connection file)."""
+    directory = tmp_path_factory.mktemp("ipython")
+    kernels: list[KernelProcess] = []
+    try:
+        for _ in range(4):
+            kernels.append(start_kernel(directory))
+        yield kernels
+    finally:
+        for kernel in kernels:
+            kernel.stop()
+
+
+@pytest.fixture
+def ic(four_kernels: list[KernelProcess]) -> Iterator:
+    """An InteractiveCluster of the four shared kernels, their namespaces emptied."""
+    from ipython_parallel_kernel import InteractiveCluster
+
+    cluster = InteractiveCluster([str(k.connection_file) for k in four_kernels], timeout=60)
+    cluster.reset()
+    try:
+        yield cluster
+    finally:
+        cluster.disconnect()

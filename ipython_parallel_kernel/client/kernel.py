@@ -44,12 +44,14 @@ from ..errors import (
     KernelTimeout,
     RemoteError,
 )
-from ..transport import FrameProtocol
+from ..transport import FrameProtocol, tls_client_options
 from ..wire import Channel, Message
 from .reactor import call, get_reactor
 
 #: Deadline, in seconds, for requests the kernel answers at once (status, interrupt...).
 CONTROL_TIMEOUT = 10.0
+#: Seconds of silence after which a kernel counts as lost (pings keep a quiet one talking).
+HEARTBEAT = 5.0
 
 
 class AsyncResult(Future):
@@ -143,21 +145,47 @@ class ExecuteResult:
 
 
 class KernelClientProtocol(FrameProtocol):
-    """The client end of one connection: handshake, then replies matched to requests."""
+    """The client end of one connection: handshake, then replies matched to requests.
 
-    def __init__(self, channel: Channel, reactor: Any, name: str) -> None:
+    A heartbeat runs on the reactor thread: every ``heartbeat / 4`` seconds without
+    word from the kernel it sends a ping, and after ``heartbeat`` seconds of silence it
+    declares the kernel lost, so a kernel that stops answering without closing the
+    connection (SIGSTOP, a vanished host) fails its requests instead of hanging them.
+    """
+
+    def __init__(self, channel: Channel, reactor: Any, name: str, heartbeat: float) -> None:
         super().__init__(channel, reactor)
         self.name = name
+        self.heartbeat = heartbeat
         self.ready: Future[dict[str, Any]] = Future()
         self.pending: dict[int, AsyncResult] = {}
         self.lost_reason: str | None = None
         self._ids = itertools.count(1)
+        self._last_heard = 0.0
+        self._beat: Any = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        self._last_heard = self.reactor.seconds()
         self.send("connect_request", {"nonce": self.channel.nonce})
+        if self.heartbeat:
+            self._beat = self.reactor.callLater(self.heartbeat / 4, self._check_heartbeat)
+
+    def _check_heartbeat(self) -> None:
+        silence = self.reactor.seconds() - self._last_heard
+        if silence >= self.heartbeat:
+            self.lost_reason = (
+                f"no answer for {silence:.1f} s (heartbeat {self.heartbeat} s): "
+                "the kernel is stopped, overloaded or unreachable"
+            )
+            self.transport.abortConnection()
+            return
+        if silence >= self.heartbeat / 4 and self.ready.done():
+            self.send("ping_request", {}, id=0)
+        self._beat = self.reactor.callLater(self.heartbeat / 4, self._check_heartbeat)
 
     def message_received(self, message: Message) -> None:
+        self._last_heard = self.reactor.seconds()
         if not self.ready.done():
             if message.type == "connect_reply":
                 self.channel.peer_nonce = message.content["nonce"]
@@ -181,6 +209,8 @@ class KernelClientProtocol(FrameProtocol):
         self.transport.abortConnection()
 
     def connection_closed(self, reason: Failure | None) -> None:
+        if self._beat is not None and self._beat.active():
+            self._beat.cancel()
         why = self.lost_reason or "it closed the connection"
         error = KernelDied(f"lost kernel {self.name}: {why}")
         if not self.ready.done():
@@ -232,6 +262,8 @@ class _Factory(ClientFactory):
 
 
 def _resolve(addr: Any, key: str | None, profile: str | None) -> ConnectionInfo:
+    if isinstance(addr, ConnectionInfo):
+        return addr
     if isinstance(addr, str | os.PathLike) and (
         str(addr).endswith(".json") or os.path.isfile(addr)
     ):
@@ -250,11 +282,13 @@ def _resolve(addr: Any, key: str | None, profile: str | None) -> ConnectionInfo:
 class RemoteKernel:
     """A kernel, driven from here.
 
-    ``addr`` is ``(ip, port)``, ``"host:port"`` or a connection file. Given only an
+    ``addr`` is ``(ip, port)``, ``"host:port"``, a connection file or a
+    ``ConnectionInfo``. Given only an
     address, the key is read from the connection file that the kernel on that port
     wrote in the profile's ``security/`` directory, unless ``key=`` is given.
     ``timeout`` bounds every blocking wait (None: wait as long as the kernel works);
-    ``source_address`` picks the local address to connect from on a multi-homed host.
+    ``source_address`` picks the local address to connect from on a multi-homed host;
+    ``heartbeat`` is how many seconds of silence mean the kernel is lost (0: never).
     """
 
     def __init__(
@@ -267,6 +301,7 @@ class RemoteKernel:
         block: bool = True,
         connect_timeout: float = 10.0,
         source_address: str | None = None,
+        heartbeat: float = HEARTBEAT,
     ) -> None:
         self.info = _resolve(addr, key, profile)
         self.address: Address = self.info.address
@@ -275,7 +310,7 @@ class RemoteKernel:
         self.block = block
         self.source_address = source_address
         reactor = get_reactor()
-        self._protocol = KernelClientProtocol(Channel(self.info.key), reactor, self.name)
+        self._protocol = KernelClientProtocol(Channel(self.info.key), reactor, self.name, heartbeat)
         call(self._connect, reactor, connect_timeout, timeout=connect_timeout, what="connecting")
         try:
             self.kernel_info = self._protocol.ready.result(connect_timeout)
@@ -290,22 +325,10 @@ class RemoteKernel:
         host, port = self.address
         bind = (self.source_address, 0) if self.source_address else None
         if self.info.tls:
-            options = self._tls_options()
+            options = tls_client_options(self.info.tls_certificate)
             reactor.connectSSL(host, port, factory, options, timeout=timeout, bindAddress=bind)
         else:
             reactor.connectTCP(host, port, factory, timeout=timeout, bindAddress=bind)
-
-    def _tls_options(self) -> Any:
-        from twisted.internet import ssl
-
-        if not self.info.tls_certificate:
-            raise ConnectionFailed(
-                f"kernel {self.name} serves TLS but its connection file carries no certificate"
-            )
-        certificate = ssl.Certificate.loadPEM(self.info.tls_certificate.encode())
-        return ssl.CertificateOptions(
-            verify=True, caCerts=[certificate.original], requireCertificate=True
-        )
 
     def __repr__(self) -> str:
         state = "connected" if self._protocol.open else "disconnected"
@@ -330,8 +353,8 @@ class RemoteKernel:
             return result.get(self.timeout if timeout is None else timeout)
         return result
 
-    def _control(self, verb: str, content: dict[str, Any] | None = None) -> Any:
-        return self._send(verb, content or {}, self._value, True, verb, timeout=CONTROL_TIMEOUT)
+    def _control(self, verb: str, content: dict[str, Any], block: bool) -> Any:
+        return self._send(verb, content, self._value, block, verb, timeout=CONTROL_TIMEOUT)
 
     def _check(self, message: Message) -> dict[str, Any]:
         content = message.content
@@ -458,17 +481,30 @@ class RemoteKernel:
     def __iter__(self) -> Iterator[str]:
         return iter(self.keys())
 
-    def keys(self) -> list[str]:
+    def keys(self, block: bool = True) -> list[str]:
         """Names defined on the kernel."""
-        return self._send("keys", {}, self._value, True, "keys")
+        return self._send("keys", {}, self._value, block, "keys")
 
-    def reset(self) -> None:
+    def reset(self, block: bool = True) -> None:
         """Empty the kernel's namespace (after everything queued before it)."""
-        self._send("reset", {}, self._value, True, "reset")
+        return self._send("reset", {}, self._value, block, "reset")
+
+    def copy_to(self, name: str, kernels: Iterable[RemoteKernel], block: bool | None = None) -> Any:
+        """Send this kernel's ``name`` straight to other kernels, not through this client.
+
+        The kernel pickles the value once and pushes it to each of them itself, after
+        everything this client queued before; they must accept connections from it.
+        Returns the addresses of the kernels that received it.
+        """
+        if not name.isidentifier():
+            raise ValueError(f"{name!r} is not a valid Python name")
+        targets = [dict(kernel.info.to_dict(), ip=kernel.address[0]) for kernel in kernels]
+        content = {"name": name, "targets": targets}
+        return self._send("copy", content, self._value, block, f"copy {name!r}")
 
     # -- history and control -------------------------------------------------------------
 
-    def result(self, number: int | None = None) -> ExecuteResult:
+    def result(self, number: int | None = None, block: bool = True) -> ExecuteResult:
         """Command ``number`` from the kernel's history (default: the last one).
 
         Unlike ``execute``, a recorded error is returned, not raised.
@@ -479,38 +515,39 @@ class RemoteKernel:
             return ExecuteResult(**record, kernel=self.name)
 
         return self._send(
-            "result", {"number": number}, convert, True, "result", timeout=CONTROL_TIMEOUT
+            "result", {"number": number}, convert, block, "result", timeout=CONTROL_TIMEOUT
         )
 
-    def status(self) -> dict[str, Any]:
+    def status(self, block: bool = True) -> dict[str, Any]:
         """State (idle/busy), queue length, commands run, gui, pid, host..."""
-        return self._control("status")
+        return self._control("status", {}, block)
 
-    def interrupt(self) -> bool:
+    def interrupt(self, block: bool = True) -> bool:
         """Raise KeyboardInterrupt in the running command; False if nothing was running."""
-        return self._control("interrupt")
+        return self._control("interrupt", {}, block)
 
-    def abort(self) -> int:
+    def abort(self, block: bool = True) -> int:
         """Drop the commands queued behind the running one; returns how many."""
-        return self._control("abort")
+        return self._control("abort", {}, block)
 
-    def allow(self, network: str) -> dict[str, list[str]]:
+    def allow(self, network: str, block: bool = True) -> dict[str, list[str]]:
         """Let clients from ``network`` (an address or CIDR) connect."""
-        return self._control("allow", {"network": network})
+        return self._control("allow", {"network": network}, block)
 
-    def deny(self, network: str) -> dict[str, list[str]]:
+    def deny(self, network: str, block: bool = True) -> dict[str, list[str]]:
         """Refuse clients from ``network``, even if allowed."""
-        return self._control("deny", {"network": network})
+        return self._control("deny", {"network": network}, block)
 
-    def notify(self, addr: Address | str, flag: bool = True) -> list[str]:
+    def notify(self, addr: Address | str, flag: bool = True, block: bool = True) -> list[str]:
         """Send every completed command's record to the gatherer at ``addr`` (or stop)."""
         host, port = parse_address(addr)
-        return self._control("notify", {"address": [host, port], "flag": flag})
+        return self._control("notify", {"address": [host, port], "flag": flag}, block)
 
-    def kill(self) -> None:
-        """Shut the kernel down (it tells its other clients) and disconnect."""
-        self._control("shutdown")
-        self.disconnect()
+    def kill(self, block: bool = True) -> Any:
+        """Shut the kernel down (it tells its other clients); this client disconnects."""
+        done = self._control("shutdown", {}, False)
+        done.add_done_callback(lambda _: self.disconnect())
+        return done.get(CONTROL_TIMEOUT) if block else done
 
     def disconnect(self) -> None:
         """Close this client's connection; the kernel keeps running."""

@@ -31,8 +31,12 @@ from ..transport import FrameProtocol
 from ..wire import Channel, Message
 from .access import AccessList
 from .engine import Engine, error_record
+from .peer import push_to_kernels
 
 log = logging.getLogger("ipython_parallel_kernel.kernel")
+
+#: Seconds a kernel-to-kernel copy may take before the targets still missing are reported.
+COPY_TIMEOUT = 600.0
 
 
 class KernelService:
@@ -245,7 +249,23 @@ class KernelProtocol(FrameProtocol):
     def handle_reset(self, request: Message) -> None:
         self.queue(request, self.service.engine.reset)
 
+    def handle_copy(self, request: Message) -> None:
+        engine, reactor = self.service.engine, self.service.reactor
+        name = str(request.content.get("name"))
+        targets = request.content.get("targets") or []
+        timeout = float(request.content.get("timeout", COPY_TIMEOUT))
+
+        def copy() -> list[str]:
+            (value,) = engine.pull([name])
+            payload, buffers = serialize.dumps({name: value})
+            return push_to_kernels(reactor, targets, payload, buffers, timeout)
+
+        self.queue(request, copy)
+
     # -- handlers: control, answered at once -------------------------------------------
+
+    def handle_ping(self, request: Message) -> None:
+        self.reply(request, {"status": "ok"})
 
     def handle_status(self, request: Message) -> None:
         self.reply(request, {"status": "ok", "value": self.service.status()})
@@ -321,6 +341,8 @@ HANDLERS: dict[str, Callable[[KernelProtocol, Message], None]] = {
         "keys",
         "delete",
         "reset",
+        "copy",
+        "ping",
         "status",
         "result",
         "interrupt",

@@ -9,6 +9,7 @@ import pytest
 import ipython_parallel_kernel
 from ipython_parallel_kernel import errors
 from ipython_parallel_kernel.errors import (
+    CompositeError,
     ConnectionFailed,
     ConnectionRefused,
     FrameTooLarge,
@@ -43,6 +44,7 @@ TREE = [
     (KernelDied, ConnectionFailed),
     (KernelTimeout, KernelError),
     (RemoteError, KernelError),
+    (CompositeError, KernelError),
 ]
 
 
@@ -137,3 +139,27 @@ def test_package_lazy_remote_error_is_the_errors_class() -> None:
     assert sorted(ipython_parallel_kernel.__all__) == dir(
         importlib.import_module("ipython_parallel_kernel")
     )
+
+
+def test_composite_error_lists_each_kernel() -> None:
+    """CompositeError names target, verb and address; shows the first few in full."""
+    failures = [
+        (i, f"127.0.0.1:{9000 + i}", remote_error(f"127.0.0.1:{9000 + i}")) for i in range(5)
+    ]
+    error = CompositeError("execute", failures, [None] * 6)
+    assert str(error) == "execute failed on 5 of 6 kernels"
+    text = error.render_traceback()
+    assert "[0:execute] 127.0.0.1:9000" in text and "[4:execute] 127.0.0.1:9004" in text
+    assert "... and 2 more:" in text
+    assert text.count("Traceback") == CompositeError.SHOWN_IN_FULL
+    assert error._render_traceback_() == text.splitlines()
+
+
+def test_composite_error_reraises_one() -> None:
+    """raise_exception(i) raises the i-th failure by itself."""
+    first, second = remote_error("a"), KernelDied("lost kernel b")
+    error = CompositeError("pull", [(1, "a", first), (3, "b", second)], [0, first, 2, second])
+    with pytest.raises(KernelDied):
+        error.raise_exception(1)
+    with pytest.raises(RemoteError):
+        error.raise_exception()

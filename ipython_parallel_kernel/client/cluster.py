@@ -1,0 +1,440 @@
+"""``InteractiveCluster``: many kernels driven as one.
+
+Every verb of ``RemoteKernel`` is here too, with ``targets=``: an int, a list, a slice,
+``'all'``, or the same typed as text (``"0,2"``, ``"1:3"``, ``"::2"``), which is parsed,
+never evaluated. A request to N kernels is sent to all of them before any reply is
+awaited, so it takes as long as the slowest kernel, not the sum; the answer is one
+value per target, in target order::
+
+    >>> ic = InteractiveCluster.from_file(path)  # written by ipk-cluster start
+    >>> ic["a"] = 5                      # push to all
+    >>> ic.execute("b = a * 2", targets="::2")
+    >>> ic["b"]                          # pull from all
+    >>> ic.scatter("chunk", range(100)); ic.execute("s = sum(chunk)"); sum(ic["s"])
+    4950
+    >>> ic.map(lambda x: x * x, range(8))
+    [0, 1, 4, 9, 16, 25, 36, 49]
+
+When some kernels fail, the others' results are kept and a ``CompositeError`` lists
+each failure by target and address; a kernel that died is one of those failures.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+from typing import Any
+
+from ..connection import Address, ConnectionInfo, security_dir, write_json_private
+from ..errors import CompositeError, KernelTimeout
+from .kernel import HEARTBEAT, AsyncResult, RemoteKernel
+
+Targets = int | slice | str | Sequence[int] | None
+
+_TARGET_ITEM = re.compile(r"^\s*(-?\d+)?\s*(?::\s*(-?\d+)?\s*(?::\s*(-?\d+)?\s*)?)?$")
+
+
+def parse_targets(spec: Targets, count: int) -> list[int]:
+    """Kernel indices selected by ``spec`` among ``count`` kernels, in order.
+
+    >>> parse_targets("0,2", 4), parse_targets("1:3", 4), parse_targets("::2", 4)
+    ([0, 2], [1, 2], [0, 2])
+    """
+    if spec is None or spec == "all":
+        return list(range(count))
+    if isinstance(spec, bool):
+        raise TypeError("targets cannot be a bool")
+    if isinstance(spec, int):
+        return [_index(spec, count)]
+    if isinstance(spec, slice):
+        return list(range(count))[spec]
+    if isinstance(spec, str):
+        chosen: list[int] = []
+        for item in spec.split(","):
+            match = _TARGET_ITEM.match(item)
+            if not match or not item.strip():
+                raise ValueError(
+                    f"targets {spec!r}: {item.strip()!r} is not an index or a slice "
+                    "(write e.g. '0,2', '1:3', '::2' or 'all')"
+                )
+            start, stop, step = (int(g) if g else None for g in match.groups())
+            chosen += (
+                [_index(start, count)]
+                if ":" not in item
+                else (list(range(count))[slice(start, stop, step)])
+            )
+        return chosen
+    return [_index(i, count) for i in spec]
+
+
+def _index(i: Any, count: int) -> int:
+    if not isinstance(i, int) or isinstance(i, bool):
+        raise TypeError(f"target {i!r} is not an int")
+    if not -count <= i < count:
+        raise IndexError(f"target {i} out of range: the cluster has {count} kernels")
+    return i % count
+
+
+def split(seq: Sequence, parts: int) -> list[Sequence]:
+    """``seq`` in ``parts`` contiguous blocks whose lengths differ by at most one."""
+    size, extra = divmod(len(seq), parts)
+    blocks, start = [], 0
+    for i in range(parts):
+        stop = start + size + (1 if i < extra else 0)
+        blocks.append(seq[start:stop])
+        start = stop
+    return blocks
+
+
+def join(blocks: list[Any]) -> Any:
+    """Undo ``split``: tuples and numpy arrays keep their type, anything else is a list."""
+    first = blocks[0] if blocks else []
+    if isinstance(first, list):
+        return [x for block in blocks for x in block]
+    if isinstance(first, tuple):
+        return tuple(x for block in blocks for x in block)
+    if type(first).__module__ == "numpy":
+        import numpy
+
+        return numpy.concatenate(blocks)
+    return [x for block in blocks for x in block]
+
+
+class ClusterResult(Future):
+    """The future results of one request to several kernels, one per target.
+
+    Completes when every target has answered. ``get`` returns the list of values, or
+    raises ``CompositeError`` listing the failures (with the other values in it);
+    ``progress`` counts the targets that have answered so far.
+    """
+
+    def __init__(self, what: str, targets: list[int], names: list[str], parts: list) -> None:
+        super().__init__()
+        self.what = what
+        self.targets = targets
+        self.names = names
+        self.parts = parts
+        self._lock = threading.Lock()
+        self._answered = 0
+        for part in parts:
+            part.add_done_callback(self._one_done)
+
+    @property
+    def progress(self) -> int:
+        """How many targets have answered."""
+        return self._answered
+
+    def _one_done(self, part: Future) -> None:
+        with self._lock:
+            self._answered += 1
+            if self._answered < len(self.parts):
+                return
+        results, failures = [], []
+        for target, name, part in zip(self.targets, self.names, self.parts, strict=True):
+            error = part.exception()
+            results.append(error if error is not None else part.result())
+            if error is not None:
+                failures.append((target, name, error))
+        if failures:
+            self.set_exception(CompositeError(self.what, failures, results))
+        else:
+            self.set_result(results)
+
+    def get(self, timeout: float | None = None) -> list[Any]:
+        """The values, waiting at most ``timeout`` seconds."""
+        try:
+            return self.result(timeout)
+        except FutureTimeout:
+            raise KernelTimeout(
+                f"{self.what}: {self.progress} of {len(self.parts)} kernels answered within "
+                f"{timeout} s; the others are still working (interrupt() stops them)"
+            ) from None
+
+    def ready(self) -> bool:
+        """True once every target has answered."""
+        return self.done()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for every target; True if all answered within ``timeout``."""
+        try:
+            self.exception(timeout)
+        except FutureTimeout:
+            return False
+        return True
+
+    def __repr__(self) -> str:
+        return f"<ClusterResult {self.what}: {self.progress}/{len(self.parts)} answered>"
+
+
+class InteractiveCluster:
+    """Several kernels, driven together.
+
+    ``addrs``: kernel addresses or connection files to connect to now (more with
+    ``start``). ``key``, ``timeout``, ``profile`` and ``heartbeat`` are passed to each
+    ``RemoteKernel``; ``block`` is the default for the verbs that take one.
+    """
+
+    def __init__(
+        self,
+        addrs: Iterable[Address | str] | None = None,
+        *,
+        key: str | None = None,
+        timeout: float | None = None,
+        profile: str | None = None,
+        block: bool = True,
+        heartbeat: float = HEARTBEAT,
+    ) -> None:
+        self.kernels: list[RemoteKernel] = []
+        self.key = key
+        self.timeout = timeout
+        self.profile = profile
+        self.block = block
+        self.heartbeat = heartbeat
+        if addrs is not None:
+            self.start(addrs)
+
+    # -- building clusters ---------------------------------------------------------------
+
+    def start(self, addrs: Iterable[Address | str | ConnectionInfo]) -> InteractiveCluster:
+        """Connect to running kernels (concurrently) and add them; returns self.
+
+        Each entry is anything ``RemoteKernel`` takes: an address, a connection file,
+        or a ``ConnectionInfo``.
+        """
+        addrs = list(addrs)
+        if not addrs:
+            return self
+
+        def connect(addr: Any) -> RemoteKernel:
+            return RemoteKernel(
+                addr,
+                key=self.key,
+                timeout=self.timeout,
+                profile=self.profile,
+                heartbeat=self.heartbeat,
+            )
+
+        with ThreadPoolExecutor(max_workers=min(32, len(addrs))) as pool:
+            self.kernels += list(pool.map(connect, addrs))
+        return self
+
+    @classmethod
+    def from_file(cls, path: str | Path, **options: Any) -> InteractiveCluster:
+        """Connect to every kernel of a cluster file (as written by ``ipk-cluster``)."""
+        path = Path(path).expanduser()
+        try:
+            entries = json.loads(path.read_text())
+            infos = [ConnectionInfo.from_dict(entry) for entry in entries]
+        except (OSError, ValueError, TypeError, AttributeError) as e:
+            raise ValueError(f"cannot read cluster file {path}: {e}") from None
+        return cls(infos, **options)
+
+    def save(self, name: str, profile: str = "default") -> Path:
+        """Remember this cluster's kernels under ``name`` (a cluster file, mode 0600)."""
+        entries = [dict(k.info.to_dict(), ip=k.address[0]) for k in self.kernels]
+        return write_json_private(entries, _saved_path(name, profile))
+
+    @classmethod
+    def load(cls, name: str, profile: str = "default", **options: Any) -> InteractiveCluster:
+        """Reconnect to the kernels saved under ``name``."""
+        return cls.from_file(_saved_path(name, profile), **options)
+
+    def subcluster(self, targets: Targets) -> InteractiveCluster:
+        """A cluster of some of these kernels (the same connections)."""
+        sub = InteractiveCluster(
+            key=self.key, timeout=self.timeout, profile=self.profile, block=self.block
+        )
+        sub.kernels = [self.kernels[i] for i in parse_targets(targets, len(self))]
+        return sub
+
+    def __add__(self, other: InteractiveCluster) -> InteractiveCluster:
+        combined = self.subcluster("all")
+        combined.kernels += other.kernels
+        return combined
+
+    def __len__(self) -> int:
+        return len(self.kernels)
+
+    def __iter__(self) -> Any:
+        return iter(self.kernels)
+
+    def __repr__(self) -> str:
+        names = ", ".join(k.name for k in self.kernels[:4])
+        more = f", ... ({len(self)} kernels)" if len(self) > 4 else ""
+        return f"<InteractiveCluster [{names}{more}]>"
+
+    # -- the fan-out ---------------------------------------------------------------------
+
+    def _each(
+        self, what: str, targets: Targets, call: Callable[[int, RemoteKernel], AsyncResult]
+    ) -> ClusterResult:
+        chosen = parse_targets(targets, len(self))
+        parts = [call(position, self.kernels[i]) for position, i in enumerate(chosen)]
+        names = [self.kernels[i].name for i in chosen]
+        return ClusterResult(what, chosen, names, parts)
+
+    def _finish(self, result: ClusterResult, block: bool | None) -> Any:
+        if block if block is not None else self.block:
+            return result.get(self.timeout)
+        return result
+
+    # -- verbs -----------------------------------------------------------------------------
+
+    def execute(self, source: str, targets: Targets = None, block: bool | None = None) -> Any:
+        """Run ``source`` on each target; one ExecuteResult per target."""
+        result = self._each("execute", targets, lambda _, k: k.execute(source, block=False))
+        return self._finish(result, block)
+
+    def run(self, filename: str | Path, targets: Targets = None, block: bool | None = None) -> Any:
+        """Run a local file on each target."""
+        result = self._each("run", targets, lambda _, k: k.run(filename, block=False))
+        return self._finish(result, block)
+
+    def push(
+        self,
+        value: Any,
+        name: str | None = None,
+        targets: Targets = None,
+        block: bool | None = None,
+    ) -> Any:
+        """Bind names on each target: ``push(value, name)`` or ``push({name: value})``."""
+        result = self._each("push", targets, lambda _, k: k.push(value, name, block=False))
+        return self._finish(result, block)
+
+    def pull(
+        self, names: str | Iterable[str], targets: Targets = None, block: bool | None = None
+    ) -> Any:
+        """The value of ``names`` on each target."""
+        names = names if isinstance(names, str) else list(names)
+        result = self._each("pull", targets, lambda _, k: k.pull(names, block=False))
+        return self._finish(result, block)
+
+    def apply(
+        self, func: Callable[..., Any], *args: Any, targets: Targets = None, **kwargs: Any
+    ) -> Any:
+        """Call ``func(*args, **kwargs)`` on each target (blocking as ``self.block``)."""
+        result = self._each("apply", targets, lambda _, k: k.apply_async(func, *args, **kwargs))
+        return self._finish(result, None)
+
+    def keys(self, targets: Targets = None, block: bool = True) -> Any:
+        """The names defined on each target."""
+        return self._finish(self._each("keys", targets, lambda _, k: k.keys(block=False)), block)
+
+    def status(self, targets: Targets = None, block: bool = True) -> Any:
+        """Each target's status dict."""
+        return self._finish(
+            self._each("status", targets, lambda _, k: k.status(block=False)), block
+        )
+
+    def reset(self, targets: Targets = None, block: bool = True) -> Any:
+        """Empty each target's namespace."""
+        return self._finish(self._each("reset", targets, lambda _, k: k.reset(block=False)), block)
+
+    def interrupt(self, targets: Targets = None, block: bool = True) -> Any:
+        """Interrupt the running command on each target."""
+        result = self._each("interrupt", targets, lambda _, k: k.interrupt(block=False))
+        return self._finish(result, block)
+
+    def abort(self, targets: Targets = None, block: bool = True) -> Any:
+        """Drop what is queued on each target."""
+        return self._finish(self._each("abort", targets, lambda _, k: k.abort(block=False)), block)
+
+    def kill(self, targets: Targets = None, block: bool = True) -> Any:
+        """Shut the targets down; they are removed from this cluster."""
+        chosen = parse_targets(targets, len(self))
+        result = self._each("kill", chosen, lambda _, k: k.kill(block=False))
+        doomed = {id(self.kernels[i]) for i in chosen}
+        self.kernels = [k for k in self.kernels if id(k) not in doomed]
+        return self._finish(result, block)
+
+    def notify(
+        self, addr: Address | str, flag: bool = True, targets: Targets = None, block: bool = True
+    ) -> Any:
+        """Make each target report completed commands to the gatherer at ``addr``."""
+        result = self._each("notify", targets, lambda _, k: k.notify(addr, flag, block=False))
+        return self._finish(result, block)
+
+    def allow(self, network: str, targets: Targets = None, block: bool = True) -> Any:
+        """Let clients from ``network`` connect to each target."""
+        result = self._each("allow", targets, lambda _, k: k.allow(network, block=False))
+        return self._finish(result, block)
+
+    def deny(self, network: str, targets: Targets = None, block: bool = True) -> Any:
+        """Refuse clients from ``network`` on each target."""
+        result = self._each("deny", targets, lambda _, k: k.deny(network, block=False))
+        return self._finish(result, block)
+
+    def disconnect(self) -> None:
+        """Close every connection; the kernels keep running."""
+        for kernel in self.kernels:
+            kernel.disconnect()
+
+    # -- the dictionary interface -----------------------------------------------------------
+
+    def __getitem__(self, key: int | str) -> Any:
+        """``ic[0]`` is a kernel; ``ic['a']`` pulls ``a`` from every kernel."""
+        if isinstance(key, str):
+            return self.pull(key, block=True)
+        return self.kernels[key]
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        """``ic['a'] = 5`` pushes to every kernel."""
+        self.push(value, name, block=True)
+
+    # -- data across kernels -------------------------------------------------------------------
+
+    def scatter(
+        self, name: str, seq: Sequence, targets: Targets = None, block: bool | None = None
+    ) -> Any:
+        """Split ``seq`` into contiguous blocks, one bound to ``name`` on each target.
+
+        Lists, tuples, ranges and numpy arrays (split along the first axis) work.
+        """
+        chosen = parse_targets(targets, len(self))
+        blocks = split(seq, len(chosen))
+        result = self._each(
+            "scatter", chosen, lambda position, k: k.push(blocks[position], name, block=False)
+        )
+        return self._finish(result, block)
+
+    def gather(self, name: str, targets: Targets = None) -> Any:
+        """Put ``name``'s blocks from every target back together, in target order."""
+        return join(self.pull(name, targets, block=True))
+
+    def map(self, func: Callable[..., Any], *seqs: Sequence, targets: Targets = None) -> list:
+        """``list(map(func, *seqs))``, computed in blocks across the targets."""
+        items = list(zip(*seqs, strict=False)) if len(seqs) > 1 else list(seqs[0])
+        chosen = parse_targets(targets, len(self))
+        blocks = split(items, len(chosen))
+        star = len(seqs) > 1
+
+        def run_block(f: Callable[..., Any], block: list, starred: bool) -> list:
+            return [f(*item) for item in block] if starred else [f(item) for item in block]
+
+        result = self._each(
+            "map",
+            chosen,
+            lambda position, k: k.apply_async(run_block, func, blocks[position], star),
+        )
+        return join(result.get(self.timeout))
+
+    def move(
+        self, name: str, source: int, targets: Targets = None, block: bool | None = None
+    ) -> Any:
+        """Copy ``name`` from kernel ``source`` straight to the targets (default: all
+        the others), without passing the value through this client.
+        """
+        source = _index(source, len(self))
+        chosen = [i for i in parse_targets(targets, len(self)) if i != source]
+        return self.kernels[source].copy_to(name, [self.kernels[i] for i in chosen], block)
+
+
+def _saved_path(name: str, profile: str) -> Path:
+    if not name.replace("-", "").replace("_", "").isalnum():
+        raise ValueError(f"cluster name {name!r}: use letters, digits, '-' and '_'")
+    return security_dir(profile) / f"ipk-cluster-{name}.json"
