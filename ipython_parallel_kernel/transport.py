@@ -31,7 +31,7 @@ from collections import deque
 from typing import Any
 
 from twisted.internet import interfaces
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -279,3 +279,17 @@ def tls_client_options(certificate_pem: str | None) -> Any:
     return ssl.CertificateOptions(
         verify=True, caCerts=[certificate.original], requireCertificate=True
     )
+
+
+class OneShotFactory(ClientFactory):
+    """Connects one given protocol; ``on_failure(reason)`` if the connection fails."""
+
+    def __init__(self, protocol: Protocol, on_failure: Any) -> None:
+        self.protocol_instance = protocol
+        self.on_failure = on_failure
+
+    def buildProtocol(self, addr: Any) -> Protocol:
+        return self.protocol_instance
+
+    def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
+        self.on_failure(reason)

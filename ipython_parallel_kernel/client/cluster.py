@@ -26,13 +26,12 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
 from ..connection import Address, ConnectionInfo, security_dir, write_json_private
-from ..errors import CompositeError, KernelTimeout
-from .kernel import HEARTBEAT, AsyncResult, RemoteKernel
+from ..errors import CompositeError
+from .kernel import HEARTBEAT, AsyncResult, FutureResult, RemoteKernel
 
 Targets = int | slice | str | Sequence[int] | None
 
@@ -105,7 +104,7 @@ def join(blocks: list[Any]) -> Any:
     return [x for block in blocks for x in block]
 
 
-class ClusterResult(Future):
+class ClusterResult(FutureResult):
     """The future results of one request to several kernels, one per target.
 
     Completes when every target has answered. ``get`` returns the list of values, or
@@ -145,27 +144,11 @@ class ClusterResult(Future):
         else:
             self.set_result(results)
 
-    def get(self, timeout: float | None = None) -> list[Any]:
-        """The values, waiting at most ``timeout`` seconds."""
-        try:
-            return self.result(timeout)
-        except FutureTimeout:
-            raise KernelTimeout(
-                f"{self.what}: {self.progress} of {len(self.parts)} kernels answered within "
-                f"{timeout} s; the others are still working (interrupt() stops them)"
-            ) from None
-
-    def ready(self) -> bool:
-        """True once every target has answered."""
-        return self.done()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait for every target; True if all answered within ``timeout``."""
-        try:
-            self.exception(timeout)
-        except FutureTimeout:
-            return False
-        return True
+    def still_running(self, timeout: float | None) -> str:
+        return (
+            f"{self.what}: {self.progress} of {len(self.parts)} kernels answered within "
+            f"{timeout} s; the others are still working (interrupt() stops them)"
+        )
 
     def __repr__(self) -> str:
         return f"<ClusterResult {self.what}: {self.progress}/{len(self.parts)} answered>"

@@ -25,7 +25,6 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
-from twisted.internet.protocol import ClientFactory
 from twisted.python.failure import Failure
 
 from .. import serialize
@@ -44,7 +43,8 @@ from ..errors import (
     KernelTimeout,
     RemoteError,
 )
-from ..transport import FrameProtocol, tls_client_options
+from ..record import CommandRecord
+from ..transport import FrameProtocol, OneShotFactory, tls_client_options
 from ..wire import Channel, Message
 from .reactor import call, get_reactor
 
@@ -54,26 +54,15 @@ CONTROL_TIMEOUT = 10.0
 HEARTBEAT = 5.0
 
 
-class AsyncResult(Future):
-    """The future result of one request: a ``concurrent.futures.Future`` plus
-    ``get(timeout)``, ``ready()`` and ``wait(timeout)`` in ipyparallel's spelling.
-    """
-
-    def __init__(self, kernel: str, what: str, convert: Callable[[Message], Any]) -> None:
-        super().__init__()
-        self.kernel = kernel
-        self.what = what
-        self._convert = convert
+class FutureResult(Future):
+    """A ``concurrent.futures.Future`` with ipyparallel's ``get``, ``ready`` and ``wait``."""
 
     def get(self, timeout: float | None = None) -> Any:
         """The result, waiting at most ``timeout`` seconds; raises the remote error."""
         try:
             return self.result(timeout)
         except FutureTimeout:
-            raise KernelTimeout(
-                f"{self.what} on kernel {self.kernel} did not finish within {timeout} s; "
-                "it is still running (interrupt() stops it)"
-            ) from None
+            raise KernelTimeout(self.still_running(timeout)) from None
 
     def ready(self) -> bool:
         """True once the reply has arrived."""
@@ -86,6 +75,26 @@ class AsyncResult(Future):
         except FutureTimeout:
             return False
         return True
+
+    def still_running(self, timeout: float | None) -> str:
+        """What a KernelTimeout from ``get`` says."""
+        raise NotImplementedError
+
+
+class AsyncResult(FutureResult):
+    """The future result of one request to one kernel."""
+
+    def __init__(self, kernel: str, what: str, convert: Callable[[Message], Any]) -> None:
+        super().__init__()
+        self.kernel = kernel
+        self.what = what
+        self._convert = convert
+
+    def still_running(self, timeout: float | None) -> str:
+        return (
+            f"{self.what} on kernel {self.kernel} did not finish within {timeout} s; "
+            "it is still running (interrupt() stops it)"
+        )
 
     def deliver(self, message: Message) -> None:
         """Turn the reply into the result (reactor thread)."""
@@ -104,18 +113,9 @@ class AsyncResult(Future):
 
 
 @dataclass
-class ExecuteResult:
+class ExecuteResult(CommandRecord):
     """What one executed command did: number, output, display data, timings."""
 
-    number: int
-    source: str
-    stdout: str = ""
-    stderr: str = ""
-    result: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
-    submitted: float = 0.0
-    started: float = 0.0
-    completed: float = 0.0
     kernel: str = field(default="", compare=False)
 
     @property
@@ -242,25 +242,6 @@ class KernelClientProtocol(FrameProtocol):
         return result
 
 
-class _Factory(ClientFactory):
-    def __init__(self, protocol: KernelClientProtocol) -> None:
-        self.protocol_instance = protocol
-
-    def buildProtocol(self, addr: Any) -> KernelClientProtocol:
-        return self.protocol_instance
-
-    def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
-        ready = self.protocol_instance.ready
-        if not ready.done():
-            ready.set_exception(
-                ConnectionFailed(
-                    f"cannot connect to kernel {self.protocol_instance.name}: "
-                    f"{reason.getErrorMessage()}. Is it running? Start one with "
-                    f"'ipk-kernel --port {connector.port}'."
-                )
-            )
-
-
 def _resolve(addr: Any, key: str | None, profile: str | None) -> ConnectionInfo:
     if isinstance(addr, ConnectionInfo):
         return addr
@@ -321,7 +302,18 @@ class RemoteKernel:
             ) from None
 
     def _connect(self, reactor: Any, timeout: float) -> None:
-        factory = _Factory(self._protocol)
+        protocol = self._protocol
+
+        def failed(reason: Failure) -> None:
+            if not protocol.ready.done():
+                protocol.ready.set_exception(
+                    ConnectionFailed(
+                        f"cannot connect to kernel {self.name}: {reason.getErrorMessage()}. "
+                        f"Is it running? Start one with 'ipk-kernel --port {self.address[1]}'."
+                    )
+                )
+
+        factory = OneShotFactory(protocol, failed)
         host, port = self.address
         bind = (self.source_address, 0) if self.source_address else None
         if self.info.tls:

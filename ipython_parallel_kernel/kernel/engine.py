@@ -26,34 +26,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..record import CommandRecord
 from .capture import CapturedStream
 
 
 class EngineShutdown(BaseException):
     """Raised in the engine thread to stop it; never caught as a user error."""
-
-
-@dataclass
-class CommandRecord:
-    """What one numbered command did: the kernel's history entry.
-
-    ``result`` is the display data of a trailing expression (mimetype -> data) and
-    ``error`` is ``{"ename", "evalue", "traceback"}``; timings are Unix times.
-    """
-
-    number: int
-    source: str
-    stdout: str = ""
-    stderr: str = ""
-    result: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
-    submitted: float = 0.0
-    started: float = 0.0
-    completed: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready copy, as sent to clients and gatherers."""
-        return dict(self.__dict__)
 
 
 @dataclass

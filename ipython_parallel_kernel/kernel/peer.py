@@ -13,12 +13,11 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
-from twisted.internet.protocol import ClientFactory
 from twisted.python.failure import Failure
 
 from ..connection import ConnectionInfo, format_address
 from ..errors import ConnectionRefused, KernelDied, KernelTimeout
-from ..transport import FrameProtocol, tls_client_options
+from ..transport import FrameProtocol, OneShotFactory, tls_client_options
 from ..wire import Channel, Message
 
 
@@ -61,20 +60,6 @@ class PeerPush(FrameProtocol):
             self.done.set_exception(KernelDied(f"lost kernel {self.name} before it replied"))
 
 
-class _Factory(ClientFactory):
-    def __init__(self, protocol: PeerPush) -> None:
-        self.peer = protocol
-
-    def buildProtocol(self, addr: Any) -> PeerPush:
-        return self.peer
-
-    def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
-        if not self.peer.done.done():
-            self.peer.done.set_exception(
-                KernelDied(f"cannot reach kernel {self.peer.name}: {reason.getErrorMessage()}")
-            )
-
-
 def push_to_kernels(
     reactor: Any, targets: list[dict[str, Any]], payload: bytes, buffers: list, timeout: float
 ) -> list[str]:
@@ -86,7 +71,13 @@ def push_to_kernels(
     peers = [PeerPush(ConnectionInfo.from_dict(t), reactor, payload, buffers) for t in targets]
 
     def connect(peer: PeerPush, info: ConnectionInfo) -> None:
-        factory = _Factory(peer)
+        def failed(reason: Failure) -> None:
+            if not peer.done.done():
+                peer.done.set_exception(
+                    KernelDied(f"cannot reach kernel {peer.name}: {reason.getErrorMessage()}")
+                )
+
+        factory = OneShotFactory(peer, failed)
         if info.tls:
             options = tls_client_options(info.tls_certificate)
             reactor.connectSSL(info.ip, info.port, factory, options, timeout=timeout)
