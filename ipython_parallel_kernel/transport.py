@@ -66,6 +66,8 @@ class FrameProtocol(Protocol):
         self._close_when_sent = False
         self._refused = False
         self._linger: Any = None
+        #: Bytes the peer has received from us or sent to us: a long transfer is not silence.
+        self.progress = 0
 
     # -- Twisted's hooks (reactor thread) -------------------------------------------
 
@@ -83,6 +85,7 @@ class FrameProtocol(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self._refused:
             return
+        self.progress += len(data)
         try:
             messages = self.decoder.feed(data)
             if self._socket is not None:
@@ -110,7 +113,10 @@ class FrameProtocol(Protocol):
         """Twisted's "the socket can take more": send the backlog."""
         with self._lock:
             if self._backlog:
+                before = sum(v.nbytes for v in self._backlog)
                 self._send_now(self._backlog)
+                # Room appeared only because the peer read: that is a sign of life.
+                self.progress += before - sum(v.nbytes for v in self._backlog)
             if self._backlog:
                 self.transport.startWriting()
             elif self._close_when_sent:
@@ -252,6 +258,7 @@ class FrameProtocol(Protocol):
                 break  # Twisted's next read reports the error and closes
             if n == 0:
                 break  # end of stream: Twisted's next read sees it too
+            self.progress += n
             messages += self.decoder.filled(n)
         return messages
 

@@ -151,6 +151,7 @@ class KernelClientProtocol(FrameProtocol):
     word from the kernel it sends a ping, and after ``heartbeat`` seconds of silence it
     declares the kernel lost, so a kernel that stops answering without closing the
     connection (SIGSTOP, a vanished host) fails its requests instead of hanging them.
+    Bytes moving either way count as word: a long transfer is not silence.
     """
 
     def __init__(self, channel: Channel, reactor: Any, name: str, heartbeat: float) -> None:
@@ -162,6 +163,7 @@ class KernelClientProtocol(FrameProtocol):
         self.lost_reason: str | None = None
         self._ids = itertools.count(1)
         self._last_heard = 0.0
+        self._progress_seen = 0
         self._beat: Any = None
 
     def connectionMade(self) -> None:
@@ -172,6 +174,9 @@ class KernelClientProtocol(FrameProtocol):
             self._beat = self.reactor.callLater(self.heartbeat / 4, self._check_heartbeat)
 
     def _check_heartbeat(self) -> None:
+        if self.progress != self._progress_seen:
+            self._progress_seen = self.progress
+            self._last_heard = self.reactor.seconds()
         silence = self.reactor.seconds() - self._last_heard
         if silence >= self.heartbeat:
             self.lost_reason = (

@@ -236,3 +236,15 @@ def test_stopped_kernel_is_caught_by_the_heartbeat(own_four):
     assert waited < 10
     assert [r.text for i, r in enumerate(info.value.results) if i != 1] == ["4"] * 3
     cluster.disconnect()
+
+
+def test_busy_kernel_is_not_taken_for_dead(own_four):
+    """A kernel computing for longer than the heartbeat still answers pings."""
+    cluster = InteractiveCluster(
+        [str(k.connection_file) for k in own_four[:2]], timeout=60, heartbeat=1.0
+    )
+    results = cluster.execute(
+        "import time\nend = time.time() + 3\nwhile time.time() < end: pass\n'ok'"
+    )
+    assert [r.text for r in results] == ["'ok'", "'ok'"]
+    cluster.disconnect()
