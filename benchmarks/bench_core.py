@@ -14,8 +14,21 @@ What is measured
    push / pull of a small value, ``apply``, push / pull of 1 MiB, 100 MiB and 1 GiB
    float64 arrays (GB/s, steady state after warm-ups, plus the cold first 1 GiB
    transfer), and the kernel's peak RSS while it receives the largest array.
-3. ipyparallel (one engine, ``ipp.Cluster(n=1)``) doing the same things, if installed.
-4. Ratios: ipk vs the loopback limit, ipyparallel / ipk.
+3. cluster (8 ``ipk-kernel --port 0`` processes, all started before any is waited for,
+   driven by ``InteractiveCluster``): ``execute('a=5')`` on all kernels at once for
+   clusters of the first 1, 2, 4 and 8 (median round trip); a 100 MiB float64 array
+   to 4 kernels, pushed by the client to each (it sends it 4 times) versus pushed to
+   kernel 0 once and then ``move``d by kernel 0 to the other 3 (only the move timed),
+   in ms and aggregate GB/s (bytes delivered to kernels / time); then, with those
+   kernels stopped, ``ipk-cluster start -n 8`` until its ready line (verified with
+   ``execute('1')`` on every kernel of its cluster file, then ``ipk-cluster stop``;
+   any kernel left running is killed by pid and reported). Reported as unavailable
+   if the ``ipk-cluster`` module is missing or fails.
+4. ipyparallel (one engine, ``ipp.Cluster(n=1)``) doing the same things, if installed.
+5. Ratios: ipk vs the loopback limit, client push to 4 kernels / move, ipyparallel / ipk.
+
+Everything runs with a private temporary IPYTHONDIR (set here and inherited by every
+child), so ~/.ipython is never read or written.
 
 Why medians
 -----------
@@ -39,6 +52,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import importlib.util
 import json
 import logging
 import os
@@ -52,7 +66,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +100,17 @@ class Settings:
     ipp_bulk_size: int
     ipp_bulk_warmup: int
     ipp_bulk_reps: int
+    #: How many kernels ``InteractiveCluster.execute`` is timed on, one cluster each.
+    cluster_sizes: list[int]
+    cluster_warmup: int
+    cluster_round_trips: int
+    #: Array size for client push to 4 kernels versus ``move`` from one to the others.
+    move_size: int
+    move_warmup: int
+    move_reps: int
+    #: ``ipk-cluster start -n ipk_cluster_n``, timed ``ipk_cluster_runs`` times.
+    ipk_cluster_n: int
+    ipk_cluster_runs: int
 
     @classmethod
     def make(cls, quick: bool) -> Settings:
@@ -104,6 +129,14 @@ class Settings:
                 ipp_bulk_size=0,
                 ipp_bulk_warmup=0,
                 ipp_bulk_reps=0,
+                cluster_sizes=[1, 2, 4],
+                cluster_warmup=20,
+                cluster_round_trips=50,
+                move_size=10 * MiB,
+                move_warmup=1,
+                move_reps=3,
+                ipk_cluster_n=2,
+                ipk_cluster_runs=1,
             )
         return cls(
             quick=False,
@@ -118,6 +151,14 @@ class Settings:
             ipp_bulk_size=GiB,
             ipp_bulk_warmup=1,
             ipp_bulk_reps=2,
+            cluster_sizes=[1, 2, 4, 8],
+            cluster_warmup=50,
+            cluster_round_trips=500,
+            move_size=100 * MiB,
+            move_warmup=1,
+            move_reps=5,
+            ipk_cluster_n=8,
+            ipk_cluster_runs=3,
         )
 
 
@@ -220,6 +261,30 @@ def stop_process(process: subprocess.Popen, timeout: float = STOP_TIMEOUT) -> in
             with contextlib.suppress(OSError):
                 stream.close()
     return process.returncode
+
+
+def stop_processes(processes: list[subprocess.Popen], timeout: float = STOP_TIMEOUT) -> None:
+    """Stop several children at once, by pid: SIGTERM to all, one bounded wait shared
+    by all, then SIGKILL to any still running.
+    """
+    for process in processes:
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(max(0.0, deadline - time.monotonic()))
+    for process in processes:
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout)
+        for stream in (process.stdin, process.stdout, process.stderr):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
 
 
 def kill_pids(pids: set[int], grace: float = 5.0, timeout: float = STOP_TIMEOUT) -> list[str]:
@@ -433,13 +498,15 @@ class Kernel:
     port: int
     stderr_path: Path
     stdout_tail: collections.deque
+    connection_file: str = ""
 
 
-@contextlib.contextmanager
-def ipk_kernel(ipython_dir: Path) -> Iterator[Kernel]:
-    """Start ``ipk-kernel --port 0`` with a private IPYTHONDIR; stopped by pid on exit."""
+def spawn_kernel(ipython_dir: Path, name: str = "kernel") -> tuple[subprocess.Popen, Path]:
+    """Start ``ipk-kernel --port 0`` with a private IPYTHONDIR, without waiting for it;
+    its stderr goes to ``<ipython_dir>/<name>.stderr``.
+    """
     env = dict(os.environ, IPYTHONDIR=str(ipython_dir), PYTHONUNBUFFERED="1")
-    stderr_path = ipython_dir / "kernel.stderr"
+    stderr_path = ipython_dir / f"{name}.stderr"
     command = [sys.executable, "-m", "ipython_parallel_kernel.kernel.app", "--port", "0"]
     with open(stderr_path, "w") as stderr:
         process = subprocess.Popen(
@@ -450,19 +517,54 @@ def ipk_kernel(ipython_dir: Path) -> Iterator[Kernel]:
             env=env,
             text=True,
         )
+    return process, stderr_path
+
+
+def await_kernel(process: subprocess.Popen, stderr_path: Path, timeout: float) -> Kernel:
+    """Wait at most ``timeout`` seconds for a spawned kernel's ready line."""
     try:
-        try:
-            line = read_line(process, "ipk-kernel ready:", START_TIMEOUT)
-        except RuntimeError as e:
-            tail = stderr_path.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"{e}\nkernel stderr:\n{tail}") from None
-        # ready line: "ipk-kernel ready: 127.0.0.1:PORT pid N connection file PATH"
-        port = int(line.split()[2].rpartition(":")[2])
-        tail: collections.deque = collections.deque(maxlen=50)
-        threading.Thread(target=drain, args=(process.stdout, tail), daemon=True).start()
-        yield Kernel(process, port, stderr_path, tail)
+        line = read_line(process, "ipk-kernel ready:", timeout)
+    except RuntimeError as e:
+        tail = stderr_path.read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"{e}\nkernel stderr:\n{tail}") from None
+    # ready line: "ipk-kernel ready: 127.0.0.1:PORT pid N connection file PATH"
+    port = int(line.split()[2].rpartition(":")[2])
+    connection_file = line.partition(" connection file ")[2]
+    tail: collections.deque = collections.deque(maxlen=50)
+    threading.Thread(target=drain, args=(process.stdout, tail), daemon=True).start()
+    return Kernel(process, port, stderr_path, tail, connection_file)
+
+
+@contextlib.contextmanager
+def ipk_kernel(ipython_dir: Path) -> Iterator[Kernel]:
+    """Start ``ipk-kernel --port 0`` with a private IPYTHONDIR; stopped by pid on exit."""
+    process, stderr_path = spawn_kernel(ipython_dir)
+    try:
+        yield await_kernel(process, stderr_path, START_TIMEOUT)
     finally:
         stop_process(process)
+
+
+@contextlib.contextmanager
+def ipk_kernels(ipython_dir: Path, count: int) -> Iterator[list[Kernel]]:
+    """Start ``count`` kernels at once (all spawned before any is waited for), then
+    wait for every ready line within one shared deadline; all stopped by pid on exit.
+    """
+    processes: list[subprocess.Popen] = []
+    try:
+        spawned = []
+        for i in range(count):
+            process, stderr_path = spawn_kernel(ipython_dir, f"kernel-{i}")
+            processes.append(process)
+            spawned.append((process, stderr_path))
+        deadline = time.monotonic() + START_TIMEOUT
+        kernels = [
+            await_kernel(process, path, max(0.1, deadline - time.monotonic()))
+            for process, path in spawned
+        ]
+        yield kernels
+    finally:
+        stop_processes(processes)
 
 
 def bench_ipk_execute(results: Results, settings: Settings, rk: Any) -> None:
@@ -621,7 +723,271 @@ def bench_ipk(results: Results, settings: Settings, scratch: Path) -> None:
             rk.disconnect()
 
 
-# -- 3. ipyparallel --------------------------------------------------------------------
+# -- 3. cluster -------------------------------------------------------------------------
+
+CLUSTER_APP = "ipython_parallel_kernel.cluster_app"
+#: Kernels the push / move comparison runs on.
+MOVE_KERNELS = 4
+
+
+def bench_cluster_execute(results: Results, settings: Settings, files: list[str]) -> None:
+    """Blocking ``ic.execute('a=5')`` on every kernel of a cluster of ``len(files)``."""
+    from ipython_parallel_kernel import InteractiveCluster
+
+    count = len(files)
+    ic = InteractiveCluster(files, timeout=CALL_TIMEOUT)
+    try:
+        for _ in range(settings.cluster_warmup):
+            ic.execute("a=5")
+        samples = []
+        clock = time.perf_counter
+        for _ in range(settings.cluster_round_trips):
+            start = clock()
+            replies = ic.execute("a=5")
+            samples.append(clock() - start)
+        if len(replies) != count:
+            raise RuntimeError(f"execute on {count} kernels returned {len(replies)} replies")
+    finally:
+        ic.disconnect()
+    note = f"median of {len(samples)} after {settings.cluster_warmup} warm-up"
+    if count == 8:
+        note += "; target <= 2 ms; ipyparallel 9.2: 18 ms here"
+    label = f"cluster execute on {count} kernel{'s' if count > 1 else ''}"
+    results.add("cluster", f"cluster_exec_{count}", label, median_us(samples), "us", note)
+
+
+def bench_cluster_move(results: Results, settings: Settings, files: list[str]) -> None:
+    """A float64 array to every kernel: pushed by the client to each (it sends it
+    ``len(files)`` times) versus pushed once to kernel 0, which then ``move``s it to
+    the others itself (only the move is timed). Medians, ms and aggregate GB/s.
+    """
+    from ipython_parallel_kernel import InteractiveCluster
+
+    size, warmup, reps = settings.move_size, settings.move_warmup, settings.move_reps
+    count = len(files)
+    array = np.ones(size // 8)
+    # Cheap proof that every kernel holds the whole array, without pulling it back.
+    check = f"assert x.shape == ({size // 8},) and x[-1] == 1.0"
+    ic = InteractiveCluster(files, timeout=CALL_TIMEOUT)
+    try:
+        pushes = []
+        for i in range(warmup + reps):
+            # Free the previous copy first, as for the single-kernel pushes.
+            ic.execute("x = None")
+            seconds, _ = timed(lambda: ic.push(array, "x"))
+            if i >= warmup:
+                pushes.append(seconds)
+        ic.execute(check)
+        ic.execute("x = None")
+        ic[0]["x"] = array
+        moves = []
+        for i in range(warmup + reps):
+            ic.execute("x = None", targets="1:")
+            seconds, received = timed(lambda: ic.move("x", 0))
+            if len(received) != count - 1:
+                raise RuntimeError(f"move reached {len(received)} of {count - 1} kernels")
+            if i >= warmup:
+                moves.append(seconds)
+        ic.execute(check)
+        ic.execute("x = None")
+    finally:
+        ic.disconnect()
+    label = size_label(size)
+    note = f"median of {reps} after {warmup} warm-up"
+    push_s, move_s = statistics.median(pushes), statistics.median(moves)
+    results.add(
+        "cluster",
+        "cluster_push_all_ms",
+        f"client push {label} to {count} kernels",
+        push_s * 1e3,
+        "ms",
+        f"ic{count}.push(arr, 'x'): client sends it {count}x; {note}",
+    )
+    results.add(
+        "cluster",
+        "cluster_push_all_gbps",
+        f"client push {label} to {count}, aggregate",
+        gbps(count * size, push_s),
+        "GB/s",
+        f"{count} x {label} delivered / time",
+    )
+    results.add(
+        "cluster",
+        "cluster_move_ms",
+        f"move {label} kernel 0 -> {count - 1} others",
+        move_s * 1e3,
+        "ms",
+        f"ic{count}.move('x', 0): kernel 0 sends it itself; {note}",
+    )
+    results.add(
+        "cluster",
+        "cluster_move_gbps",
+        f"move {label} to {count - 1}, aggregate",
+        gbps((count - 1) * size, move_s),
+        "GB/s",
+        f"{count - 1} x {label} delivered / time",
+    )
+
+
+def running_with(marker: str, pids: Iterable[int] | None = None) -> set[int]:
+    """Those of ``pids`` (default: every process) that are running, not zombies, with
+    ``marker`` in their command line: a check that a pid is still the process we mean.
+    """
+    if pids is None:
+        processes: Iterable[psutil.Process] = psutil.process_iter()
+    else:
+        processes = []
+        for pid in pids:
+            with contextlib.suppress(psutil.Error):
+                processes.append(psutil.Process(pid))
+    found = set()
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            if process.status() != psutil.STATUS_ZOMBIE and marker in " ".join(process.cmdline()):
+                found.add(process.pid)
+    return found
+
+
+def ipk_cluster_run(
+    n: int, ipython_dir: Path, cluster_id: str, problems: list[str]
+) -> tuple[float, float, int]:
+    """One ``ipk-cluster start -n n``, checked with ``execute('1')`` on every kernel,
+    then ``ipk-cluster stop``; returns (seconds to the ready line, seconds ``stop``
+    took, kernels killed by pid after ``stop``). Whatever happens, no kernel of the
+    cluster is left running: leftovers are killed by pid and listed in ``problems``.
+    """
+    from ipython_parallel_kernel import InteractiveCluster
+
+    env = dict(os.environ, IPYTHONDIR=str(ipython_dir), PYTHONUNBUFFERED="1")
+    app = [sys.executable, "-m", CLUSTER_APP]
+    security = ipython_dir / "profile_default" / "security"
+    default_path = security / f"ipk-cluster-{cluster_id}.json"
+    # Each kernel's command line names its connection file, which starts with this
+    # path under our private IPYTHONDIR: only this run's kernels can match it.
+    marker = f"ipk-cluster-{cluster_id}-kernel-"
+    stderr_path = ipython_dir / f"{cluster_id}.stderr"
+
+    def stop() -> subprocess.CompletedProcess:
+        command = [*app, "stop", "--cluster-id", cluster_id]
+        return subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+        )
+
+    pids: set[int] = set()
+    stopped = False
+    with open(stderr_path, "w") as stderr:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            [*app, "start", "-n", str(n), "--cluster-id", cluster_id],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            text=True,
+        )
+    try:
+        try:
+            line = read_line(process, "ipk-cluster ready:", START_TIMEOUT)
+        except RuntimeError:
+            lines = stderr_path.read_text(errors="replace").strip().splitlines()
+            status = process.poll()
+            what = f"exited ({status})" if status is not None else f"ran {START_TIMEOUT:.0f} s"
+            last = lines[-1] if lines else ""
+            raise RuntimeError(f"start {what} without a ready line; stderr: {last}") from None
+        start_s = time.perf_counter() - started
+        # "ipk-cluster ready: N kernels, cluster file PATH"
+        path = Path(line.partition("cluster file ")[2].strip() or default_path)
+        pids = {entry["pid"] for entry in json.loads(path.read_text()) if entry.get("pid")}
+        ic = InteractiveCluster.from_file(path, timeout=CALL_TIMEOUT)
+        try:
+            replies = ic.execute("1")
+        finally:
+            ic.disconnect()
+        if len(replies) != n or len(pids) != n:
+            raise RuntimeError(f"{len(replies)} replies, {len(pids)} pids from {n} kernels")
+        # ``start`` exits by itself once it has printed the ready line.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(STOP_TIMEOUT)
+        stop_s, done = timed(stop)
+        stopped = True
+        if done.returncode != 0:
+            raise RuntimeError(f"ipk-cluster stop exited {done.returncode}: {done.stderr[-500:]}")
+    finally:
+        stop_process(process)
+        if not stopped:
+            with contextlib.suppress(subprocess.SubprocessError, OSError):
+                stop()
+        # A kernel that survived ``stop``: one the cluster file lists, or one that
+        # ``start`` began without ever writing the file. A pid counts only while its
+        # command line still names this cluster's kernel (pids are reused).
+        listed = running_with(marker, pids)
+        unlisted = running_with(str(security / marker)) - listed
+        leftovers = kill_pids(listed | unlisted, grace=1.0)
+        if leftovers:
+            problems.append(
+                f"ipk-cluster {cluster_id}: kernels left running, killed by pid: {leftovers}"
+                + (f" ({sorted(unlisted)} not in the cluster file)" if unlisted else "")
+            )
+    return start_s, stop_s, len(leftovers)
+
+
+def bench_ipk_cluster_app(results: Results, settings: Settings, ipython_dir: Path) -> None:
+    """``ipk-cluster start -n N`` until its ready line, verified and stopped each time:
+    median of the runs; reported as unavailable, not raised, if it is missing or fails.
+    """
+    n = settings.ipk_cluster_n
+    label = f"ipk-cluster start -n {n}"
+    if importlib.util.find_spec(CLUSTER_APP) is None:
+        reason = f"unavailable: module {CLUSTER_APP} not found"
+        results.problems.append(f"ipk-cluster {reason}")
+        results.add("cluster", "ipk_cluster_unavailable", label, None, "", reason)
+        return
+    starts, stops, leftovers = [], [], 0
+    try:
+        for run in range(settings.ipk_cluster_runs):
+            cluster_id = f"bench-{os.getpid()}-{run}"
+            start_s, stop_s, left = ipk_cluster_run(n, ipython_dir, cluster_id, results.problems)
+            starts.append(start_s)
+            stops.append(stop_s)
+            leftovers += left
+    except Exception as e:
+        reason = f"{type(e).__name__}: {e}"
+        results.problems.append(f"ipk-cluster failed: {reason}")
+        results.add(
+            "cluster", "ipk_cluster_unavailable", label, None, "", f"unavailable: {reason}"[:160]
+        )
+        return
+    runs = f"median of {len(starts)}" if len(starts) > 1 else "single run"
+    note = f"to its ready line, {runs}; target <= 1.5 s; ipyparallel: 6.6 s (3.1 s tuned)"
+    results.add("cluster", "ipk_cluster_start", label, statistics.median(starts), "s", note)
+    results.add(
+        "cluster",
+        "ipk_cluster_stop",
+        f"ipk-cluster stop ({n} kernels)",
+        statistics.median(stops),
+        "s",
+        f"{runs}; kernels left after stop: {leftovers}",
+    )
+
+
+def bench_cluster(results: Results, settings: Settings, scratch: Path) -> None:
+    """Start the kernels of the largest cluster at once, time ``execute`` on clusters
+    of the first N of them and push versus move on the first 4; then, with those
+    stopped, time ``ipk-cluster start``.
+    """
+    ipython_dir = scratch / "cluster-ipython"
+    ipython_dir.mkdir()
+    os.environ["IPYTHONDIR"] = str(ipython_dir)
+    count = max(*settings.cluster_sizes, MOVE_KERNELS)
+    with ipk_kernels(ipython_dir, count) as kernels:
+        files = [kernel.connection_file for kernel in kernels]
+        for n in settings.cluster_sizes:
+            bench_cluster_execute(results, settings, files[:n])
+        bench_cluster_move(results, settings, files[:MOVE_KERNELS])
+    bench_ipk_cluster_app(results, settings, ipython_dir)
+
+
+# -- 4. ipyparallel --------------------------------------------------------------------
 
 
 def descendants() -> set[int]:
@@ -760,7 +1126,7 @@ def unavailable(results: Results, reason: str) -> None:
     results.add("ipp", "ipp_unavailable", "ipyparallel", None, "", reason)
 
 
-# -- 4. ratios and output -----------------------------------------------------------
+# -- 5. ratios and output -----------------------------------------------------------
 
 
 def add_ratios(results: Results, settings: Settings) -> None:
@@ -778,6 +1144,12 @@ def add_ratios(results: Results, settings: Settings) -> None:
     ratio("ipk execute / Twisted echo", "ipk_exec_median", "twisted_rtt_across_CPUs", "medians")
     ratio(f"ipk push {largest} / memcpy", push, "memcpy_gbps", "GB/s; 1 = memcpy speed")
     ratio(f"ipk pull {largest} / memcpy", pull, "memcpy_gbps", "GB/s; 1 = memcpy speed")
+    ratio(
+        f"client push x{MOVE_KERNELS} / move",
+        "cluster_push_all_ms",
+        "cluster_move_ms",
+        f"time: > 1 = move faster ({MOVE_KERNELS} copies vs {MOVE_KERNELS - 1})",
+    )
     if results.get("ipp_exec_median") is None:
         return
     ipp_size = size_label(settings.ipp_bulk_size)
@@ -853,12 +1225,18 @@ def main(argv: list[str] | None = None) -> int:
     results = Results()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ipk-bench-") as scratch:
+        # Nothing this run starts may touch ~/.ipython: every section uses a private
+        # IPYTHONDIR (this one, or its own below ``scratch``), and children inherit it.
+        os.environ["IPYTHONDIR"] = str(Path(scratch) / "ipython")
+        (Path(scratch) / "ipython").mkdir()
         print("reference", flush=True)
         bench_raw_ping_pong(results, settings)
         bench_twisted_echo(results, settings)
         bench_memcpy(results, settings)
         print("ipk", flush=True)
         bench_ipk(results, settings, Path(scratch))
+        print("cluster", flush=True)
+        bench_cluster(results, settings, Path(scratch))
         if not (args.quick or args.skip_ipyparallel):
             print("ipyparallel", flush=True)
             bench_ipyparallel(results, settings, Path(scratch))

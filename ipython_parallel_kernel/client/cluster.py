@@ -21,7 +21,6 @@ each failure by target and address; a kernel that died is one of those failures.
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -29,6 +28,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from ..clusterfile import read_cluster_file
 from ..connection import Address, ConnectionInfo, security_dir, write_json_private
 from ..errors import CompositeError
 from .kernel import HEARTBEAT, AsyncResult, FutureResult, RemoteKernel
@@ -209,13 +209,7 @@ class InteractiveCluster:
     @classmethod
     def from_file(cls, path: str | Path, **options: Any) -> InteractiveCluster:
         """Connect to every kernel of a cluster file (as written by ``ipk-cluster``)."""
-        path = Path(path).expanduser()
-        try:
-            entries = json.loads(path.read_text())
-            infos = [ConnectionInfo.from_dict(entry) for entry in entries]
-        except (OSError, ValueError, TypeError, AttributeError) as e:
-            raise ValueError(f"cannot read cluster file {path}: {e}") from None
-        return cls(infos, **options)
+        return cls(read_cluster_file(Path(path).expanduser()), **options)
 
     def save(self, name: str, profile: str = "default") -> Path:
         """Remember this cluster's kernels under ``name`` (a cluster file, mode 0600)."""
@@ -420,4 +414,5 @@ class InteractiveCluster:
 def _saved_path(name: str, profile: str) -> Path:
     if not name.replace("-", "").replace("_", "").isalnum():
         raise ValueError(f"cluster name {name!r}: use letters, digits, '-' and '_'")
-    return security_dir(profile) / f"ipk-cluster-{name}.json"
+    # Not ipk-cluster-*: a saved cluster is a bookmark, not a cluster ipk-cluster runs.
+    return security_dir(profile) / f"ipk-saved-{name}.json"

@@ -20,6 +20,7 @@ import os
 import shutil
 import signal
 import sys
+import textwrap
 import threading
 import types
 from pathlib import Path
@@ -56,12 +57,14 @@ class KernelApp(Application):
     are signed with a random key written to the connection file (mode 0600); only
     localhost may connect unless --allow says otherwise.
     """
-    examples = """
-    ipk-kernel                         # 127.0.0.1:10105, foreground
-    ipk-kernel --port 0 &              # any free port, in the background
-    ipk-kernel -p 10106 -a 10.0.0.0/8  # also accept clients from 10.x.x.x
-    ipk-kernel --profile lan --ip 0.0.0.0 --tls-cert cert.pem --tls-key key.pem
-    """
+    examples = textwrap.dedent(
+        """
+        ipk-kernel                         # 127.0.0.1:10105, foreground
+        ipk-kernel --port 0 &              # any free port, in the background
+        ipk-kernel -p 10106 -a 10.0.0.0/8  # also accept clients from 10.x.x.x
+        ipk-kernel --profile lan --ip 0.0.0.0 --tls-cert cert.pem --tls-key key.pem
+        """
+    )
 
     port = Int(10105, help="TCP port to listen on; 0 picks a free one (reported).").tag(config=True)
     ip = Unicode("127.0.0.1", help="Address to bind.").tag(config=True)
@@ -179,6 +182,8 @@ class KernelApp(Application):
             streams=capture.install(),
             history_length=self.history_length,
         )
+        # From here on a SIGTERM stops the kernel cleanly, even before it serves.
+        self.engine.install_signal_handlers()
 
     def init_server(self) -> None:
         """Bind the port (not yet serving: the reactor starts in ``start``)."""
@@ -237,20 +242,20 @@ class KernelApp(Application):
     def start(self) -> None:
         """Announce readiness, run the reactor thread, and serve until told to stop."""
         address = format_address((self.ip, self.port))
-        print(
-            f"ipk-kernel ready: {address} pid {os.getpid()} connection file {self.connection_path}",
-            file=sys.__stdout__,
-            flush=True,
-        )
         network = threading.Thread(
             target=self.reactor.run,
             kwargs={"installSignalHandlers": False},
             name="ipk-reactor",
             daemon=True,
         )
-        self.engine.install_signal_handlers()
-        network.start()
         try:
+            print(
+                f"ipk-kernel ready: {address} pid {os.getpid()} "
+                f"connection file {self.connection_path}",
+                file=sys.__stdout__,
+                flush=True,
+            )
+            network.start()
             self.engine.serve()
         except EngineShutdown as e:
             self.log.info("shutting down (%s)", e or "requested")
@@ -261,8 +266,9 @@ class KernelApp(Application):
         """Tell clients, remove the connection file, stop the reactor."""
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        with contextlib.suppress(OSError):
-            os.unlink(self.connection_path)
+        self.remove_connection_file()
+        if not network.is_alive():
+            return
         done = threading.Event()
 
         def close_everything() -> None:
@@ -275,11 +281,23 @@ class KernelApp(Application):
         done.wait(5)
         network.join(5)
 
+    def remove_connection_file(self) -> None:
+        """Remove the connection file, if it was written."""
+        path = getattr(self, "connection_path", None)
+        if path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``ipk-kernel``."""
     app = KernelApp.instance()
-    app.initialize(argv)
+    try:
+        app.initialize(argv)
+    except EngineShutdown:
+        # Told to stop while starting: nothing serves yet, so only clean up.
+        app.remove_connection_file()
+        return
     app.start()
 
 

@@ -9,9 +9,20 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_core.py"
 
+CLUSTER_KEYS = (
+    "cluster_exec_1",
+    "cluster_exec_2",
+    "cluster_exec_4",
+    "cluster_push_all_ms",
+    "cluster_push_all_gbps",
+    "cluster_move_ms",
+    "cluster_move_gbps",
+)
+
 
 def test_quick_benchmark_runs_and_reports(tmp_path):
-    """`bench_core.py --quick` measures every ipk figure and leaves no process behind."""
+    """`bench_core.py --quick` measures every ipk and cluster figure and leaves no
+    process behind."""
     out = tmp_path / "bench.json"
     result = subprocess.run(
         [sys.executable, str(BENCH), "--quick", "--skip-ipyparallel", "--json", str(out)],
@@ -25,5 +36,17 @@ def test_quick_benchmark_runs_and_reports(tmp_path):
     measured = {row["key"]: row["value"] for row in report["rows"]}
     for key in ("raw_rtt_across_CPUs", "ipk_exec_median", "ipk_pipelined", "ipk_push_100MiB"):
         assert measured[key] > 0
-    assert report["problems"] == []
+    for key in CLUSTER_KEYS:
+        assert measured[key] > 0, key
+    ratios = {row["key"]: row["value"] for row in report["ratios"]}
+    assert ratios["cluster_push_all_ms/cluster_move_ms"] > 0
+    # ipk-cluster is measured if its module exists; if not, the run says so and goes on.
+    problems = report["problems"]
+    if "ipk_cluster_unavailable" in measured:
+        assert problems and all(p.startswith("ipk-cluster unavailable:") for p in problems)
+    else:
+        assert measured["ipk_cluster_start"] > 0
+        assert measured["ipk_cluster_stop"] > 0
+        assert problems == []
     assert "ipk execute round trip" in result.stdout
+    assert "cluster execute on 4 kernels" in result.stdout

@@ -171,7 +171,7 @@ def test_save_and_load(ic, four_kernels, ipython_dir):
     again.disconnect()
 
 
-def test_from_file_reads_a_cluster_file(ic, tmp_path):
+def test_from_file_reads_a_cluster_file(ic, tmp_path, ipython_dir):
     """from_file connects to every kernel of a saved cluster file, in order."""
     path = ic.save("again")
     loaded = InteractiveCluster.from_file(path, timeout=30)

@@ -26,3 +26,24 @@ def test_seed_session_demo(ipython_dir):
     assert "[stdout] a + b = 15" in out and "Out[2]: 50" in out
     assert "ZeroDivisionError: division by zero" in out and "<ipk-input-3>" in out
     assert out.rstrip().endswith("kernel exited with status 0")
+
+
+def test_monte_carlo_pi(ipython_dir):
+    """The Monte Carlo example estimates pi on four kernels and stops its cluster."""
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "monte_carlo_pi.py")],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    estimates = [
+        float(line.split("pi ~ ")[1].split()[0])
+        for line in result.stdout.splitlines()
+        if "pi ~ " in line
+    ]
+    assert len(estimates) == 2
+    assert all(abs(estimate - 3.14159) < 0.01 for estimate in estimates)
+    assert "stopped cluster monte-carlo-pi: 4 kernels" in result.stdout
+    assert not list(ipython_dir.glob("profile_default/security/ipk-*.json"))

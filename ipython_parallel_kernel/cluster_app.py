@@ -1,0 +1,496 @@
+"""``ipk-cluster``: start, list and stop a group of kernels as one cluster.
+
+``ipk-cluster start -n 4`` starts four kernels, waits until each one answers, and
+writes a cluster file (``ipk-cluster-<id>.json`` in the profile's ``security/``, mode
+0600) that ``InteractiveCluster.from_file`` reads. The kernels run in the background
+and outlive the command; the last line it prints is one scripts can wait for::
+
+    $ ipk-cluster start -n 2
+    [0] 127.0.0.1:41023 pid 4242
+    [1] 127.0.0.1:41025 pid 4243
+    ipk-cluster ready: 2 kernels, cluster file .../security/ipk-cluster-default.json
+
+``ipk-cluster list`` shows every cluster of the profile and the state of each kernel;
+``ipk-cluster stop`` asks each kernel to shut down, signals those that do not, and
+removes the files. A cluster is named by ``--cluster-id`` (default ``default``), so
+several can run side by side.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+from textwrap import dedent
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from traitlets import Bool, Enum, Float, Int, List, Unicode
+from traitlets.config import Application
+
+from . import __version__
+from .clusterfile import (
+    check_cluster_id,
+    cluster_file_path,
+    cluster_id_of,
+    list_cluster_files,
+    read_cluster_file,
+    write_cluster_file,
+)
+from .connection import ConnectionInfo, format_address, profile_dir
+from .errors import KernelError, KernelTimeout
+from .launchers import (
+    LAUNCHERS,
+    PLANNED,
+    LaunchedKernel,
+    LaunchError,
+    LaunchTimeout,
+    get_launcher,
+)
+from .launchers.local import is_kernel_process
+
+if TYPE_CHECKING:
+    from .client.kernel import RemoteKernel
+
+CONFIG_FILE = "ipk_cluster_config.py"
+#: How long ``list`` waits for a kernel before calling it dead.
+PROBE_TIMEOUT = 2.0
+#: How long ``stop`` lets kernels that were asked to shut down exit by themselves.
+SHUTDOWN_GRACE = 2.0
+
+T = TypeVar("T")
+
+
+def connect(info: ConnectionInfo, timeout: float) -> RemoteKernel:
+    """A client for a cluster's kernel, every wait bounded by ``timeout``."""
+    from .client.kernel import RemoteKernel
+
+    if info.path and os.path.exists(info.path):
+        # The kernel's own file also carries its TLS certificate, if it serves TLS.
+        return RemoteKernel(info.path, timeout=timeout, connect_timeout=timeout)
+    return RemoteKernel(info.address, key=info.key, timeout=timeout, connect_timeout=timeout)
+
+
+def kernel_status(info: ConnectionInfo, timeout: float) -> dict[str, Any]:
+    """The kernel's ``status()``, from a connection opened and closed for it."""
+    client = connect(info, timeout)
+    try:
+        return client.status()
+    finally:
+        client.disconnect()
+
+
+def shut_down(info: ConnectionInfo, timeout: float) -> None:
+    """Ask a kernel to shut down (it tells its other clients first)."""
+    client = connect(info, timeout)
+    try:
+        client.kill()
+    finally:
+        client.disconnect()
+
+
+def for_each(
+    func: Callable[[ConnectionInfo, float], T], infos: Sequence[ConnectionInfo], timeout: float
+) -> list[T | BaseException]:
+    """``func(info, timeout)`` for every kernel at once; each result or exception.
+
+    A call still running after ``timeout`` (plus a margin for the connection) counts
+    as a KernelTimeout rather than holding up the others. Errors other than failing
+    to reach a kernel are bugs, and propagate.
+    """
+    if not infos:
+        return []
+    pool = ThreadPoolExecutor(max_workers=min(len(infos), 64), thread_name_prefix="ipk-cluster")
+    futures: list[Future[T]] = [pool.submit(func, info, timeout) for info in infos]
+    deadline = time.monotonic() + 2 * timeout + 1.0
+    outcomes: list[T | BaseException] = []
+    for info, future in zip(infos, futures, strict=True):
+        try:
+            outcomes.append(future.result(max(0.0, deadline - time.monotonic())))
+        except FutureTimeout:
+            outcomes.append(KernelTimeout(f"{format_address(info.address)} did not answer"))
+        except (KernelError, OSError, ValueError) as e:
+            outcomes.append(e)
+    pool.shutdown(wait=False, cancel_futures=True)
+    return outcomes
+
+
+def kernel_alive(info: ConnectionInfo) -> bool:
+    """Whether the kernel a cluster file lists is still running."""
+    if info.hostname == socket.gethostname() and info.pid:
+        return is_kernel_process(info.pid)
+    return not isinstance(for_each(kernel_status, [info], PROBE_TIMEOUT)[0], BaseException)
+
+
+def count_kernels(n: int) -> str:
+    """``1 kernel``, ``2 kernels``."""
+    return f"{n} kernel" if n == 1 else f"{n} kernels"
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], indent: str = "") -> str:
+    """Left-aligned columns, as wide as their widest cell."""
+    cells = [list(headers), *([str(c) for c in row] for row in rows)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    return "\n".join(
+        indent + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in cells
+    )
+
+
+class ClusterCommand(Application):
+    """What every ``ipk-cluster`` subcommand shares: profile, cluster id, errors."""
+
+    version = __version__
+
+    profile = Unicode(
+        "default", help="IPython profile: its security/ holds the cluster files."
+    ).tag(config=True)
+    cluster_id = Unicode(
+        "default", help="Name of the cluster, so that several can run side by side."
+    ).tag(config=True)
+
+    aliases = {
+        "profile": "ClusterCommand.profile",
+        "cluster-id": "ClusterCommand.cluster_id",
+        "log-level": "Application.log_level",
+    }
+
+    def initialize(self, argv: list[str] | None = None) -> None:
+        """Parse the command line, load the profile's config, check the settings."""
+        self.parse_command_line(argv)
+        self.init_profile()
+        self.init_checks()
+
+    def init_profile(self) -> None:
+        """Load ``ipk_cluster_config.py`` from the profile, if there is one."""
+        directory = profile_dir(self.profile)
+        if (directory / CONFIG_FILE).exists():
+            self.load_config_file(CONFIG_FILE, path=[str(directory)])
+            # The command line wins over the profile.
+            self.update_config(self.cli_config)
+
+    def init_checks(self) -> None:
+        """Refuse settings that cannot work, before anything starts."""
+        try:
+            check_cluster_id(self.cluster_id)
+        except ValueError as e:
+            self.fail(str(e), status=2)
+        if self.extra_args:
+            self.fail(f"unexpected arguments: {' '.join(self.extra_args)}", status=2)
+
+    def fail(self, message: str, status: int = 1) -> None:
+        """Print an error (no traceback) and exit with ``status``."""
+        print(f"{self.name}: {message}", file=sys.stderr, flush=True)
+        self.exit(status)
+
+    def profile_option(self) -> str:
+        """`` --profile P`` when not the default, for commands we suggest."""
+        return "" if self.profile == "default" else f" --profile {self.profile}"
+
+
+class LauncherCommand(ClusterCommand):
+    """A subcommand that starts or stops kernel processes."""
+
+    launcher = Enum(
+        sorted(LAUNCHERS),
+        "local",
+        help=f"How kernels are started and stopped; {', '.join(PLANNED)} come later.",
+    ).tag(config=True)
+    timeout = Float(30.0, help="Seconds to wait for the kernels.").tag(config=True)
+
+    aliases = {**ClusterCommand.aliases, "launcher": "LauncherCommand.launcher"}
+
+    def init_checks(self) -> None:
+        """Refuse a timeout that is not positive."""
+        super().init_checks()
+        if self.timeout <= 0:
+            self.fail(f"--timeout {self.timeout:g}: give a number of seconds above 0", status=2)
+
+
+class StartCommand(LauncherCommand):
+    """Start N kernels, wait until each answers, write the cluster file."""
+
+    name = "ipk-cluster start"
+    description = """Start N kernels in the background and write the cluster file.
+
+    Waits (at most --timeout seconds) until every kernel answers, then prints one
+    line per kernel and `ipk-cluster ready: N kernels, cluster file PATH`. If any
+    kernel fails to start, the others are stopped and the exit status is 1.
+    Arguments after `--` go to every kernel (see `ipk-kernel --help`).
+    """
+    examples = dedent("""
+    ipk-cluster start -n 4
+    ipk-cluster start -n 8 --cluster-id big --profile lan
+    ipk-cluster start -n 2 -- --allow 10.0.0.0/8
+    """)
+
+    n = Int(2, help="How many kernels to start.").tag(config=True)
+    timeout = Float(
+        30.0, help="Seconds to wait until every kernel answers; then give up and stop them."
+    ).tag(config=True)
+    gui = Enum(
+        ["none", "wx", "tk", "qt"], "none", help="GUI toolkit whose event loop each kernel runs."
+    ).tag(config=True)
+    kernel_args = List(
+        Unicode(), help="More arguments for every kernel, e.g. ['--allow', '10.0.0.0/8']."
+    ).tag(config=True)
+
+    aliases = {
+        **LauncherCommand.aliases,
+        "n": "StartCommand.n",
+        "gui": "StartCommand.gui",
+        "timeout": "StartCommand.timeout",
+    }
+
+    def parse_command_line(self, argv: list[str] | None = None) -> None:
+        """Parse the command line; what follows ``--`` is kept for the kernels."""
+        argv = list(sys.argv[1:] if argv is None else argv)
+        if "--" in argv:
+            at = argv.index("--")
+            argv, self.passed_through = argv[:at], argv[at + 1 :]
+        else:
+            self.passed_through = []
+        super().parse_command_line(argv)
+
+    def init_checks(self) -> None:
+        """Refuse a cluster of fewer than one kernel."""
+        super().init_checks()
+        if self.n < 1:
+            self.fail(f"-n {self.n}: a cluster needs at least one kernel", status=2)
+
+    def kernel_arguments(self) -> list[str]:
+        """What every kernel is started with, besides its port and connection file."""
+        gui = ["--gui", self.gui] if self.gui != "none" else []
+        return [*gui, *self.kernel_args, *self.passed_through]
+
+    def start(self) -> None:
+        """Start the kernels, check them, write the cluster file and report."""
+        path = cluster_file_path(self.cluster_id, self.profile)
+        launcher = get_launcher(self.launcher)(self.profile, self.cluster_id)
+        self.refuse_if_running(path)
+        deadline = time.monotonic() + self.timeout
+        kernels: list[LaunchedKernel] = []
+        try:
+            kernels = launcher.start(
+                self.n, self.kernel_arguments(), profile_dir(self.profile) / "log"
+            )
+            infos = launcher.wait_ready(kernels, max(0.0, deadline - time.monotonic()))
+            self.check_answers(infos, max(0.001, deadline - time.monotonic()))
+            write_cluster_file(infos, path)
+        except KeyboardInterrupt:
+            launcher.stop(kernels, timeout=5.0)
+            self.fail("interrupted; the kernels it had started are stopped")
+        except (KernelError, OSError, ValueError) as e:
+            launcher.stop(kernels, timeout=5.0)
+            hint = ""
+            if isinstance(e, LaunchTimeout):
+                hint = f" Gave up at --timeout {self.timeout:g} s; raise it if kernels are slow."
+            self.fail(f"{e}\nThe kernels it had started are stopped.{hint}")
+        for index, info in enumerate(infos):
+            print(f"[{index}] {format_address(info.address)} pid {info.pid}")
+        print(f"ipk-cluster ready: {count_kernels(len(infos))}, cluster file {path}")
+        print(
+            "Use it from IPython: from ipython_parallel_kernel import InteractiveCluster; "
+            f"ic = InteractiveCluster.from_file({str(path)!r})",
+            flush=True,
+        )
+
+    def refuse_if_running(self, path: Path) -> None:
+        """Exit if the cluster already runs; clear what a dead one left behind."""
+        if not path.exists():
+            return
+        try:
+            infos = read_cluster_file(path)
+        except ValueError as e:
+            self.log.warning("%s; replacing it", e)
+            return
+        alive = [info for info in infos if kernel_alive(info)]
+        if alive:
+            self.fail(
+                f"cluster {self.cluster_id!r} is already running ({len(alive)} of {len(infos)} "
+                f"kernels alive, cluster file {path}); stop it with: "
+                f"ipk-cluster stop --cluster-id {self.cluster_id}{self.profile_option()}"
+            )
+        get_launcher(self.launcher)(self.profile, self.cluster_id).stop(infos, timeout=1.0)
+
+    def check_answers(self, infos: list[ConnectionInfo], timeout: float) -> None:
+        """Raise LaunchError unless every kernel answers ``status()`` as itself."""
+        outcomes = for_each(kernel_status, infos, timeout)
+        for index, (info, outcome) in enumerate(zip(infos, outcomes, strict=True)):
+            where = f"kernel {index} ({format_address(info.address)}, pid {info.pid})"
+            if isinstance(outcome, BaseException):
+                raise LaunchError(f"{where} is ready but does not answer: {outcome}")
+            if outcome.get("pid") != info.pid:
+                raise LaunchError(f"{where} is answered by pid {outcome.get('pid')} instead")
+
+
+class ListCommand(ClusterCommand):
+    """Show the clusters of a profile and the state of each kernel."""
+
+    name = "ipk-cluster list"
+    description = """Show every cluster of the profile: each kernel's address, pid,
+    state (idle, busy, or dead if it does not answer within 2 s) and queue length."""
+    examples = dedent("""
+    ipk-cluster list
+    ipk-cluster list --profile lan
+    """)
+
+    def start(self) -> None:
+        """Print one table per cluster file in the profile."""
+        paths = list_cluster_files(self.profile)
+        if not paths:
+            print(f"no clusters running in profile {self.profile}")
+            return
+        clusters: list[tuple[Path, list[ConnectionInfo] | ValueError]] = []
+        for path in paths:
+            try:
+                clusters.append((path, read_cluster_file(path)))
+            except ValueError as e:
+                clusters.append((path, e))
+        every = [info for _, infos in clusters if isinstance(infos, list) for info in infos]
+        statuses = iter(for_each(kernel_status, every, PROBE_TIMEOUT))
+        blocks = []
+        for path, infos in clusters:
+            if isinstance(infos, ValueError):
+                blocks.append(f"cluster {cluster_id_of(path)}: {infos}")
+                continue
+            rows = []
+            for index, info in enumerate(infos):
+                status = next(statuses)
+                if isinstance(status, BaseException):
+                    state, queued = "dead", "-"
+                else:
+                    state, queued = status.get("state", "?"), status.get("queued", "?")
+                rows.append([index, format_address(info.address), info.pid, state, queued])
+            header = (
+                f"cluster {cluster_id_of(path)}: {count_kernels(len(infos))}, cluster file {path}"
+            )
+            if all(row[3] == "dead" for row in rows):
+                header += (
+                    f"\n  (every kernel is dead; clean up with: ipk-cluster stop "
+                    f"--cluster-id {cluster_id_of(path)}{self.profile_option()})"
+                )
+            table = format_table(["target", "address", "pid", "state", "queue"], rows, "  ")
+            blocks.append(f"{header}\n{table}")
+        print("\n\n".join(blocks), flush=True)
+
+
+class StopCommand(LauncherCommand):
+    """Shut down a cluster's kernels and remove its files."""
+
+    name = "ipk-cluster stop"
+    description = """Stop a cluster: ask each kernel to shut down, signal any that do
+    not (SIGTERM, then SIGKILL after --timeout seconds), wait until every process is
+    gone, and remove the cluster file and the kernels' connection files."""
+    examples = dedent("""
+    ipk-cluster stop
+    ipk-cluster stop --cluster-id big
+    ipk-cluster stop --all --profile lan
+    """)
+
+    all = Bool(False, help="Stop every cluster of the profile.").tag(config=True)
+    timeout = Float(10.0, help="Seconds to wait after each signal.").tag(config=True)
+
+    aliases = {**LauncherCommand.aliases, "timeout": "StopCommand.timeout"}
+    flags = {
+        **Application.flags,
+        "all": ({"StopCommand": {"all": True}}, "Stop every cluster of the profile."),
+    }
+
+    def start(self) -> None:
+        """Stop the chosen cluster (or all); exit 1 if any process would not go."""
+        if self.all:
+            paths = list_cluster_files(self.profile)
+            if not paths:
+                print(f"no clusters running in profile {self.profile}")
+                return
+        else:
+            path = cluster_file_path(self.cluster_id, self.profile)
+            if not path.exists():
+                known = ", ".join(cluster_id_of(p) for p in list_cluster_files(self.profile))
+                self.fail(
+                    f"no cluster {self.cluster_id!r} in profile {self.profile}; "
+                    + (f"clusters there: {known}" if known else "no clusters are running there")
+                )
+            paths = [path]
+        results = [self.stop_cluster(path) for path in paths]
+        if not all(results):
+            self.exit(1)
+
+    def stop_cluster(self, path: Path) -> bool:
+        """Stop one cluster; False (with the reason printed) if that failed."""
+        cluster_id = cluster_id_of(path)
+        try:
+            infos = read_cluster_file(path)
+        except ValueError as e:
+            print(f"{self.name}: {e}", file=sys.stderr)
+            return False
+        for_each(shut_down, infos, PROBE_TIMEOUT)
+        launcher = get_launcher(self.launcher)(self.profile, cluster_id)
+        left = launcher.stop(infos, timeout=self.timeout, grace=SHUTDOWN_GRACE)
+        if left:
+            print(
+                f"{self.name}: cluster {cluster_id}: pids {', '.join(map(str, left))} are still "
+                f"running after SIGKILL; cluster file {path} kept",
+                file=sys.stderr,
+            )
+            return False
+        path.unlink(missing_ok=True)
+        pids = ", ".join(str(info.pid) for info in infos)
+        print(
+            f"stopped cluster {cluster_id}: {count_kernels(len(infos))} (pids {pids})", flush=True
+        )
+        return True
+
+
+class ClusterApp(Application):
+    """``ipk-cluster``: start, list and stop clusters of kernels."""
+
+    name = "ipk-cluster"
+    version = __version__
+    description = """Start, list and stop clusters: groups of kernels driven together.
+
+    `ipk-cluster start` starts N kernels in the background and writes a cluster file;
+    InteractiveCluster.from_file(PATH) or `%kernel connect PATH` connects to all of
+    them. Each subcommand has its own --help.
+    """
+    examples = dedent("""
+    ipk-cluster start -n 4                  # 4 local kernels, cluster "default"
+    ipk-cluster start -n 8 --cluster-id big --timeout 60
+    ipk-cluster list                        # every cluster: kernels, pids, state, queue
+    ipk-cluster stop                        # stop cluster "default"
+    ipk-cluster stop --all                  # stop every cluster of the profile
+    """)
+    classes = [ClusterCommand, LauncherCommand, StartCommand, ListCommand, StopCommand]
+    subcommands = {
+        "start": (StartCommand, "Start N kernels (-n N, default 2) and write the cluster file."),
+        "list": (ListCommand, "Show every cluster: each kernel's address, pid, state, queue."),
+        "stop": (StopCommand, "Stop a cluster (--cluster-id ID, or --all) and remove its files."),
+    }
+
+    def start(self) -> None:
+        """Run the subcommand; without one, show the help."""
+        if self.subapp is None:
+            if self.extra_args:
+                message = f"unknown subcommand {self.extra_args[0]!r}; see {self.name} --help"
+            else:
+                self.print_help()
+                message = "give a subcommand"
+            print(f"{self.name}: {message} ({', '.join(self.subcommands)})", file=sys.stderr)
+            self.exit(2)
+        self.subapp.start()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``ipk-cluster``."""
+    app = ClusterApp.instance()
+    app.initialize(argv)
+    app.start()
+
+
+if __name__ == "__main__":
+    main()

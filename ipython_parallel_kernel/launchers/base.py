@@ -1,0 +1,179 @@
+"""The interface every launcher implements, and the parts they share.
+
+A launcher starts the kernels of one cluster and stops them again; ``ipk-cluster``
+does everything else (checking they answer, the cluster file, the report). Starting
+is split in two so that N kernels start side by side: ``start`` launches all of them
+and returns at once, ``wait_ready`` then waits (bounded) until each has printed its
+ready line into its log::
+
+    kernels = launcher.start(8, ["--gui", "wx"], log_dir)
+    infos = launcher.wait_ready(kernels, timeout=30)  # list[ConnectionInfo]
+    ...
+    launcher.stop(infos, timeout=5)
+
+Each kernel is told where to write its connection file
+(``ipk-cluster-<id>-kernel-<i>.json`` in the profile's ``security/``), so once its
+ready line is there, its address and key are read from a known place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..clusterfile import PREFIX, check_cluster_id, kernel_connection_file_path
+from ..connection import ConnectionInfo, read_connection_file
+from ..errors import KernelError
+
+READY = "ipk-kernel ready:"
+# How often wait_ready looks at the logs: short, because start-up time is measured
+# in tenths of a second, and cheap, because a log holds a few lines by then.
+POLL_INTERVAL = 0.01
+LOG_TAIL_LINES = 10
+
+
+class LaunchError(KernelError):
+    """Kernels could not be started, or did not become ready in time."""
+
+
+class LaunchTimeout(LaunchError):
+    """A kernel was still starting when the deadline passed."""
+
+
+@dataclass
+class LaunchedKernel:
+    """One kernel a launcher started, before it is known to be ready."""
+
+    index: int
+    pid: int
+    log_path: Path
+    connection_file: Path
+    process: subprocess.Popen | None = field(default=None, repr=False, compare=False)
+
+
+#: What ``stop`` accepts: kernels just launched, or the infos of a cluster file.
+Stoppable = LaunchedKernel | ConnectionInfo
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """The last ``lines`` lines of a log, indented, or a note that there are none."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as e:
+        return f"    (cannot read {path}: {e.strerror})"
+    tail = text.splitlines()[-lines:]
+    if not tail:
+        return "    (the log is empty)"
+    return "\n".join(f"    {line}" for line in tail)
+
+
+class Launcher(ABC):
+    """Starts and stops the kernels of cluster ``cluster_id`` in ``profile``."""
+
+    #: The ``--launcher`` value that selects this launcher.
+    name: str
+
+    def __init__(self, profile: str = "default", cluster_id: str = "default") -> None:
+        self.profile = profile
+        self.cluster_id = check_cluster_id(cluster_id)
+
+    def connection_file(self, index: int) -> Path:
+        """Where kernel ``index`` is told to write its connection file."""
+        return kernel_connection_file_path(self.cluster_id, index, self.profile)
+
+    def log_path(self, log_dir: Path, index: int) -> Path:
+        """Where kernel ``index`` writes its output."""
+        return log_dir / f"{PREFIX}{self.cluster_id}-kernel-{index}.log"
+
+    @abstractmethod
+    def start(self, n: int, kernel_args: list[str], log_dir: Path) -> list[LaunchedKernel]:
+        """Start ``n`` kernels with ``kernel_args``; return at once, without waiting."""
+
+    @abstractmethod
+    def is_running(self, kernel: LaunchedKernel) -> bool:
+        """Whether a launched kernel's process is still there."""
+
+    @abstractmethod
+    def stop(self, kernels: Sequence[Stoppable], timeout: float, grace: float = 0.0) -> list[int]:
+        """Stop kernels and remove their connection files; return the pids still alive.
+
+        ``grace``: seconds to let kernels already asked to shut down exit by
+        themselves before they are signalled. ``timeout`` bounds the wait after that.
+        """
+
+    def wait_ready(self, kernels: Sequence[LaunchedKernel], timeout: float) -> list[ConnectionInfo]:
+        """Wait until every kernel has printed its ready line; their connection infos.
+
+        On a deadline or a kernel that exits first, every kernel is stopped and
+        LaunchError names the kernel and quotes the end of its log.
+        """
+        started = time.monotonic()
+        deadline = started + timeout
+        infos: dict[int, ConnectionInfo] = {}
+        try:
+            while True:
+                for kernel in kernels:
+                    if kernel.index not in infos and self._ready(kernel):
+                        infos[kernel.index] = self._connection_info(kernel)
+                waiting = [k for k in kernels if k.index not in infos]
+                if not waiting:
+                    return [infos[k.index] for k in kernels]
+                for kernel in waiting:
+                    # Read the log once more: it may have become ready just before exiting.
+                    if not self.is_running(kernel) and not self._ready(kernel):
+                        raise LaunchError(
+                            self._failure(
+                                kernel, f"exited{self._status(kernel)} before it was ready"
+                            )
+                        )
+                now = time.monotonic()
+                if now >= deadline:
+                    others = f" ({len(waiting) - 1} more not ready)" if len(waiting) > 1 else ""
+                    raise LaunchTimeout(
+                        self._failure(
+                            waiting[0], f"was not ready after {now - started:.2f} s{others}"
+                        )
+                    )
+                time.sleep(POLL_INTERVAL)
+        except BaseException:
+            self.stop(kernels, timeout=5.0)
+            raise
+
+    def _ready(self, kernel: LaunchedKernel) -> bool:
+        try:
+            with open(kernel.log_path, errors="replace") as log:
+                return any(line.startswith(READY) for line in log)
+        except FileNotFoundError:
+            return False
+
+    def _connection_info(self, kernel: LaunchedKernel) -> ConnectionInfo:
+        try:
+            return read_connection_file(kernel.connection_file)
+        except ValueError as e:
+            raise LaunchError(self._failure(kernel, f"printed its ready line, but {e}")) from None
+
+    @staticmethod
+    def _status(kernel: LaunchedKernel) -> str:
+        if kernel.process is not None and kernel.process.returncode is not None:
+            return f" with status {kernel.process.returncode}"
+        return ""
+
+    @staticmethod
+    def _failure(kernel: LaunchedKernel, what: str) -> str:
+        return (
+            f"kernel {kernel.index} (pid {kernel.pid}) {what}; "
+            f"last lines of {kernel.log_path}:\n{log_tail(kernel.log_path)}"
+        )
+
+
+def remove_file(path: str | Path | None) -> None:
+    """Remove a file that may already be gone."""
+    if path:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)

@@ -1,0 +1,168 @@
+"""Kernels as local processes, each in its own session so they outlive ``ipk-cluster``.
+
+Each kernel is ``python -m ipython_parallel_kernel.kernel.app --port 0 ...`` with its
+output in a log file and no terminal, started with ``start_new_session`` so that
+neither the exit of ``ipk-cluster start`` nor a Ctrl-C in its terminal reaches it.
+They are stopped by pid; a pid is signalled only while ``/proc/<pid>/cmdline`` still
+names a kernel, so a pid reused by another process after a kernel died is left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .base import LaunchedKernel, Launcher, LaunchError, Stoppable, remove_file
+
+KERNEL_MODULE = "ipython_parallel_kernel.kernel.app"
+# What a kernel's command line contains, whether started by us or as ``ipk-kernel``.
+KERNEL_MARKERS = (KERNEL_MODULE, "ipk-kernel")
+POLL_INTERVAL = 0.02
+
+
+def _command_line(pid: int) -> str | None:
+    try:
+        return (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        )
+    except FileNotFoundError:
+        if Path("/proc/self/cmdline").exists():
+            return None  # /proc works here, so the process is gone
+    except OSError:
+        return None
+    # No /proc (macOS, the BSDs): ask ps.
+    try:
+        out = subprocess.run(
+            ["ps", "-p", str(pid), "-o", "command="], capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def is_kernel_process(pid: int) -> bool:
+    """Whether ``pid`` is a live process whose command line names a kernel.
+
+    A zombie has an empty command line, so a kernel that exited but was not yet
+    reaped counts as gone.
+    """
+    command = _command_line(pid)
+    return command is not None and any(marker in command for marker in KERNEL_MARKERS)
+
+
+class _Target:
+    """One kernel to stop: our own child (signalled through Popen) or a pid."""
+
+    def __init__(self, kernel: Stoppable) -> None:
+        self.pid = kernel.pid
+        if isinstance(kernel, LaunchedKernel):
+            self.process = kernel.process
+            self.connection_file: str | Path | None = kernel.connection_file
+        else:
+            self.process = None
+            self.connection_file = kernel.path
+
+    def alive(self) -> bool:
+        if self.process is not None:
+            # poll() also reaps our child, so it never lingers as a zombie.
+            return self.process.poll() is None
+        return self.pid is not None and is_kernel_process(self.pid)
+
+    def signal(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            if self.process is not None:
+                self.process.send_signal(signum)
+            elif self.pid is not None and is_kernel_process(self.pid):
+                os.kill(self.pid, signum)
+
+
+def _wait_gone(targets: list[_Target], timeout: float) -> list[_Target]:
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = [t for t in targets if t.alive()]
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(POLL_INTERVAL)
+
+
+def _private(path: str, flags: int) -> int:
+    # Logs may hold user output: readable by their owner only, like the keys.
+    return os.open(path, flags, 0o600)
+
+
+class LocalLauncher(Launcher):
+    """Kernels as processes on this machine."""
+
+    name = "local"
+
+    def command(self, index: int, kernel_args: list[str]) -> list[str]:
+        """The command line of kernel ``index``."""
+        return [
+            sys.executable,
+            "-m",
+            KERNEL_MODULE,
+            "--port",
+            "0",
+            "--connection-file",
+            str(self.connection_file(index)),
+            "--profile",
+            self.profile,
+            *kernel_args,
+        ]
+
+    def start(self, n: int, kernel_args: list[str], log_dir: Path) -> list[LaunchedKernel]:
+        """Start ``n`` kernels at once, each logging to its own file in ``log_dir``."""
+        log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        kernels: list[LaunchedKernel] = []
+        try:
+            for index in range(n):
+                kernels.append(self._start_one(index, kernel_args, log_dir))
+        except BaseException:
+            self.stop(kernels, timeout=5.0)
+            raise
+        return kernels
+
+    def _start_one(self, index: int, kernel_args: list[str], log_dir: Path) -> LaunchedKernel:
+        log_path = self.log_path(log_dir, index)
+        command = self.command(index, kernel_args)
+        try:
+            with open(log_path, "w", opener=_private) as log:
+                process = subprocess.Popen(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+        except OSError as e:
+            raise LaunchError(f"cannot start kernel {index} ({command[0]}): {e}") from None
+        return LaunchedKernel(index, process.pid, log_path, self.connection_file(index), process)
+
+    def is_running(self, kernel: LaunchedKernel) -> bool:
+        """Whether the kernel's process is still there (reaping it if it exited)."""
+        return _Target(kernel).alive()
+
+    def stop(self, kernels: Sequence[Stoppable], timeout: float, grace: float = 0.0) -> list[int]:
+        """SIGTERM, wait up to ``timeout``, then SIGKILL; remove the connection files.
+
+        Returns the pids still alive after all that (normally none).
+        """
+        targets = [_Target(kernel) for kernel in kernels]
+        alive = _wait_gone(targets, grace)
+        for target in alive:
+            target.signal(signal.SIGTERM)
+        alive = _wait_gone(alive, timeout)
+        for target in alive:
+            target.signal(signal.SIGKILL)
+        alive = _wait_gone(alive, timeout)
+        # A kernel that exits in order removes its own file; a killed one cannot.
+        for target in targets:
+            if target not in alive:
+                remove_file(target.connection_file)
+        return [target.pid for target in alive if target.pid is not None]
