@@ -3,7 +3,9 @@
 The kernel replaces ``sys.stdout`` and ``sys.stderr`` with ``CapturedStream`` objects
 once, at start-up. While a command runs, everything written to them (from any
 thread the command started, too) is collected for that command; between commands
-writes go to the kernel's own terminal, so nothing is lost.
+writes go to the kernel's own terminal, so nothing is lost. ``take_unsent`` hands out
+what was written since it was last called, so output can be streamed while the
+command still runs.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class CapturedStream(io.TextIOBase):
         self.fallback = fallback
         self._lock = threading.Lock()
         self._parts: list[str] | None = None
+        self._sent = 0
 
     @property
     def encoding(self) -> str:  # type: ignore[override]
@@ -60,6 +63,15 @@ class CapturedStream(io.TextIOBase):
         """Begin collecting for a new command."""
         with self._lock:
             self._parts = []
+            self._sent = 0
+
+    def take_unsent(self) -> str:
+        """What was written for this command since the last call (or since ``start``)."""
+        with self._lock:
+            if self._parts is None:
+                return ""
+            new, self._sent = self._parts[self._sent :], len(self._parts)
+        return "".join(new)
 
     def stop(self) -> str:
         """Stop collecting; return everything written since ``start``."""

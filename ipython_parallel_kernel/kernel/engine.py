@@ -105,6 +105,8 @@ class Engine:
         self._interrupt_requested = False
         self._interrupt_lock = threading.Lock()
         self._async_interrupt_pending = False
+        self._output_sink: Callable[[str, str], None] | None = None
+        self._output_lock = threading.Lock()
         self._next_number = 1
         self._formatter: Any = None
 
@@ -217,8 +219,17 @@ class Engine:
 
     # -- operations (run on the engine thread, inside a job) ------------------------
 
-    def execute(self, source: str, filename: str | None = None) -> CommandRecord:
-        """Run ``source`` as a numbered command; errors are recorded, not raised."""
+    def execute(
+        self,
+        source: str,
+        filename: str | None = None,
+        on_output: Callable[[str, str], None] | None = None,
+    ) -> CommandRecord:
+        """Run ``source`` as a numbered command; errors are recorded, not raised.
+
+        ``on_output(stream_name, text)`` receives output while the command runs, each
+        time ``stream_output`` is called, and the rest before this returns.
+        """
         record = CommandRecord(self._next_number, source, submitted=time.time())
         self._next_number += 1
         name = f"<ipk-input-{record.number}>" if filename is None else filename
@@ -226,6 +237,7 @@ class Engine:
         if self.streams:
             for stream in self.streams:
                 stream.start()
+        self._output_sink = on_output
         record.started = time.time()
         try:
             value = self._run_source(source, name)
@@ -239,10 +251,23 @@ class Engine:
             record.error = error_record(exc, skip_frames=2)
         finally:
             record.completed = time.time()
+            self.stream_output()
+            self._output_sink = None
             if self.streams:
                 record.stdout, record.stderr = (s.stop() for s in self.streams)
             self.commands_run += 1
         return record
+
+    def stream_output(self) -> None:
+        """Hand the running command's new output to its ``on_output`` (any thread)."""
+        with self._output_lock:
+            sink = self._output_sink
+            if sink is None or not self.streams:
+                return
+            for stream in self.streams:
+                text = stream.take_unsent()
+                if text:
+                    sink(stream.name, text)
 
     def _run_source(self, source: str, filename: str) -> Any:
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.protocol import Factory
+from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
 from .. import __version__, serialize
@@ -35,6 +36,8 @@ from .peer import push_to_kernels
 
 log = logging.getLogger("ipython_parallel_kernel.kernel")
 
+#: Seconds between two batches of a running command's output sent to its client.
+STREAM_INTERVAL = 0.1
 #: Seconds a kernel-to-kernel copy may take before the targets still missing are reported.
 COPY_TIMEOUT = 600.0
 
@@ -63,6 +66,7 @@ class KernelService:
         self.sign_buffers = sign_buffers
         self.connections: set[KernelProtocol] = set()
         self.watchers: set[Address] = set()
+        self._streaming: Any = None
 
     @property
     def name(self) -> str:
@@ -96,6 +100,21 @@ class KernelService:
             "notify": [format_address(w) for w in sorted(self.watchers)],
             **self.access.describe(),
         }
+
+    def stream_while_busy(self) -> None:
+        """Forward streamed commands' output every ``STREAM_INTERVAL`` s until the
+        engine has nothing left to run (reactor thread)."""
+        if self._streaming is not None and self._streaming.running:
+            return
+
+        def tick() -> None:
+            self.engine.stream_output()
+            if not self.engine.busy:
+                self._streaming.stop()
+
+        self._streaming = LoopingCall(tick)
+        self._streaming.clock = self.reactor
+        self._streaming.start(STREAM_INTERVAL, now=False)
 
     def say_goodbye(self) -> None:
         """Tell every client the kernel is shutting down, then hang up (reactor thread)."""
@@ -208,6 +227,13 @@ class KernelProtocol(FrameProtocol):
             self.reply_error(request, "TypeError", "execute needs source code as a string")
             return
         filename = request.content.get("filename")
+        on_output = None
+        if request.content.get("stream"):
+
+            def on_output(name: str, text: str) -> None:
+                self.send("stream", {"name": name, "text": text}, id=request.id)
+
+            self.service.stream_while_busy()
 
         def done(record: Any, error: dict[str, Any] | None) -> None:
             if error is not None:
@@ -218,7 +244,7 @@ class KernelProtocol(FrameProtocol):
             del sent["source"]  # the client has it
             self.reply(request, {"status": status, "record": sent})
 
-        engine.submit("execute", lambda: engine.execute(source, filename), done)
+        engine.submit("execute", lambda: engine.execute(source, filename, on_output), done)
 
     def handle_push(self, request: Message) -> None:
         engine = self.service.engine

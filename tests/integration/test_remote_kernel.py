@@ -401,3 +401,23 @@ def _wait_for(condition, timeout: float = 30.0) -> None:
             return
         time.sleep(0.02)
     raise AssertionError("condition not met in time")
+
+
+def test_output_streams_while_the_command_runs(rk):
+    """on_output receives printed text during a long command, before its reply."""
+    chunks: list[tuple[str, str]] = []
+    source = (
+        "import sys, time\n"
+        "print('first', flush=True)\n"
+        "time.sleep(1.0)\n"
+        "print('oops', file=sys.stderr)\n"
+        "print('last')\n"
+    )
+    pending = rk.execute(source, block=False, on_output=lambda n, t: chunks.append((n, t)))
+    _wait_for(lambda: bool(chunks))
+    assert chunks[0] == ("stdout", "first\n")
+    assert not pending.done()
+    result = pending.get(30)
+    streamed = {name: "".join(t for n, t in chunks if n == name) for name in ("stdout", "stderr")}
+    assert streamed == {"stdout": result.stdout, "stderr": result.stderr}
+    assert result.stdout == "first\nlast\n" and result.stderr == "oops\n"
