@@ -37,6 +37,32 @@ _LAZY = {
 }
 
 
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext ipython_parallel_kernel``: register %kernel, %px, %%px, %autopx, %pxresult."""
+    from .magics import KernelMagics
+
+    magics = KernelMagics(ipython)
+    ipython.register_magics(magics)
+    ipython.magics_manager.register_alias("result", "pxresult")
+    ipython.configurables.append(magics)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext``: stop what the magics started, and remove them."""
+    from .magics import KernelMagics
+
+    for magics in [m for m in ipython.configurables if isinstance(m, KernelMagics)]:
+        magics.close()
+        ipython.configurables.remove(magics)
+        for kind in ("line", "cell"):
+            for name in list(ipython.magics_manager.magics[kind]):
+                owner = getattr(ipython.magics_manager.magics[kind][name], "__self__", None)
+                if owner is magics:
+                    del ipython.magics_manager.magics[kind][name]
+    for kind in ("line",):
+        ipython.magics_manager.magics[kind].pop("result", None)
+
+
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib

@@ -161,8 +161,10 @@ class CompositeError(KernelError):
         lines = [f"{self}:"]
         for target, kernel, error in self.errors[: self.SHOWN_IN_FULL]:
             lines.append(f"[{target}:{self.what}] {kernel}")
-            body = error.render_traceback() if isinstance(error, RemoteError) else repr(error)
-            lines.append(body)
+            if isinstance(error, RemoteError):
+                lines.append("".join(error.traceback).rstrip("\n"))
+            else:
+                lines.append(f"{type(error).__name__}: {error}")
         hidden = self.errors[self.SHOWN_IN_FULL :]
         if hidden:
             lines.append(f"... and {len(hidden)} more:")

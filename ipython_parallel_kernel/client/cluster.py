@@ -25,6 +25,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -262,10 +263,29 @@ class InteractiveCluster:
 
     # -- verbs -----------------------------------------------------------------------------
 
-    def execute(self, source: str, targets: Targets = None, block: bool | None = None) -> Any:
-        """Run ``source`` on each target; one ExecuteResult per target."""
-        result = self._each("execute", targets, lambda _, k: k.execute(source, block=False))
-        return self._finish(result, block)
+    def execute(
+        self,
+        source: str,
+        targets: Targets = None,
+        block: bool | None = None,
+        on_output: Callable[[int, str, str], None] | None = None,
+    ) -> Any:
+        """Run ``source`` on each target; one ExecuteResult per target.
+
+        ``on_output(target, stream_name, text)`` receives output while it is printed.
+        """
+        chosen = parse_targets(targets, len(self))
+
+        def send(position: int, kernel: RemoteKernel) -> AsyncResult:
+            callback = None if on_output is None else partial(on_output, chosen[position])
+            return kernel.execute(source, block=False, on_output=callback)
+
+        return self._finish(self._each("execute", chosen, send), block)
+
+    def result(self, number: int | None = None, targets: Targets = None) -> list[Any]:
+        """Command ``number`` (default: the last) from each target's history."""
+        result = self._each("result", targets, lambda _, k: k.result(number, block=False))
+        return result.get(self.timeout)
 
     def run(self, filename: str | Path, targets: Targets = None, block: bool | None = None) -> Any:
         """Run a local file on each target."""

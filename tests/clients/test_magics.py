@@ -1,0 +1,196 @@
+"""The IPython extension, driven through IPython's real InteractiveShell."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+
+from ipython_parallel_kernel import InteractiveCluster, RemoteKernel
+
+
+@pytest.fixture
+def shell():
+    """An InteractiveShell with the extension loaded; unloaded afterwards."""
+    ip = InteractiveShell.instance()
+    ip.colors = "nocolor"
+    ip.run_cell("%load_ext ipython_parallel_kernel")
+    try:
+        yield ip
+    finally:
+        ip.run_cell("%unload_ext ipython_parallel_kernel")
+        for name in ("rk", "ic", "results", "pending"):
+            ip.user_ns.pop(name, None)
+
+
+@pytest.fixture
+def connected(shell, four_kernels):
+    """The shell with the four shared kernels active, their namespaces emptied."""
+    files = " ".join(str(k.connection_file) for k in four_kernels)
+    shell.run_cell(f"%kernel connect {files}")
+    InteractiveCluster([str(k.connection_file) for k in four_kernels]).reset()
+    return shell
+
+
+def run(shell: InteractiveShell, cell: str):
+    """Run a cell; return IPython's result object."""
+    return shell.run_cell(cell)
+
+
+def lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def test_px_labels_stdout_and_results(connected, capsys):
+    """%px output is labelled per kernel: [stdout:N] and Out[N:M]."""
+    capsys.readouterr()
+    run(connected, "%px a = 5")
+    run(connected, "%px print(a * 2)")
+    out = capsys.readouterr().out
+    # Streamed output comes in the order the kernels print it.
+    assert sorted(lines(out)) == [f"[stdout:{i}] 10" for i in range(4)]
+    run(connected, "%px a + 1")
+    out = lines(capsys.readouterr().out)
+    assert len(out) == 4
+    assert all(line.startswith(f"Out[{i}:") and line.endswith("]: 6") for i, line in enumerate(out))
+
+
+def test_cell_px_options(connected, capsys):
+    """%%px takes -t, -o, --no-stream and --group-outputs; stderr is labelled too."""
+    capsys.readouterr()
+    result = run(
+        connected,
+        "%%px -t ::2 -o results --no-stream --group-outputs type\n"
+        "import sys\nprint('out')\nprint('err', file=sys.stderr)\n7",
+    )
+    assert result.success
+    captured = capsys.readouterr()
+    assert lines(captured.out)[:2] == ["[stdout:0] out", "[stdout:2] out"]
+    assert lines(captured.err) == ["[stderr:0] err", "[stderr:2] err"]
+    assert [r.text for r in connected.user_ns["results"]] == ["7", "7"]
+
+
+def test_px_noblock_returns_cluster_result(connected):
+    """%%px --noblock -o NAME binds the pending ClusterResult."""
+    run(connected, "%%px --noblock -o pending\nimport time; time.sleep(0.3); 'late'")
+    pending = connected.user_ns["pending"]
+    assert [r.text for r in pending.get(30)] == ["'late'"] * 4
+
+
+def test_px_error_is_raised_with_remote_tracebacks(connected, capsys):
+    """A failure on some kernels fails the cell and shows [N:execute] with the traceback."""
+    result = run(connected, "%%px -t 1,3\n1/0")
+    assert not result.success
+    assert type(result.error_in_exec).__name__ == "CompositeError"
+    text = capsys.readouterr()
+    shown = text.out + text.err
+    assert "[1:execute]" in shown and "[3:execute]" in shown
+    assert "ZeroDivisionError: division by zero" in shown
+
+
+def test_pxresult_shows_the_last_result_again(connected, capsys):
+    """%pxresult repeats the last %px output; %result is its alias; N picks a command."""
+    run(connected, "%px 40 + 2")
+    first = capsys.readouterr().out
+    run(connected, "%pxresult")
+    assert capsys.readouterr().out == first
+    run(connected, "%result")
+    assert capsys.readouterr().out == first
+    number = int(first.split(":")[1].split("]")[0])
+    run(connected, f"%pxresult {number}")
+    assert capsys.readouterr().out == first
+
+
+def test_autopx_sends_every_cell(connected, capsys):
+    """%autopx runs following cells on the kernels until toggled off."""
+    run(connected, "%autopx")
+    run(connected, "remote_only = 3\nprint(remote_only)")
+    run(connected, "%autopx")
+    out = capsys.readouterr().out
+    assert "[stdout:0] 3" in out and "[stdout:3] 3" in out
+    assert "remote_only" not in connected.user_ns
+    run(connected, "local_again = 1")
+    assert connected.user_ns["local_again"] == 1
+
+
+def test_kernel_list_and_use(connected, four_kernels, capsys):
+    """%kernel list prints a table; %kernel use activates a variable's kernels."""
+    capsys.readouterr()
+    run(connected, "%kernel list")
+    table = lines(capsys.readouterr().out)
+    assert table[0].split() == ["target", "address", "state", "queue", "gui"]
+    assert [row.split()[2] for row in table[1:]] == ["idle"] * 4
+    connected.user_ns["rk"] = RemoteKernel(str(four_kernels[2].connection_file))
+    run(connected, "%kernel use rk")
+    run(connected, "%px 'only two'")
+    assert lines(capsys.readouterr().out)[-1].startswith("Out[0:")
+
+
+def test_kernel_connect_name_gives_the_seed_interface(shell, four_kernels, monkeypatch):
+    """%kernel connect ... --name rk binds a RemoteKernel: rk['b'] = 10 works at once."""
+    monkeypatch.setenv("IPYTHONDIR", str(four_kernels[0].ipython_dir))
+    run(shell, f"%kernel connect 127.0.0.1:{four_kernels[0].port} --name rk")
+    run(shell, "rk['b'] = 10")
+    assert run(shell, "rk['b']").result == 10
+
+
+def test_usage_errors_say_what_to_type(shell, capsys):
+    """Mistakes raise UsageError (no traceback) that says what to do instead."""
+    result = run(shell, "%px 1")
+    assert not result.success
+    assert "%kernel start -n 2" in capsys.readouterr().err
+    run(shell, "%kernel frobnicate")
+    assert "invalid choice" in capsys.readouterr().err
+    run(shell, "%kernel")
+    assert "say what to do" in capsys.readouterr().err
+
+
+def test_magic_help_shows_usage(shell):
+    """%px? and %kernel? docstrings carry usage and an example session."""
+    px = shell.find_line_magic("px").__doc__
+    assert "--targets" in px and "Out[0:1]" in px
+    assert "%kernel start" in shell.find_line_magic("kernel").__doc__
+
+
+def test_ctrl_c_interrupts_the_kernels(connected, capsys):
+    """Ctrl-C while %px waits interrupts the kernels and says so; they stay usable."""
+    main = threading.main_thread().ident
+    threading.Timer(0.5, signal.pthread_kill, (main, signal.SIGINT)).start()
+    started = time.monotonic()
+    run(connected, "%px import time; time.sleep(30)")
+    assert time.monotonic() - started < 20
+    assert "interrupted kernels 0, 1, 2, 3" in capsys.readouterr().err
+    run(connected, "%px 1 + 1")
+    assert lines(capsys.readouterr().out)[-1].endswith("]: 2")
+
+
+def test_kernel_start_and_unload_stops_them(ipython_dir, capsys):
+    """%kernel start -n 2 starts and activates kernels; %unload_ext stops them (by pid)."""
+    ip = InteractiveShell.instance()
+    ip.run_cell("%load_ext ipython_parallel_kernel")
+    try:
+        ip.run_cell("%kernel start -n 2")
+        assert "started 2 kernels" in capsys.readouterr().out
+        magics = ip.magics_manager.registry["KernelMagics"]
+        pids = [k.kernel_info["pid"] for k in magics.active]
+        ip.run_cell("%px x = 1")
+    finally:
+        ip.run_cell("%unload_ext ipython_parallel_kernel")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in pids)
+    assert ip.find_line_magic("px") is None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split()[2] != "Z"
