@@ -246,20 +246,7 @@ def timed(func: Callable[[], Any]) -> tuple[float, Any]:
 
 def stop_process(process: subprocess.Popen, timeout: float = STOP_TIMEOUT) -> int | None:
     """Stop a child we started, by pid: SIGTERM, bounded wait, then SIGKILL."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(process.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout)
-    for stream in (process.stdin, process.stdout, process.stderr):
-        if stream is not None:
-            with contextlib.suppress(OSError):
-                stream.close()
+    stop_processes([process], timeout)
     return process.returncode
 
 
