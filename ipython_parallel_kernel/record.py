@@ -6,7 +6,7 @@ sides agree on one definition of the fields.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -14,8 +14,10 @@ from typing import Any
 class CommandRecord:
     """What one numbered command did.
 
-    ``result`` is the display data of a trailing expression (mimetype -> data) and
-    ``error`` is ``{"ename", "evalue", "traceback"}``; timings are Unix times.
+    ``result`` is the display data of a trailing expression (mimetype -> data);
+    ``displays`` the display data the command published (``display()``, matplotlib
+    figures), in order, binary data such as PNG base64-encoded as in Jupyter; ``error``
+    is ``{"ename", "evalue", "traceback"}``; timings are Unix times.
     """
 
     number: int
@@ -27,6 +29,7 @@ class CommandRecord:
     submitted: float = 0.0
     started: float = 0.0
     completed: float = 0.0
+    displays: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy of the fields."""

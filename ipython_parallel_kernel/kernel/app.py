@@ -170,6 +170,10 @@ class KernelApp(Application):
     def init_engine(self) -> None:
         """Capture stdout/stderr, close stdin, and build the engine."""
         sys.stdin = io.StringIO("")
+        if self.gui == "none":
+            # Figures become PNG display data for the client, as Jupyter's inline backend,
+            # instead of windows on whatever screen the kernel's machine happens to have.
+            os.environ.setdefault("MPLBACKEND", "agg")
         for sig in (signal.SIGTTIN, signal.SIGTTOU):
             # A background kernel must never stop because it touched the terminal.
             signal.signal(sig, signal.SIG_IGN)

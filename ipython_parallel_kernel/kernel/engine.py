@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..record import CommandRecord
+from . import rich
 from .capture import CapturedStream
 
 
@@ -108,7 +109,6 @@ class Engine:
         self._output_sink: Callable[[str, str], None] | None = None
         self._output_lock = threading.Lock()
         self._next_number = 1
-        self._formatter: Any = None
 
     # -- any thread -----------------------------------------------------------------
 
@@ -228,7 +228,9 @@ class Engine:
         """Run ``source`` as a numbered command; errors are recorded, not raised.
 
         ``on_output(stream_name, text)`` receives output while the command runs, each
-        time ``stream_output`` is called, and the rest before this returns.
+        time ``stream_output`` is called, and the rest before this returns. Display data
+        the command publishes (``display()``, matplotlib figures) goes to
+        ``record.displays``; see ``rich``.
         """
         record = CommandRecord(self._next_number, source, submitted=time.time())
         self._next_number += 1
@@ -238,6 +240,7 @@ class Engine:
             for stream in self.streams:
                 stream.start()
         self._output_sink = on_output
+        rich.begin_command()
         record.started = time.time()
         try:
             value = self._run_source(source, name)
@@ -250,12 +253,16 @@ class Engine:
         except BaseException as exc:
             record.error = error_record(exc, skip_frames=2)
         finally:
-            record.completed = time.time()
-            self.stream_output()
-            self._output_sink = None
-            if self.streams:
-                record.stdout, record.stderr = (s.stop() for s in self.streams)
-            self.commands_run += 1
+            try:
+                # Before the streams stop: drawing a figure may print a warning or error.
+                record.displays = rich.end_command()
+            finally:
+                record.completed = time.time()
+                self.stream_output()
+                self._output_sink = None
+                if self.streams:
+                    record.stdout, record.stderr = (s.stop() for s in self.streams)
+                self.commands_run += 1
         return record
 
     def stream_output(self) -> None:
@@ -276,13 +283,12 @@ class Engine:
         return None if last is None else eval(last, self.namespace)
 
     def format(self, value: Any) -> dict[str, Any]:
-        """Display data of a value: text/plain always, richer types where it has them."""
-        if self._formatter is None:
-            from IPython.core.formatters import DisplayFormatter
+        """Display data of a value: text/plain always, richer types where it has them.
 
-            self._formatter = DisplayFormatter()
-        data, _ = self._formatter.format(value)
-        return data
+        JSON-ready (binary data base64-encoded), with the formatter ``display()`` uses,
+        so a matplotlib Figure gives image/png. IPython is imported on first use.
+        """
+        return rich.format_value(value)
 
     def _remember(self, record: CommandRecord) -> None:
         self.history[record.number] = record

@@ -1,0 +1,282 @@
+"""Rich output of a command: ``display()`` calls and matplotlib figures, as display data.
+
+A kernel runs plain Python, not an IPython shell, and must start fast: this module
+imports neither IPython nor matplotlib. It only notices when user code (or the
+engine, formatting a result) has loaded them, and then makes their rich output land
+in ``displays``, which the engine empties into ``CommandRecord.displays``.
+
+How ``display()`` is captured
+-----------------------------
+``IPython.display.display`` (and ``publish_display_data``, ``clear_output``) asks
+``InteractiveShell.initialized()``. With no shell it just ``print``s its arguments.
+With one, it formats each object with the shell's ``display_formatter`` and hands the
+mimebundle to the shell's ``display_pub``. So all display needs is a shell singleton
+whose ``display_pub`` records bundles: that is IPython's own extension point, the one
+ipykernel uses (``display_pub_class``), not a patch of IPython's functions.
+
+We do not build a real ``InteractiveShell`` for it: its ``__init__`` replaces
+``sys.modules["__main__"]``, opens a history database with a writer thread, creates a
+profile directory, adds builtins, an atexit hook and the magics -- none of which a
+kernel wants, whose code runs in its own namespace. ``displayshell.DisplayShell`` is an
+``InteractiveShell`` subclass (so ``InteractiveShell.instance()`` accepts it) that
+skips that ``__init__`` and has only what display and the libraries that look for a
+shell use: ``display_formatter``, ``display_pub``, ``events`` (pyplot registers a
+callback there), ``showtraceback`` (a failing formatter calls it) and a no-op
+``enable_gui`` (the kernel runs its own event loop, see ``--gui``). It costs about
+0.1 ms to make, once.
+
+When: the shell is the process's IPython singleton only while a command runs, like
+the stream capture, so between commands ``get_ipython()`` stays None and an Engine
+hosted inside a real IPython (tests) leaves that shell alone: a shell already there
+is never replaced. If IPython is loaded when a command starts, the shell is attached
+then. If not, a finder on ``sys.meta_path`` waits for
+``IPython.core.interactiveshell``, the module display() asks, and attaches the shell
+right after it has executed, before user code gets it back: the first command that
+imports IPython can display at once, and a kernel whose user never imports IPython
+pays one string comparison per import. (The engine loads IPython too, the first time
+it formats a trailing expression's value, after that command's code has run.)
+
+matplotlib figures
+------------------
+Only if user code imported ``matplotlib.pyplot`` (``sys.modules``; never imported
+here). At the end of each command, as Jupyter's inline backend does, every open
+pyplot figure with a non-interactive canvas (Agg, the default without a display) is
+published as image/png (base64) with text/plain, in figure-number order, and closed.
+Since each command's figures are closed at its end, the figures open then are those
+the command created or drew on (or that code run outside a command, through
+``apply``, left). A figure already shown during the command, by ``display(fig)`` or as
+its result, is closed without being shown again. Figures on interactive canvases (a
+GUI kernel's windows) are left alone. ``Engine.format`` and ``display`` render a
+``Figure`` as PNG through a printer registered by type *name*, so registering it
+imports nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.abc
+import io
+import sys
+import threading
+import traceback
+import weakref
+from collections.abc import Callable, Sequence
+from types import ModuleType
+from typing import Any
+
+from .capture import DisplayCapture, jsonable
+
+WATCHED = "IPython.core.interactiveshell"
+
+displays = DisplayCapture()
+"""The process's one collector: display() has one shell singleton to reach, as print
+has one ``sys.stdout``; so one command at a time per process collects display data."""
+
+_lock = threading.Lock()
+_shell: Any = None  # our DisplayShell, made the first time it is attached
+_formatter: Any = None  # its DisplayFormatter, also used by Engine.format
+_attached = False
+_finder: _WhenExecuted | None = None
+_shown_figures: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def begin_command() -> None:
+    """Start collecting a command's display data, and let ``display()`` reach it."""
+    _shown_figures.clear()
+    displays.start()
+    if WATCHED in sys.modules:
+        _attach()
+    else:
+        _watch_for_ipython()
+
+
+def end_command() -> list[dict[str, Any]]:
+    """Publish the command's figures, stop collecting; return its bundles in order."""
+    try:
+        try:
+            publish_figures()
+        except (Exception, KeyboardInterrupt):
+            # A figure that cannot be drawn (or an interrupt while drawing) must not
+            # cost the command its record: say why on the command's stderr.
+            traceback.print_exc()
+    finally:
+        _detach()
+        bundles = displays.stop()
+    return bundles
+
+
+def format_value(value: Any) -> dict[str, Any]:
+    """Display data of a value, JSON-ready: text/plain always, richer types where it has them."""
+    data, _ = _get_formatter().format(value)
+    return jsonable(data)
+
+
+# -- the shell ---------------------------------------------------------------------
+
+
+def _displayshell() -> ModuleType:
+    """The ``displayshell`` module, imported after IPython has finished loading.
+
+    Importing IPython may run ``_on_ipython``, which needs ``displayshell``: letting
+    that import complete first means ``displayshell`` is never found half-initialized.
+    """
+    import IPython.core.interactiveshell  # noqa: F401
+
+    from . import displayshell
+
+    return displayshell
+
+
+def _get_formatter() -> Any:
+    global _formatter
+    if _formatter is None:
+        module = _displayshell()
+        if _formatter is None:  # unless importing IPython has just made it
+            _formatter = module.make_formatter(figure_png)
+    return _formatter
+
+
+def _attach() -> None:
+    """Make our shell the IPython singleton, unless there already is one."""
+    global _shell, _attached
+    # Imports first, outside the lock: another thread may hold an import lock we need
+    # while it waits for ours (a user thread importing IPython runs ``_on_ipython``).
+    module = _displayshell()
+    formatter = _get_formatter()
+    InteractiveShell = module.InteractiveShell
+    with _lock:
+        if InteractiveShell.initialized():  # ours, or a real shell we must not replace
+            return
+        if _shell is None:
+            _shell = module.DisplayShell(displays, formatter)
+        # SingletonConfigurable keeps its instance in ``_instance`` on each singleton
+        # class of the MRO (what ``instance()`` sets and ``clear_instance()`` unsets);
+        # setting it here lets one shell, with its formatters, serve every command.
+        InteractiveShell._instance = module.DisplayShell._instance = _shell
+        _attached = True
+
+
+def _detach() -> None:
+    """Take our shell off the singleton slot, so nothing sees it between commands."""
+    global _attached
+    with _lock:
+        if not _attached:
+            return
+        _attached = False
+        type(_shell).clear_instance()
+
+
+def _on_ipython(module: ModuleType) -> None:
+    """IPython's shell module has just executed: attach now if a command is running."""
+    global _finder
+    _finder = None
+    if not displays.active:
+        return  # the next command attaches
+    try:
+        _attach()
+    except Exception:
+        # Never break the user's ``import IPython``: display() then just prints.
+        print("ipk: rich display is unavailable in this kernel:", file=sys.stderr)
+        traceback.print_exc()
+
+
+def _watch_for_ipython() -> None:
+    global _finder
+    with _lock:
+        if _finder is None:
+            _finder = _WhenExecuted(WATCHED, _on_ipython)
+            sys.meta_path.insert(0, _finder)
+
+
+class _WhenExecuted(importlib.abc.MetaPathFinder):
+    """Calls ``then(module)`` right after module ``name`` has executed, then goes away.
+
+    Python has no post-import hook: this finder lets the other finders locate the
+    module and wraps the loader they return, for that one import.
+    """
+
+    def __init__(self, name: str, then: Callable[[ModuleType], None]) -> None:
+        self.name = name
+        self.then = then
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> Any:
+        if fullname != self.name:
+            return None
+        for finder in sys.meta_path:
+            find_spec = getattr(finder, "find_spec", None)
+            if finder is self or find_spec is None:
+                continue
+            spec = find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            spec.loader = _ThenLoader(spec.loader, self._executed)
+        return spec
+
+    def _executed(self, module: ModuleType) -> None:
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+        self.then(module)
+
+
+class _ThenLoader(importlib.abc.Loader):
+    """Delegates to ``loader``, then calls ``then(module)`` once the module has executed."""
+
+    def __init__(self, loader: Any, then: Callable[[ModuleType], None]) -> None:
+        self.loader = loader
+        self.then = then
+
+    def create_module(self, spec: Any) -> ModuleType | None:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        # Put the real loader back first: get_source, resources and reloads use it.
+        module.__loader__ = self.loader
+        if module.__spec__ is not None:
+            module.__spec__.loader = self.loader
+        self.loader.exec_module(module)
+        self.then(module)
+
+
+# -- matplotlib --------------------------------------------------------------------
+
+
+def figure_png(figure: Any) -> str | None:
+    """A figure as base64 PNG; None if nothing is drawn on it (IPython's rule: no blank images)."""
+    if not figure.axes and not figure.lines:
+        return None
+    buffer = io.BytesIO()
+    figure.canvas.print_figure(
+        buffer,
+        format="png",
+        dpi=figure.dpi,
+        facecolor=figure.get_facecolor(),
+        edgecolor=figure.get_edgecolor(),
+        bbox_inches="tight",
+    )
+    _shown_figures.add(figure)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def publish_figures() -> None:
+    """Publish and close the open pyplot figures drawn on non-interactive canvases."""
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is None:
+        return
+    from matplotlib._pylab_helpers import Gcf  # pyplot's figure registry, loaded with it
+
+    for manager in sorted(Gcf.get_all_fig_managers(), key=lambda m: m.num):
+        figure = manager.canvas.figure
+        if figure.canvas.required_interactive_framework is not None:
+            continue  # it has a window of its own
+        if figure not in _shown_figures:
+            bundle = {"text/plain": repr(figure)}
+            png = figure_png(figure)
+            if png is not None:
+                bundle["image/png"] = png
+            displays.publish(bundle)
+        pyplot.close(figure)

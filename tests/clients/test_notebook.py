@@ -1,0 +1,174 @@
+"""The example notebook, executed in a real Jupyter kernel (ipykernel) by nbclient.
+
+The notebook starts two kernels with ``%kernel start``, runs code on them and stops
+them. It runs with a private IPYTHONDIR and Jupyter runtime directory, and a private
+``python3`` kernelspec that runs this interpreter. Afterwards no process that mentions
+those directories may be left; any that is, is killed by pid and the test fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import skip_or_fail
+
+NOTEBOOK = Path(__file__).resolve().parents[2] / "examples" / "parallel_notebook.ipynb"
+GONE_TIMEOUT = 15.0
+
+
+def _imports():
+    try:
+        import ipykernel  # noqa: F401
+        import nbclient
+        import nbformat
+        from jupyter_client.kernelspec import KernelSpecManager
+    except ImportError as e:
+        skip_or_fail(f"running notebooks needs nbclient, nbformat and ipykernel: {e}")
+    return nbclient, nbformat, KernelSpecManager
+
+
+def _install_kernelspec(jupyter_path: Path) -> None:
+    """A ``python3`` kernelspec in ``jupyter_path`` that runs this interpreter."""
+    spec = jupyter_path / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    kernel_json = {"argv": argv, "display_name": "Python 3 (test)", "language": "python"}
+    (spec / "kernel.json").write_text(json.dumps(kernel_json))
+
+
+def _processes_mentioning(marker: str) -> list[int]:
+    """Our processes whose command line or environment contains ``marker``."""
+    needle = marker.encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if entry.stat().st_uid != os.getuid():
+                continue
+            text = (entry / "cmdline").read_bytes()
+            if not text:  # a zombie, or a kernel thread
+                continue
+            text += (entry / "environ").read_bytes()
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if needle in text:
+            found.append(int(entry.name))
+    return found
+
+
+def _reap(marker: str) -> list[tuple[int, str]]:
+    """Wait (bounded) for processes mentioning ``marker`` to go; kill the rest by pid."""
+    deadline = time.monotonic() + GONE_TIMEOUT
+    while (pids := _processes_mentioning(marker)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    leftovers = []
+    for pid in pids:
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            continue
+        leftovers.append((pid, command.strip()))
+    return leftovers
+
+
+@pytest.fixture
+def executed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The example notebook after nbclient ran it in a fresh ipykernel."""
+    nbclient, nbformat, kernel_spec_manager = _imports()
+    if not Path("/proc/self/cmdline").exists():
+        pytest.skip("finding leftover processes needs /proc")
+    private = tmp_path / "private"
+    jupyter_path = private / "jupyter"
+    _install_kernelspec(jupyter_path)
+    # The ipykernel subprocess inherits these, and the kernels it starts in turn.
+    monkeypatch.setenv("IPYTHONDIR", str(private / "ipython"))
+    monkeypatch.setenv("JUPYTER_PATH", str(jupyter_path))
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(private / "runtime"))
+    argv = kernel_spec_manager().get_kernel_spec("python3").argv
+    assert argv[0] == sys.executable, argv
+
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    client = nbclient.NotebookClient(
+        notebook,
+        timeout=120,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+    try:
+        client.execute()
+    finally:
+        leftovers = _reap(str(private))
+    assert not leftovers, f"processes left running after the notebook (killed): {leftovers}"
+    return notebook
+
+
+def _cell(notebook, source: str):
+    cells = [c for c in notebook.cells if c.cell_type == "code" and c.source == source]
+    assert len(cells) == 1, f"the notebook has no single cell {source!r}"
+    return cells[0]
+
+
+def _texts(cell) -> list[str]:
+    """The text of each output: streams, text/plain of results and display data, errors."""
+    texts = []
+    for output in cell.outputs:
+        if output.output_type == "stream":
+            texts.append(output.text)
+        elif output.output_type in ("execute_result", "display_data"):
+            texts.append(output.data.get("text/plain", ""))
+        elif output.output_type == "error":
+            texts.append("\n".join(output.traceback))
+    return texts
+
+
+def _shown(cell) -> str:
+    return "\n".join(_texts(cell))
+
+
+def _lines(cell) -> list[str]:
+    """Every line of text the cell showed (streams may arrive split or merged)."""
+    return [line.rstrip() for line in _shown(cell).splitlines() if line.strip()]
+
+
+@pytest.mark.timeout(300)
+def test_example_notebook_runs_in_jupyter(executed):
+    """Labelled output, results, a kernel's figure as PNG, errors; the kernels stop."""
+    assert "started 2 kernels" in _shown(_cell(executed, "%kernel start -n 2"))
+
+    printed = _cell(executed, "%px import os; print('kernel', os.getpid())")
+    assert {o.output_type for o in printed.outputs} == {"stream"}
+    assert {o.name for o in printed.outputs} == {"stdout"}
+    assert sorted(line.split()[0] for line in _lines(printed)) == ["[stdout:0]", "[stdout:1]"]
+
+    results = _lines(_cell(executed, "%%px\na = 5\na * 2"))
+    for target in (0, 1):
+        assert any(re.fullmatch(rf"Out\[{target}:\d+\]: 10", line) for line in results), results
+
+    figure = _cell(executed, next(c.source for c in executed.cells if "plt.plot" in c.source))
+    kinds = [(o.output_type, sorted(o.get("data", {}))) for o in figure.outputs]
+    pngs = [o for o in figure.outputs if "image/png" in o.get("data", {})]
+    assert pngs, f"no image/png output from the kernels' figures; outputs: {kinds}"
+
+    failed = _cell(executed, "%px 1/0")
+    errors = [o for o in failed.outputs if o.output_type == "error"]
+    assert len(errors) == 1
+    traceback = "\n".join(errors[0].traceback)
+    assert "ZeroDivisionError" in traceback
+    assert "[0:execute]" in traceback and "[1:execute]" in traceback
+
+    # %pxresult repeats the last outcome (the errors); %pxresult 2 command 2, `a * 2`.
+    again = _shown(_cell(executed, "%pxresult"))
+    assert "[0:execute]" in again and "ZeroDivisionError" in again
+    repeated = _lines(_cell(executed, "%pxresult 2"))
+    assert sorted(repeated) == ["Out[0:2]: 10", "Out[1:2]: 10"], repeated
+
+    assert "stopped" in _shown(_cell(executed, "%kernel stop"))
