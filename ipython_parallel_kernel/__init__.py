@@ -44,7 +44,6 @@ def load_ipython_extension(ipython: Any) -> None:
     magics = KernelMagics(ipython)
     ipython.register_magics(magics)
     ipython.magics_manager.register_alias("result", "pxresult")
-    ipython.configurables.append(magics)
 
 
 def unload_ipython_extension(ipython: Any) -> None:

@@ -194,3 +194,17 @@ def _alive(pid: int) -> bool:
         return False
     with open(f"/proc/{pid}/stat") as f:
         return f.read().split()[2] != "Z"
+
+
+def test_profile_config_reaches_the_magics():
+    """c.KernelMagics.<trait> in the shell's config sets the magics' options."""
+    ip = InteractiveShell.instance()
+    ip.config.KernelMagics.progress_after = 7.5
+    ip.config.KernelMagics.stream = False
+    ip.run_cell("%load_ext ipython_parallel_kernel")
+    try:
+        magics = ip.magics_manager.registry["KernelMagics"]
+        assert magics.progress_after == 7.5 and magics.stream is False
+    finally:
+        ip.run_cell("%unload_ext ipython_parallel_kernel")
+        del ip.config.KernelMagics
