@@ -24,6 +24,7 @@ __all__ = [
     "InteractiveCluster",
     "RemoteError",
     "RemoteKernel",
+    "ResultGatherer",
     "__version__",
 ]
 
@@ -34,6 +35,7 @@ _LAZY = {
     "ClusterResult": "ipython_parallel_kernel.client.cluster",
     "RemoteError": "ipython_parallel_kernel.errors",
     "CompositeError": "ipython_parallel_kernel.errors",
+    "ResultGatherer": "ipython_parallel_kernel.gatherer",
 }
 
 

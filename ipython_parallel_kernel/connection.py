@@ -45,7 +45,7 @@ def security_dir(profile: str = "default") -> Path:
     return path
 
 
-def parse_address(address: str | tuple[str, int] | list) -> Address:
+def parse_address(address: str | tuple[str, int] | list, *, any_port: bool = False) -> Address:
     """``("127.0.0.1", 10105)``, ``"127.0.0.1:10105"`` or ``"[::1]:10105"`` as a tuple."""
     if isinstance(address, tuple | list) and len(address) == 2:
         host, port = address
@@ -63,7 +63,7 @@ def parse_address(address: str | tuple[str, int] | list) -> Address:
         port = int(port)
     except (TypeError, ValueError):
         raise ValueError(f"port {port!r} of {address!r} is not a whole number") from None
-    if not 0 < port < 65536:
+    if not (0 if any_port else 1) <= port < 65536:
         raise ValueError(f"port {port} of {address!r} is out of range")
     return host, port
 

@@ -49,6 +49,7 @@ import hmac
 import json
 import os
 import struct
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -365,3 +366,82 @@ class FrameDecoder:
         self.alert = str(chunk, "utf-8", "replace")
         self._expect(_PREFIX.size, self._on_prefix)
         return iter(())
+
+
+# -- records for gatherers (UDP) ------------------------------------------------------
+#
+# A kernel sends each completed command's record to its gatherers as signed datagrams:
+#
+#     "IPKR" | mac (32) | sender u64 | seq u32 | number u32 | piece u16 | count u16
+#            | kernel_len u8 | kernel (UTF-8, "ip:port") | data
+#
+# mac = HMAC-SHA256(key, everything after it). ``sender`` is random per kernel run and
+# ``seq`` counts its records; a record's JSON, zlib-compressed, is cut into ``count``
+# pieces of at most RECORD_PIECE bytes, so a record of any size travels in datagrams
+# small enough for any network, and a gatherer can say exactly which pieces it missed.
+
+RECORD_MAGIC = b"IPKR"
+RECORD_PIECE = 8192
+_RECORD_HEAD = struct.Struct(">QIIHHB")
+MAX_RECORD_PIECES = 65535
+
+
+@dataclass
+class RecordPiece:
+    """One verified datagram of a record."""
+
+    sender: int
+    seq: int
+    number: int
+    piece: int
+    count: int
+    kernel: str
+    data: bytes
+
+
+def seal_record(
+    key: bytes | str, sender: int, seq: int, number: int, kernel: str, record: dict[str, Any]
+) -> list[bytes]:
+    """A command's record as signed datagrams, in piece order."""
+    key = key.encode("ascii") if isinstance(key, str) else key
+    body = zlib.compress(_encode_json(record).encode(), 1)
+    chunks = [body[i : i + RECORD_PIECE] for i in range(0, len(body), RECORD_PIECE)] or [b""]
+    if len(chunks) > MAX_RECORD_PIECES:
+        raise FrameTooLarge(f"record of command {number} needs {len(chunks)} datagrams")
+    name = kernel.encode()[:255]
+    datagrams = []
+    for index, chunk in enumerate(chunks):
+        signed = (
+            _RECORD_HEAD.pack(sender, seq, number, index, len(chunks), len(name)) + name + chunk
+        )
+        mac = hmac.new(key, signed, "sha256").digest()
+        datagrams.append(RECORD_MAGIC + mac + signed)
+    return datagrams
+
+
+def open_record_piece(datagram: bytes, keys: list[bytes]) -> RecordPiece:
+    """Verify a datagram against the known keys and parse it; WireError if it fails."""
+    if len(datagram) < 4 + MAC_LEN + _RECORD_HEAD.size:
+        raise MalformedFrame("datagram too short to be a record")
+    if datagram[:4] != RECORD_MAGIC:
+        raise MalformedFrame("not a record datagram")
+    mac, signed = datagram[4 : 4 + MAC_LEN], datagram[4 + MAC_LEN :]
+    if not any(hmac.compare_digest(hmac.new(key, signed, "sha256").digest(), mac) for key in keys):
+        raise InvalidSignature("record datagram not signed with any known key")
+    sender, seq, number, piece, count, name_len = _RECORD_HEAD.unpack_from(signed)
+    start = _RECORD_HEAD.size
+    if piece >= count:
+        raise MalformedFrame(f"piece {piece} of {count}")
+    kernel = signed[start : start + name_len].decode("utf-8", "replace")
+    return RecordPiece(sender, seq, number, piece, count, kernel, signed[start + name_len :])
+
+
+def decode_record(pieces: list[bytes]) -> dict[str, Any]:
+    """The record a complete, ordered list of pieces carries."""
+    try:
+        record = _decode_json(zlib.decompress(b"".join(pieces)).decode())
+    except (zlib.error, ValueError) as e:
+        raise MalformedFrame(f"unreadable record: {e}") from None
+    if not isinstance(record, dict):
+        raise MalformedFrame("a record must be an object")
+    return record

@@ -28,10 +28,12 @@ from twisted.python.failure import Failure
 from .. import __version__, serialize
 from ..connection import Address, format_address, parse_address
 from ..errors import WireError
+from ..record import CommandRecord
 from ..transport import FrameProtocol
 from ..wire import Channel, Message
 from .access import AccessList
 from .engine import Engine, error_record
+from .notifier import Notifier
 from .peer import push_to_kernels
 
 log = logging.getLogger("ipython_parallel_kernel.kernel")
@@ -66,6 +68,7 @@ class KernelService:
         self.sign_buffers = sign_buffers
         self.connections: set[KernelProtocol] = set()
         self.watchers: set[Address] = set()
+        self.notifier: Notifier | None = None
         self._streaming: Any = None
 
     @property
@@ -98,8 +101,20 @@ class KernelService:
             "commands_run": engine.commands_run,
             "clients": len(self.connections),
             "notify": [format_address(w) for w in sorted(self.watchers)],
+            "records_dropped": self.notifier.dropped if self.notifier else 0,
             **self.access.describe(),
         }
+
+    def publish(self, record: CommandRecord) -> None:
+        """Hand a completed command's record to the notifier (any thread; never blocks)."""
+        if not self.watchers or self.notifier is None:
+            return
+        data = record.to_dict()
+        data.pop("displays", None)
+        data["result"] = (record.result or {}).get("text/plain")
+        data["kernel"] = self.name
+        data["pid"] = os.getpid()
+        self.reactor.callFromThread(self.notifier.publish, data, sorted(self.watchers))
 
     def stream_while_busy(self) -> None:
         """Forward streamed commands' output every ``STREAM_INTERVAL`` s until the
@@ -243,6 +258,7 @@ class KernelProtocol(FrameProtocol):
             sent = record.to_dict()
             del sent["source"]  # the client has it
             self.reply(request, {"status": status, "record": sent})
+            self.service.publish(record)
 
         engine.submit("execute", lambda: engine.execute(source, filename, on_output), done)
 
@@ -340,7 +356,17 @@ class KernelProtocol(FrameProtocol):
         except ValueError as e:
             self.reply_error(request, "ValueError", str(e))
             return
+        try:
+            # Datagrams go to addresses, not names: resolve once, here.
+            address = (socket.gethostbyname(address[0]), address[1])
+        except OSError as e:
+            self.reply_error(request, "ValueError", f"cannot resolve {address[0]}: {e}")
+            return
         if request.content.get("flag", True):
+            if self.service.notifier is None:
+                self.service.notifier = Notifier(
+                    self.service.reactor, self.service.key, self.service.name
+                )
             self.service.watchers.add(address)
         else:
             self.service.watchers.discard(address)

@@ -1,0 +1,286 @@
+"""``ResultGatherer``: watch what kernels do, from any session, over UDP.
+
+Kernels told to ``notify(addr)`` send every completed command's record to ``addr``
+as signed datagrams. A gatherer listens there in a daemon thread, checks each
+datagram against the keys it knows, puts records back together and prints them,
+labelled by kernel and coloured::
+
+    [127.0.0.1:10105] In [3]: a = 5
+    [127.0.0.1:10105] Out[3]: 10
+
+Many gatherers may watch one kernel and one gatherer many kernels, of several
+clusters: it knows the key of every kernel whose connection or cluster file it was
+given (``watch``), and by default those of every kernel with a connection file under
+this user's IPython directory. Datagrams signed with no known key are dropped and
+counted (``rejected``); a record with pieces missing after ``PIECE_TIMEOUT`` seconds is
+reported ("kernel 127.0.0.1:10105, command 12: 1 of 5 pieces lost"), never dropped
+silently, and partial records are bounded in number.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from .connection import (
+    Address,
+    format_address,
+    ipython_dir,
+    parse_address,
+    read_connection_file,
+)
+from .errors import WireError
+from .wire import decode_record, open_record_piece
+
+#: Seconds a partial record waits for its missing pieces before it is reported lost.
+PIECE_TIMEOUT = 2.0
+#: Partial records kept at once; the oldest is reported lost beyond that.
+MAX_PARTIAL = 256
+RECEIVE_BUFFER = 8 * 1024 * 1024
+
+_COLOURS = {
+    "source": "\x1b[32m",
+    "stdout": "",
+    "stderr": "\x1b[33m",
+    "result": "\x1b[36m",
+    "error": "\x1b[31m",
+    "lost": "\x1b[35m",
+}
+_RESET = "\x1b[0m"
+
+
+def format_record(record: dict[str, Any], colour: bool = True) -> str:
+    """A record as the gatherer prints it: source, stdout, stderr, result, error."""
+    label = f"[{record.get('kernel', '?')}]"
+    number = record.get("number", "?")
+
+    def paint(kind: str, text: str) -> str:
+        return f"{_COLOURS[kind]}{text}{_RESET}" if colour and _COLOURS[kind] else text
+
+    lines = [paint("source", f"{label} In [{number}]: ") + _indent(record.get("source", ""))]
+    for kind in ("stdout", "stderr"):
+        text = (record.get(kind) or "").rstrip("\n")
+        if text:
+            lines.append(f"{label} [{kind}] " + paint(kind, _indent(text)))
+    if record.get("result") is not None:
+        lines.append(paint("result", f"{label} Out[{number}]: {record['result']}"))
+    error = record.get("error")
+    if error:
+        lines.append(paint("error", "".join(error.get("traceback", [])).rstrip("\n")))
+    return "\n".join(lines)
+
+
+def _indent(text: str) -> str:
+    return text.rstrip("\n").replace("\n", "\n    ")
+
+
+class ResultGatherer:
+    """Listens for kernels' command records on UDP ``(ip, port)`` and shows them.
+
+    >>> rg = ResultGatherer(("127.0.0.1", 10104))
+    >>> rg.start()
+    >>> ic.notify(("127.0.0.1", 10104))  # from any session driving the kernels
+    >>> rg.records[-1]["stdout"]
+    >>> rg.stop()
+
+    ``key``: one kernel's key, in addition to those ``watch`` and the connection files
+    provide. ``output``: where records are printed (None: do not print; records are
+    still kept in ``records`` and passed to ``on_record`` callbacks).
+    """
+
+    def __init__(
+        self,
+        addr: Address | str = ("127.0.0.1", 10104),
+        key: str | None = None,
+        *,
+        output: TextIO | bool | None = True,
+        colour: bool = True,
+        profile_keys: bool = True,
+    ) -> None:
+        host, port = parse_address(addr, any_port=True)
+        self.keys: set[bytes] = set()
+        if key:
+            self.keys.add(key.encode("ascii"))
+        if profile_keys:
+            self._load_profile_keys()
+        self.output = sys.stdout if output is True else (output or None)
+        self.colour = colour
+        self.records: list[dict[str, Any]] = []
+        self.lost: list[str] = []
+        self.rejected = 0
+        self._callbacks: list[Callable[[dict[str, Any]], None]] = []
+        self._partial: OrderedDict[tuple[int, int], dict[str, Any]] = OrderedDict()
+        self._done: OrderedDict[tuple[int, int], None] = OrderedDict()
+        self._socket = socket.socket(
+            socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM
+        )
+        self._grow_receive_buffer()
+        self._socket.bind((host, port))
+        self._socket.settimeout(0.2)
+        self.address: Address = self._socket.getsockname()[:2]
+        self._thread: threading.Thread | None = None
+        self._running = threading.Event()
+
+    def __repr__(self) -> str:
+        state = "running" if self._running.is_set() else "stopped"
+        where = format_address(self.address)
+        return f"<ResultGatherer {where} {state}, {len(self.records)} records>"
+
+    # -- keys --------------------------------------------------------------------------
+
+    def watch(self, path: str | Path) -> None:
+        """Accept records from the kernel(s) of a connection or cluster file."""
+        import json
+
+        data = json.loads(Path(path).expanduser().read_text())
+        for entry in data if isinstance(data, list) else [data]:
+            self.keys.add(str(entry["key"]).encode("ascii"))
+
+    def _load_profile_keys(self) -> None:
+        for path in ipython_dir().glob("profile_*/security/ipk-kernel-*.json"):
+            try:
+                self.keys.add(read_connection_file(path).key.encode("ascii"))
+            except ValueError:
+                continue
+
+    # -- lifetime ------------------------------------------------------------------------
+
+    def start(self) -> ResultGatherer:
+        """Listen in a daemon thread; returns self."""
+        if self._thread is None:
+            self._running.set()
+            self._thread = threading.Thread(target=self._listen, name="ipk-gatherer", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop listening and free the port."""
+        self._running.clear()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        self._socket.close()
+
+    def on_record(self, callback: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``callback(record)`` (on the gatherer's thread) for every record."""
+        self._callbacks.append(callback)
+
+    # -- the listening thread --------------------------------------------------------------
+
+    def _grow_receive_buffer(self) -> None:
+        # Records arrive in bursts of datagrams: a deep buffer keeps them from being lost.
+        for option in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
+            if option is None:
+                continue
+            try:
+                self._socket.setsockopt(socket.SOL_SOCKET, option, RECEIVE_BUFFER)
+                return
+            except OSError:
+                continue
+
+    def _listen(self) -> None:
+        while self._running.is_set():
+            try:
+                datagram = self._socket.recv(65535)
+            except TimeoutError:
+                self._expire(time.monotonic())
+                continue
+            except OSError:
+                return
+            self.receive(datagram)
+            self._expire(time.monotonic())
+
+    def receive(self, datagram: bytes) -> None:
+        """Take one datagram: verify, reassemble, and deliver any record it completes."""
+        try:
+            piece = open_record_piece(datagram, list(self.keys))
+        except WireError:
+            self.rejected += 1
+            return
+        ident = (piece.sender, piece.seq)
+        if ident in self._done:
+            return
+        partial = self._partial.get(ident)
+        if partial is None:
+            partial = {"pieces": {}, "piece": piece, "since": time.monotonic()}
+            self._partial[ident] = partial
+            while len(self._partial) > MAX_PARTIAL:
+                self._report_lost(*self._partial.popitem(last=False))
+        partial["pieces"][piece.piece] = piece.data
+        if len(partial["pieces"]) == piece.count:
+            del self._partial[ident]
+            self._remember_done(ident)
+            chunks = [partial["pieces"][i] for i in range(piece.count)]
+            try:
+                record = decode_record(chunks)
+            except WireError:
+                self.rejected += 1
+                return
+            self._deliver(record)
+
+    def _remember_done(self, ident: tuple[int, int]) -> None:
+        self._done[ident] = None
+        while len(self._done) > 4 * MAX_PARTIAL:
+            self._done.popitem(last=False)
+
+    def _expire(self, now: float) -> None:
+        for ident, partial in list(self._partial.items()):
+            if now - partial["since"] > PIECE_TIMEOUT:
+                del self._partial[ident]
+                self._report_lost(ident, partial)
+
+    def _report_lost(self, ident: tuple[int, int], partial: dict[str, Any]) -> None:
+        piece = partial["piece"]
+        missing = piece.count - len(partial["pieces"])
+        message = (
+            f"kernel {piece.kernel}, command {piece.number}: {missing} of {piece.count} pieces lost"
+        )
+        self._remember_done(ident)
+        self.lost.append(message)
+        self._show(f"{_COLOURS['lost']}{message}{_RESET}" if self.colour else message)
+
+    def _deliver(self, record: dict[str, Any]) -> None:
+        self.records.append(record)
+        self._show(format_record(record, self.colour))
+        for callback in self._callbacks:
+            callback(record)
+
+    def _show(self, text: str) -> None:
+        if self.output is None:
+            return
+        print_above_prompt(text, self.output)
+
+
+def print_above_prompt(text: str, output: TextIO) -> None:
+    """Print from a background thread without garbling a terminal IPython prompt.
+
+    In terminal IPython the text is printed through prompt_toolkit, which erases the
+    prompt being typed, prints, and draws it again; elsewhere it is simply written.
+    """
+    app = _running_prompt()
+    if app is None or output is not sys.stdout:
+        print(text, file=output, flush=True)
+        return
+    from prompt_toolkit.application import run_in_terminal
+
+    app.loop.call_soon_threadsafe(lambda: run_in_terminal(lambda: print(text, flush=True)))
+
+
+def _running_prompt() -> Any:
+    try:
+        from IPython.core.interactiveshell import InteractiveShell
+    except ImportError:
+        return None
+    if not InteractiveShell.initialized():
+        return None
+    session = getattr(InteractiveShell.instance(), "pt_app", None)
+    app = getattr(session, "app", None)
+    if app is None or not app.is_running or getattr(app, "loop", None) is None:
+        return None
+    return app
