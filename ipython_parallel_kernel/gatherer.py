@@ -104,9 +104,10 @@ class ResultGatherer:
         profile_keys: bool = True,
     ) -> None:
         host, port = parse_address(addr, any_port=True)
-        self.keys: set[bytes] = set()
+        # Replaced, never changed in place: the listening thread reads it unlocked.
+        self.keys: frozenset[bytes] = frozenset()
         if key:
-            self.keys.add(key.encode("ascii"))
+            self._add_keys([key])
         if profile_keys:
             self._load_profile_keys()
         self.output = sys.stdout if output is True else (output or None)
@@ -139,15 +140,19 @@ class ResultGatherer:
         import json
 
         data = json.loads(Path(path).expanduser().read_text())
-        for entry in data if isinstance(data, list) else [data]:
-            self.keys.add(str(entry["key"]).encode("ascii"))
+        self._add_keys(str(entry["key"]) for entry in (data if isinstance(data, list) else [data]))
+
+    def _add_keys(self, keys: Any) -> None:
+        self.keys = self.keys | {key.encode("ascii") for key in keys}
 
     def _load_profile_keys(self) -> None:
+        found = []
         for path in ipython_dir().glob("profile_*/security/ipk-kernel-*.json"):
             try:
-                self.keys.add(read_connection_file(path).key.encode("ascii"))
+                found.append(read_connection_file(path).key)
             except ValueError:
                 continue
+        self._add_keys(found)
 
     # -- lifetime ------------------------------------------------------------------------
 

@@ -42,9 +42,12 @@ from traitlets import Bool, Enum, Float
 from . import display
 from .client.cluster import InteractiveCluster, parse_targets
 from .client.kernel import RemoteKernel
+from .connection import format_address
 from .errors import CompositeError, KernelError
+from .gatherer import ResultGatherer
 
 CLUSTER_APP = [sys.executable, "-m", "ipython_parallel_kernel.cluster_app"]
+DEFAULT_GATHER_PORT = 10104
 
 
 class _KernelArgumentParser(argparse.ArgumentParser):
@@ -69,6 +72,13 @@ def _kernel_parser() -> argparse.ArgumentParser:
     use.add_argument("variable")
     stop = commands.add_parser("stop", help="shut down the active kernels (or some)")
     stop.add_argument("targets", nargs="?", default="all")
+    gather = commands.add_parser("gather", help="show the records of notifying kernels here")
+    gather.add_argument("port", nargs="?", type=int, default=DEFAULT_GATHER_PORT)
+    gather.add_argument("--ip", default="127.0.0.1")
+    gather.add_argument("--stop", action="store_true", help="stop this session's gatherer")
+    notify = commands.add_parser("notify", help="make the active kernels report to a gatherer")
+    notify.add_argument("address", nargs="?", metavar="HOST:PORT")
+    notify.add_argument("--stop", action="store_true", help="stop reporting to that gatherer")
     for verb in ("allow", "deny"):
         access = commands.add_parser(verb, help=f"{verb} clients from an address or network")
         access.add_argument("network")
@@ -95,6 +105,7 @@ class KernelMagics(Magics):
         self.started: list[str] = []
         self.last: tuple[list[int], list[Any]] | None = None
         self.autopx = False
+        self.gatherer: ResultGatherer | None = None
         self._parser = _kernel_parser()
         self._started_count = 0
         atexit.register(self.close)
@@ -113,6 +124,11 @@ class KernelMagics(Magics):
             %kernel list                                    target, address, state, queue, gui
             %kernel use VAR                                 activate a kernel or cluster in VAR
             %kernel stop [TARGETS]                          shut the active kernels down
+            %kernel gather [PORT] [--ip IP] [--stop]        show here the records of kernels
+                                                            that notify IP:PORT (default
+                                                            127.0.0.1:10104; 0: a free port)
+            %kernel notify [HOST:PORT] [--stop]             the active kernels report to that
+                                                            gatherer (default: this session's)
             %kernel allow IP[/CIDR]   %kernel deny IP[/CIDR]
 
         Example::
@@ -125,7 +141,8 @@ class KernelMagics(Magics):
         words = shlex.split(line)
         if not words:
             raise UsageError(
-                "say what to do: %kernel start | connect | list | use | stop | allow | deny "
+                "say what to do: %kernel start | connect | list | use | stop | gather | notify | "
+                "allow | deny "
                 "(see %kernel?)"
             )
         args = self._parser.parse_args(words)
@@ -222,6 +239,62 @@ class KernelMagics(Magics):
         print(f"stopped {', '.join(names)}")
         if not len(cluster):
             self.active = None
+
+    def _kernel_gather(self, args: argparse.Namespace) -> None:
+        if args.stop:
+            if self.gatherer is None:
+                raise UsageError("no gatherer runs in this session")
+            where = format_address(self.gatherer.address)
+            self.gatherer.stop()
+            self.gatherer = None
+            print(f"stopped gathering on {where}")
+            return
+        if self.gatherer is not None:
+            raise UsageError(
+                f"already gathering on {format_address(self.gatherer.address)} "
+                "(%kernel gather --stop first)"
+            )
+        try:
+            gatherer = ResultGatherer((args.ip, args.port))
+        except (OSError, ValueError) as e:
+            raise UsageError(f"cannot gather on {args.ip}:{args.port}: {e}") from None
+        self.gatherer = gatherer.start()
+        self._watch_active()
+        print(f"gathering on {format_address(gatherer.address)}")
+
+    def _kernel_notify(self, args: argparse.Namespace) -> None:
+        if args.address is None and self.gatherer is None:
+            raise UsageError(
+                "notify where? give HOST:PORT, or run %kernel gather first to gather here"
+            )
+        cluster = self._require_active()
+        address = args.address or format_address(self.gatherer.address)
+        try:
+            cluster.notify(address, not args.stop)
+        except ValueError as e:
+            raise UsageError(f"notify {address}: {e}") from None
+        except CompositeError as e:
+            raise UsageError(f"notify {address}: {e.errors[0][2]}") from None
+        if self.gatherer is not None and args.address is None:
+            self._watch_active()
+        names = ", ".join(k.name for k in cluster)
+        if args.stop:
+            print(f"{names} no longer notify {address}")
+        else:
+            print(f"{names} now notify {address}")
+
+    def _watch_active(self) -> None:
+        """Let this session's gatherer accept the active kernels' records."""
+        for kernel in self.active or []:
+            path = getattr(kernel.info, "path", None)
+            try:
+                if path:
+                    self.gatherer.watch(path)
+                    continue
+            except (OSError, ValueError, KeyError):
+                pass
+            if kernel.info.key:
+                self.gatherer.keys.add(kernel.info.key.encode("ascii"))
 
     def _kernel_allow(self, args: argparse.Namespace) -> None:
         self._access("allow", args.network)
@@ -402,7 +475,10 @@ class KernelMagics(Magics):
     # -- lifetime ---------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Disconnect, and stop the kernels this session started."""
+        """Stop this session's gatherer, disconnect, and stop the kernels it started."""
+        if self.gatherer is not None:
+            self.gatherer.stop()
+            self.gatherer = None
         if self.active is not None:
             self.active.disconnect()
             self.active = None

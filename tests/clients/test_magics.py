@@ -208,3 +208,30 @@ def test_profile_config_reaches_the_magics():
     finally:
         ip.run_cell("%unload_ext ipython_parallel_kernel")
         del ip.config.KernelMagics
+
+
+def test_kernel_gather_and_notify(connected, capsys):
+    """%kernel gather 0 listens here; %kernel notify (no address) points kernels at it."""
+    run(connected, "%kernel notify")
+    assert "%kernel gather" in capsys.readouterr().err
+    capsys.readouterr()
+    run(connected, "%kernel gather 0")
+    out = capsys.readouterr().out
+    assert out.startswith("gathering on 127.0.0.1:"), out
+    magics = connected.magics_manager.registry["KernelMagics"]
+    gatherer = magics.gatherer
+    where = out.split()[-1]
+    try:
+        run(connected, "%kernel notify")
+        assert f"now notify {where}" in capsys.readouterr().out
+        run(connected, "%px c = 41 + 1")
+        deadline = time.monotonic() + 30
+        while len(gatherer.records) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [r["source"] for r in gatherer.records] == ["c = 41 + 1"] * 4
+    finally:
+        run(connected, "%kernel notify --stop")
+        assert f"no longer notify {where}" in capsys.readouterr().out
+        run(connected, "%kernel gather --stop")
+    assert magics.gatherer is None
+    assert "stopped gathering" in capsys.readouterr().out

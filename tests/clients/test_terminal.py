@@ -131,3 +131,101 @@ def test_terminal_ipython_session(tmp_path: Path):
             if _alive(pid) and KERNEL_MODULE in _command_line(pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\x1b[()][A-Z0-9]|\r")
+FULL_PROMPT = re.compile(r"In \[(\d+)\]:")
+
+
+class Screen:
+    """What a full (prompt_toolkit) IPython prints, escape sequences removed, read as it comes."""
+
+    def __init__(self, child) -> None:
+        self.child = child
+        self.text = ""  # not yet matched
+
+    def wait(self, pattern: str | re.Pattern, what: str, timeout: float = TIMEOUT) -> re.Match:
+        import pexpect
+
+        pattern = re.compile(pattern) if isinstance(pattern, str) else pattern
+        deadline = time.monotonic() + timeout
+        while True:
+            match = pattern.search(ANSI.sub("", self.text))
+            if match:
+                self.text = ANSI.sub("", self.text)[match.end() :]
+                return match
+            if time.monotonic() > deadline:
+                raise AssertionError(f"terminal IPython: no {what}; it printed:\n{self.text}")
+            try:
+                self.child.expect(r".+", timeout=0.2)
+                self.text += self.child.match.group(0)
+            except pexpect.TIMEOUT:
+                continue
+            except pexpect.EOF:
+                raise AssertionError(f"terminal IPython ended: no {what}:\n{self.text}") from None
+
+
+@pytest.mark.timeout(240)
+def test_gather_prints_above_the_prompt_being_typed(ipython_dir: Path):
+    """%kernel gather: records print while a line is half typed, and the line survives."""
+    try:
+        import pexpect
+    except ImportError:
+        skip_or_fail("driving a terminal IPython needs pexpect")
+    from conftest import start_kernel
+
+    from ipython_parallel_kernel import RemoteKernel
+
+    kernel = start_kernel(ipython_dir)
+    env = dict(os.environ)
+    env["IPYTHONDIR"] = str(ipython_dir)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["TERM"] = "xterm"
+    env["PROMPT_TOOLKIT_NO_CPR"] = "1"
+    # A full prompt_toolkit prompt (no --simple-prompt): the gatherer prints through it.
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "IPython", "--no-banner", "--colors=nocolor", "--no-confirm-exit"],
+        env=env,
+        cwd=str(ipython_dir),
+        encoding="utf-8",
+        timeout=TIMEOUT,
+        dimensions=(40, 160),
+    )
+    rk = None
+    try:
+        term = Screen(child)
+        term.wait(FULL_PROMPT, "first prompt")
+        child.send("%load_ext ipython_parallel_kernel\r")
+        term.wait(FULL_PROMPT, "prompt after %load_ext")
+        child.send("%kernel gather 0\r")
+        port = int(term.wait(r"gathering on 127\.0\.0\.1:(\d+)", "gathering line").group(1))
+        term.wait(FULL_PROMPT, "prompt after %kernel gather")
+
+        child.send("x = 12")  # no Enter: the line being typed
+        term.wait("12", "echo of the partial line")
+        rk = RemoteKernel(kernel.address, timeout=30)
+        rk.notify(("127.0.0.1", port))
+        for _ in range(3):
+            rk.execute("print('hello from the kernel')")
+        term.wait(r"\[stdout\] hello from the kernel", "the record printed above the prompt")
+        time.sleep(0.5)  # let every record print before typing on
+        child.send("3\r")
+        term.wait(FULL_PROMPT, "prompt after finishing the line")
+        child.send("x\r")
+        term.wait(r"Out\[\d+\]: 123", "x == 123: the typed line stayed intact")
+        term.wait(FULL_PROMPT, "prompt after x")
+        child.send("%kernel gather --stop\r")
+        term.wait("stopped gathering on", "gatherer stopped")
+        term.wait(FULL_PROMPT, "prompt after --stop")
+        child.send("exit\r")
+        child.expect(pexpect.EOF, timeout=60)
+        child.wait()
+        assert child.exitstatus == 0, (child.exitstatus, child.signalstatus)
+    finally:
+        if rk is not None:
+            rk.disconnect()
+        if child.isalive():
+            child.terminate(force=True)
+        child.close(force=True)
+        kernel.stop()

@@ -47,3 +47,17 @@ def test_monte_carlo_pi(ipython_dir):
     assert all(abs(estimate - 3.14159) < 0.01 for estimate in estimates)
     assert "stopped cluster monte-carlo-pi: 4 kernels" in result.stdout
     assert not list(ipython_dir.glob("profile_default/security/ipk-*.json"))
+
+
+def test_watch_kernels_walkthrough(ipython_dir):
+    """The two-session walkthrough: the watcher sees the driver's commands."""
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "watch_kernels.py")],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "] In [" in result.stdout and "[stdout]" in result.stdout
+    assert not list(ipython_dir.glob("profile_default/security/ipk-*.json"))
