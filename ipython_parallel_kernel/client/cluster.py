@@ -366,6 +366,22 @@ class InteractiveCluster:
         result = self._each("deny", targets, lambda _, k: k.deny(network, block=False))
         return self._finish(result, block)
 
+    def activate(self) -> InteractiveCluster:
+        """Make this cluster the target of ``%px`` in the running IPython session.
+
+        Loads the extension if needed; returns self.
+        """
+        from IPython.core.getipython import get_ipython
+
+        shell = get_ipython()
+        if shell is None:
+            raise RuntimeError("activate() makes a cluster the target of %px: run it in IPython")
+        registry = shell.magics_manager.registry
+        if "KernelMagics" not in registry:
+            shell.extension_manager.load_extension("ipython_parallel_kernel")
+        registry["KernelMagics"].active = self
+        return self
+
     def disconnect(self) -> None:
         """Close every connection; the kernels keep running."""
         for kernel in self.kernels:

@@ -235,3 +235,13 @@ def test_kernel_gather_and_notify(connected, capsys):
         run(connected, "%kernel gather --stop")
     assert magics.gatherer is None
     assert "stopped gathering" in capsys.readouterr().out
+
+
+def test_activate_makes_a_cluster_the_px_target(shell, four_kernels, capsys):
+    """ic.activate() in a session makes %px run on that cluster."""
+    cluster = InteractiveCluster([str(k.connection_file) for k in four_kernels[1:3]])
+    assert cluster.activate() is cluster
+    capsys.readouterr()
+    run(shell, "%px 'here'")
+    assert len(lines(capsys.readouterr().out)) == 2
+    cluster.disconnect()

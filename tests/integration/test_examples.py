@@ -9,15 +9,20 @@ from pathlib import Path
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-def test_seed_session_demo(ipython_dir):
-    """The demo replays the seed's session and stops its kernel cleanly."""
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLES / "seed_session.py")],
+def run_example(name: str) -> subprocess.CompletedProcess:
+    """Run ``examples/NAME`` as a user would, bounded."""
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / name)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=180,
         stdin=subprocess.DEVNULL,
     )
+
+
+def test_seed_session_demo(ipython_dir):
+    """The demo replays the seed's session and stops its kernel cleanly."""
+    result = run_example("seed_session.py")
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "ipk-kernel ready: 127.0.0.1:" in out
@@ -30,13 +35,7 @@ def test_seed_session_demo(ipython_dir):
 
 def test_monte_carlo_pi(ipython_dir):
     """The Monte Carlo example estimates pi on four kernels and stops its cluster."""
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLES / "monte_carlo_pi.py")],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        stdin=subprocess.DEVNULL,
-    )
+    result = run_example("monte_carlo_pi.py")
     assert result.returncode == 0, result.stderr
     estimates = [
         float(line.split("pi ~ ")[1].split()[0])
@@ -51,13 +50,7 @@ def test_monte_carlo_pi(ipython_dir):
 
 def test_watch_kernels_walkthrough(ipython_dir):
     """The two-session walkthrough: the watcher sees the driver's commands."""
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLES / "watch_kernels.py")],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        stdin=subprocess.DEVNULL,
-    )
+    result = run_example("watch_kernels.py")
     assert result.returncode == 0, result.stderr
     assert "] In [" in result.stdout and "[stdout]" in result.stdout
     assert not list(ipython_dir.glob("profile_default/security/ipk-*.json"))
