@@ -113,10 +113,8 @@ class FrameProtocol(Protocol):
         """Twisted's "the socket can take more": send the backlog."""
         with self._lock:
             if self._backlog:
-                before = sum(v.nbytes for v in self._backlog)
-                self._send_now(self._backlog)
                 # Room appeared only because the peer read: that is a sign of life.
-                self.progress += before - sum(v.nbytes for v in self._backlog)
+                self.progress += self._send_now(self._backlog)
             if self._backlog:
                 self.transport.startWriting()
             elif self._close_when_sent:
@@ -226,17 +224,20 @@ class FrameProtocol(Protocol):
         else:
             transport.loseConnection()
 
-    def _send_now(self, views: deque[memoryview]) -> None:
-        """Write what the socket takes now; leave the rest in ``views``. Lock held."""
+    def _send_now(self, views: deque[memoryview]) -> int:
+        """Write what the socket takes now; leave the rest in ``views``; return the bytes
+        written. Lock held."""
         assert self._socket is not None
+        total = 0
         while views:
             try:
                 sent = self._socket.sendmsg(_first(views, _MAX_PIECES))
             except (BlockingIOError, InterruptedError):
-                return
+                return total
             except OSError:
                 views.clear()  # the reading side sees the broken connection and closes
-                return
+                return total
+            total += sent
             while sent:
                 head = views[0]
                 if sent >= head.nbytes:
@@ -245,6 +246,7 @@ class FrameProtocol(Protocol):
                 else:
                     views[0] = head[sent:]
                     sent = 0
+        return total
 
     def _receive_into_buffers(self) -> list[Message]:
         assert self._socket is not None
