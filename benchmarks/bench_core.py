@@ -441,24 +441,26 @@ def echo_round_trips(code: str, settings: Settings, placement: str) -> list[floa
             return ping_pong(port, settings.ref_round_trips, warmup=500)
 
 
+def bench_echo(
+    results: Results, settings: Settings, code: str, name: str, label: str, placements: list[str]
+) -> None:
+    """Median round trips against the echo server ``code``, one row per placement."""
+    for placement in placements:
+        samples = echo_round_trips(code, settings, placement)
+        key = f"{name}_rtt_{placement.replace(' ', '_')}"
+        note = f"median of {len(samples)}, TCP_NODELAY"
+        results.add("reference", key, f"{label}, {placement}", median_us(samples), "us", note)
+
+
 def bench_raw_ping_pong(results: Results, settings: Settings) -> None:
     """Raw-socket TCP ping-pong with a child echoing one byte: the loopback limit."""
-    for placement in PLACEMENTS:
-        samples = echo_round_trips(RAW_ECHO, settings, placement)
-        key = placement.replace(" ", "_")
-        note = f"median of {len(samples)}, TCP_NODELAY"
-        label = f"raw TCP ping-pong, {placement}"
-        results.add("reference", f"raw_rtt_{key}", label, median_us(samples), "us", note)
+    bench_echo(results, settings, RAW_ECHO, "raw", "raw TCP ping-pong", list(PLACEMENTS))
 
 
 def bench_twisted_echo(results: Results, settings: Settings) -> None:
     """A bare Twisted echo Protocol in a child, blocking-socket client: Twisted's floor."""
-    for placement in ("same CPU", "across CPUs"):
-        samples = echo_round_trips(TWISTED_ECHO, settings, placement)
-        key = placement.replace(" ", "_")
-        note = f"median of {len(samples)}"
-        label = f"Twisted echo, {placement}"
-        results.add("reference", f"twisted_rtt_{key}", label, median_us(samples), "us", note)
+    placements = ["same CPU", "across CPUs"]
+    bench_echo(results, settings, TWISTED_ECHO, "twisted", "Twisted echo", placements)
 
 
 def bench_memcpy(results: Results, settings: Settings) -> None:
