@@ -565,21 +565,22 @@ def test_signed_but_unreadable_head_is_malformed(head: bytes) -> None:
         Channel(KEY).decoder().feed(prefix + head + mac.digest())
 
 
+def feed_in_64_kib_chunks(decoder: FrameDecoder, data: bytes) -> tuple[list[Message], int]:
+    """Feed ``data`` in 64 KiB chunks; return the messages and the peak traced memory."""
+    tracemalloc.start()
+    try:
+        out = feed_chunks(decoder, data, [64 * 1024])
+        return out, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_64_mib_payload_in_64_kib_chunks_keeps_one_copy() -> None:
     """Feeding a 64 MiB payload in 64 KiB chunks peaks near one copy (no re-concatenation)."""
     size = 64 * 1024**2
     sender, receiver = pair()
     data = frame(sender, payload=bytes(size))
-    view = memoryview(data)
-    decoder = receiver.decoder()
-    out: list[Message] = []
-    tracemalloc.start()
-    try:
-        for i in range(0, len(data), 64 * 1024):
-            out += decoder.feed(view[i : i + 64 * 1024])
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    out, peak = feed_in_64_kib_chunks(receiver.decoder(), data)
     assert len(out) == 1 and memoryview(out[0].payload).nbytes == size
     assert peak < 2.5 * size
 
@@ -590,15 +591,6 @@ def test_64_mib_buffer_in_64_kib_chunks_is_not_copied_through_the_heap() -> None
     array = np.arange(size // 8, dtype=np.int64)
     sender, receiver = pair()
     data = frame(sender, buffers=[array])
-    view = memoryview(data)
-    decoder = receiver.decoder()
-    out: list[Message] = []
-    tracemalloc.start()
-    try:
-        for i in range(0, len(data), 64 * 1024):
-            out += decoder.feed(view[i : i + 64 * 1024])
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    out, peak = feed_in_64_kib_chunks(receiver.decoder(), data)
     assert np.array_equal(np.frombuffer(out[0].buffers[0], dtype=np.int64), array)
     assert peak < 0.1 * size
