@@ -276,6 +276,18 @@ def _first(views: deque[memoryview], count: int) -> list[memoryview]:
     return [views[i] for i in range(count)]
 
 
+def tls_wrapped(reactor: Any, factory: Any, options: Any, *, client: bool) -> Any:
+    """``factory`` behind TLS whose write batching runs on ``reactor``.
+
+    ``reactor.listenSSL``/``connectSSL`` batch on Twisted's global reactor, which in a
+    GUI kernel is the toolkit's, not the one serving the connection: wrap explicitly and
+    use ``listenTCP``/``connectTCP``.
+    """
+    from twisted.protocols.tls import TLSMemoryBIOFactory
+
+    return TLSMemoryBIOFactory(options, client, factory, clock=reactor)
+
+
 def tls_client_options(certificate_pem: str | None) -> Any:
     """TLS options that trust exactly the kernel certificate named in a connection file."""
     from twisted.internet import ssl

@@ -2,8 +2,11 @@
 
 The main thread runs the engine (so a real SIGINT can interrupt user code, even in
 ``time.sleep``); the Twisted reactor runs in a second thread and does all network
-I/O. The kernel binds first, then writes its connection file (mode 0600), then
-prints one ready line, so scripts can wait for it::
+I/O. With ``--gui`` the main thread runs the toolkit's event loop instead, and the
+engine's jobs inside it (see ``gui``).
+
+The kernel binds first, then writes its connection file (mode 0600), then prints one
+ready line, so scripts can wait for it::
 
     $ ipk-kernel --port 0 &
     ipk-kernel ready: 127.0.0.1:41023 pid 4242 connection file .../ipk-kernel-127.0.0.1-41023.json
@@ -37,6 +40,7 @@ from ..connection import (
     profile_dir,
     write_connection_file,
 )
+from ..transport import tls_wrapped
 from ..wire import DEFAULT_MAX_FRAME, new_key
 from . import capture
 from .access import AccessList, parse_network
@@ -117,6 +121,7 @@ class KernelApp(Application):
         self.init_profile()
         self.init_logging()
         self.init_checks()
+        self.init_gui()
         self.init_engine()
         self.init_server()
         self.init_connection_file()
@@ -151,7 +156,13 @@ class KernelApp(Application):
             except ValueError as e:
                 self.exit_with(str(e))
         if self.gui != "none":
-            self.exit_with(f"--gui {self.gui}: GUI kernels are not available in this version yet")
+            from .gui import TOOLKITS, GuiUnavailable
+
+            self.toolkit = TOOLKITS[self.gui]()
+            try:
+                self.toolkit.check()
+            except GuiUnavailable as e:
+                self.exit_with(str(e))
         if bool(self.tls_cert) != bool(self.tls_key):
             self.exit_with("--tls-cert and --tls-key go together: give both or neither")
         for flag, path in (("--tls-cert", self.tls_cert), ("--tls-key", self.tls_key)):
@@ -166,6 +177,19 @@ class KernelApp(Application):
         """Print a one-line error and exit with status 2."""
         print(f"ipk-kernel: {message}", file=sys.__stderr__)
         self.exit(2)
+
+    def init_gui(self) -> None:
+        """Start the GUI toolkit and install its reactor, before anything binds."""
+        self.gui_reactor = None
+        if self.gui == "none":
+            return
+        from .gui import GuiUnavailable
+
+        try:
+            self.gui_reactor = self.toolkit.install()
+        except GuiUnavailable as e:
+            self.exit_with(str(e))
+        self.toolkit.use_for_matplotlib()
 
     def init_engine(self) -> None:
         """Capture stdout/stderr, close stdin, and build the engine."""
@@ -187,14 +211,24 @@ class KernelApp(Application):
             history_length=self.history_length,
         )
         # From here on a SIGTERM stops the kernel cleanly, even before it serves.
-        self.engine.install_signal_handlers()
+        if self.gui_reactor is None:
+            self.engine.install_signal_handlers()
+        else:
+            from .gui import GuiLoop
+
+            self.gui_loop = GuiLoop(self.gui_reactor, self.engine)
+            self.engine.install_signal_handlers(on_shutdown=self.gui_loop.stop_soon)
 
     def init_server(self) -> None:
         """Bind the port (not yet serving: the reactor starts in ``start``)."""
-        from twisted.internet import reactor
-
         from .server import KernelFactory, KernelService
 
+        if self.gui_reactor is None:
+            from twisted.internet import reactor
+        else:
+            from .gui import private_reactor
+
+            reactor = private_reactor()
         self.reactor = reactor
         self.key = self.key or new_key()
         self.service = KernelService(
@@ -210,11 +244,8 @@ class KernelApp(Application):
         factory = KernelFactory(self.service)
         try:
             if self.tls_cert:
-                self.listening = reactor.listenSSL(
-                    self.port, factory, self._tls_context(), interface=self.ip
-                )
-            else:
-                self.listening = reactor.listenTCP(self.port, factory, interface=self.ip)
+                factory = tls_wrapped(reactor, factory, self._tls_context(), client=False)
+            self.listening = reactor.listenTCP(self.port, factory, interface=self.ip)
         except Exception as e:
             self.exit_with(f"cannot listen on {format_address((self.ip, self.port))}: {e}")
         self.port = self.listening.getHost().port
@@ -260,7 +291,11 @@ class KernelApp(Application):
                 flush=True,
             )
             network.start()
-            self.engine.serve()
+            if self.gui_reactor is None:
+                self.engine.serve()
+            else:
+                self.gui_loop.run()
+                self.log.info("shutting down (the %s event loop stopped)", self.gui)
         except EngineShutdown as e:
             self.log.info("shutting down (%s)", e or "requested")
         finally:

@@ -92,6 +92,9 @@ class Engine:
         streams: tuple[CapturedStream, CapturedStream] | None = None,
         history_length: int = 10_000,
     ) -> None:
+        #: Called (from the submitting thread) after each ``submit``: how a GUI event
+        #: loop learns it has work, instead of a thread waiting in ``serve``.
+        self.on_submit: Callable[[], None] | None = None
         self.namespace: dict[str, Any] = namespace if namespace is not None else {}
         self.namespace.setdefault("__name__", "__main__")
         self.streams = streams
@@ -117,6 +120,8 @@ class Engine:
         with self._wake:
             self._queue.append(Job(kind, action, done))
             self._wake.notify()
+        if self.on_submit is not None:
+            self.on_submit()
 
     @property
     def busy(self) -> bool:
@@ -151,10 +156,12 @@ class Engine:
 
     # -- the engine thread ----------------------------------------------------------
 
-    def install_signal_handlers(self) -> None:
+    def install_signal_handlers(self, on_shutdown: Callable[[], None] | None = None) -> None:
         """SIGTERM, and a SIGINT from outside, stop the engine; our own SIGINT interrupts.
 
-        Call from the main thread, which must be the one running ``serve``.
+        Call from the main thread, which must be the one running jobs. A stop signal
+        raises EngineShutdown there; but between jobs, when given, ``on_shutdown()`` is
+        called instead (a GUI event loop, which must not see the exception, stops itself).
         """
 
         def on_signal(signum: int, frame: Any) -> None:
@@ -162,6 +169,9 @@ class Engine:
                 self._interrupt_requested = False
                 if self._interruptible:
                     raise KeyboardInterrupt
+                return
+            if on_shutdown is not None and self._current is None:
+                on_shutdown()
                 return
             raise EngineShutdown(signal.Signals(signum).name)
 
@@ -177,6 +187,14 @@ class Engine:
                     self._wake.wait()
                 job = self._queue.popleft()
             self.run_job(job)
+
+    def run_next(self) -> None:
+        """Run the oldest queued job, if there is one, on this thread."""
+        with self._wake:
+            if not self._queue:
+                return
+            job = self._queue.popleft()
+        self.run_job(job)
 
     def stop(self) -> None:
         """Make ``serve`` return: queues a job that raises EngineShutdown."""

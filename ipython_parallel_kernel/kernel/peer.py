@@ -17,7 +17,7 @@ from twisted.python.failure import Failure
 
 from ..connection import ConnectionInfo, format_address
 from ..errors import ConnectionRefused, KernelDied, KernelTimeout
-from ..transport import FrameProtocol, OneShotFactory, tls_client_options
+from ..transport import FrameProtocol, OneShotFactory, tls_client_options, tls_wrapped
 from ..wire import Channel, Message
 
 
@@ -80,9 +80,8 @@ def push_to_kernels(
         factory = OneShotFactory(peer, failed)
         if info.tls:
             options = tls_client_options(info.tls_certificate)
-            reactor.connectSSL(info.ip, info.port, factory, options, timeout=timeout)
-        else:
-            reactor.connectTCP(info.ip, info.port, factory, timeout=timeout)
+            factory = tls_wrapped(reactor, factory, options, client=True)
+        reactor.connectTCP(info.ip, info.port, factory, timeout=timeout)
 
     for peer, target in zip(peers, targets, strict=True):
         reactor.callFromThread(connect, peer, ConnectionInfo.from_dict(target))

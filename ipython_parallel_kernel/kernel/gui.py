@@ -1,0 +1,242 @@
+"""GUI kernels: a toolkit's event loop on the main thread, and the engine's jobs in it.
+
+A toolkit requires its windows to be made and used on one thread, the one running its
+event loop: the main thread. So in a GUI kernel the main thread runs Twisted's reactor
+for that toolkit (``wxreactor``, the default reactor with ``tksupport``, ``qreactor``),
+and the engine's jobs run inside that loop, one job per turn of the loop, so windows
+redraw and answer clicks between two commands, and while the kernel waits for the next.
+
+The network does not go through that loop: it would stall whenever a command holds
+the main thread, and then nobody could ask the kernel for its status or interrupt it.
+The kernel's connections live on a second, private reactor in their own thread, as in
+a plain kernel; jobs reach the GUI thread with the GUI reactor's ``callFromThread``.
+An interrupt is a real SIGINT to the main thread, as in a plain kernel.
+
+Each toolkit is loaded in two steps, so that a kernel never starts half-way:
+``check()`` imports it (a one-line error says how to install what is missing), then,
+before anything else imports the global reactor, ``install()`` makes the application
+object and installs the reactor. matplotlib is pointed at the toolkit's backend, in
+interactive mode, so ``plt.plot(...)`` opens a live window that later commands update.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from typing import Any
+
+from .engine import Engine, EngineShutdown
+from .importhook import after_import
+
+#: Seconds between two moments when the GUI thread runs Python: a signal (SIGTERM,
+#: SIGINT) is only handled then, and an idle toolkit loop runs none by itself.
+SIGNAL_POLL = 0.1
+
+
+class GuiUnavailable(Exception):
+    """The toolkit cannot run here; the message says what to install or set."""
+
+
+class Toolkit:
+    """One GUI toolkit: how to import it, start it under Twisted, and plot in it."""
+
+    name = ""
+    #: matplotlib backend drawing into this toolkit's windows.
+    backend = ""
+
+    def check(self) -> None:
+        """Import the toolkit; GuiUnavailable (with an install hint) if it is missing."""
+        raise NotImplementedError
+
+    def install(self) -> Any:
+        """Make the toolkit's application, install its reactor as Twisted's; return it.
+
+        Must run on the main thread, before anything imports ``twisted.internet.reactor``.
+        """
+        raise NotImplementedError
+
+    def use_for_matplotlib(self) -> None:
+        """Make matplotlib, whenever user code loads it, draw live windows here."""
+        os.environ["MPLBACKEND"] = self.backend
+        if "matplotlib" in sys.modules:
+            sys.modules["matplotlib"].interactive(True)
+        else:
+            after_import("matplotlib", lambda matplotlib: matplotlib.interactive(True))
+
+
+def _need_display(toolkit: str) -> None:
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        raise GuiUnavailable(
+            f"--gui {toolkit} needs a screen but DISPLAY is not set; on a machine without "
+            "one, run the kernel under a virtual screen: xvfb-run -a ipk-kernel --gui "
+            f"{toolkit}"
+        )
+
+
+class WxToolkit(Toolkit):
+    """wxPython, through Twisted's ``wxreactor``."""
+
+    name = "wx"
+    backend = "WXAgg"
+
+    def check(self) -> None:
+        try:
+            import wx  # noqa: F401
+        except ImportError as e:
+            raise GuiUnavailable(
+                f"--gui wx needs wxPython ({e}); on Debian/Ubuntu: sudo apt install "
+                "python3-wxgtk4.0, then use /usr/bin/python3 or a venv made with "
+                "--system-site-packages; on macOS or Windows: pip install wxPython"
+            ) from None
+        _need_display(self.name)
+
+    def install(self) -> Any:
+        from twisted.internet import wxreactor
+
+        wxreactor.install()
+        import wx
+        from twisted.internet import reactor
+
+        self.app = wx.App(False)
+        self.app.SetExitOnFrameDelete(False)
+        # wx's main loop returns as soon as no window exists: this one, never shown,
+        # keeps it running while the user has none open.
+        self.keep_alive = wx.Frame(None)
+        reactor.registerWxApp(self.app)
+        return reactor
+
+
+class TkToolkit(Toolkit):
+    """tkinter, polled by Twisted's ``tksupport`` on the default reactor."""
+
+    name = "tk"
+    backend = "TkAgg"
+
+    def check(self) -> None:
+        try:
+            import tkinter  # noqa: F401
+        except ImportError as e:
+            raise GuiUnavailable(
+                f"--gui tk needs tkinter ({e}); on Debian/Ubuntu: sudo apt install python3-tk; "
+                "elsewhere use a Python built with Tk (python.org installers have it)"
+            ) from None
+        _need_display(self.name)
+
+    def install(self) -> Any:
+        import tkinter
+
+        from twisted.internet import reactor, tksupport
+
+        try:
+            self.root = tkinter.Tk()
+        except tkinter.TclError as e:
+            raise GuiUnavailable(f"--gui tk cannot open the screen: {e}") from None
+        # The kernel's own root window stays hidden; user code makes its own
+        # (tkinter.Toplevel, or tkinter.Tk) and they all share this event loop.
+        self.root.withdraw()
+        tksupport.install(self.root)
+        return reactor
+
+
+class QtToolkit(Toolkit):
+    """Qt through PySide6 and the ``qt-reactor`` package (module ``qreactor``)."""
+
+    name = "qt"
+    backend = "QtAgg"
+
+    def check(self) -> None:
+        # qreactor and matplotlib find the binding through QT_API.
+        os.environ["QT_API"] = "pyside6"
+        try:
+            import PySide6.QtWidgets  # noqa: F401
+            import qreactor  # noqa: F401
+        except ImportError as e:
+            raise GuiUnavailable(
+                f"--gui qt needs PySide6 and qt-reactor ({e}); install them with: "
+                "pip install 'ipython_parallel_kernel[qt]'"
+            ) from None
+        if os.environ.get("QT_QPA_PLATFORM") != "offscreen":
+            _need_display(self.name)
+
+    def install(self) -> Any:
+        from PySide6.QtWidgets import QApplication
+
+        # The application must exist before qreactor is installed, or qreactor makes a
+        # QCoreApplication, with which no widget can be made.
+        self.app = QApplication.instance() or QApplication([sys.argv[0]])
+        self.app.setQuitOnLastWindowClosed(False)
+        import qreactor
+
+        qreactor.install()
+        from twisted.internet import reactor
+
+        return reactor
+
+
+TOOLKITS: dict[str, type[Toolkit]] = {t.name: t for t in (WxToolkit, TkToolkit, QtToolkit)}
+
+
+class GuiLoop:
+    """Runs an engine's jobs on the GUI thread, one per turn of the toolkit's loop.
+
+    >>> loop = GuiLoop(toolkit.install(), engine)  # doctest: +SKIP
+    >>> loop.run()  # until the reactor stops  # doctest: +SKIP
+    """
+
+    def __init__(self, reactor: Any, engine: Engine) -> None:
+        self.reactor = reactor
+        self.engine = engine
+        self._lock = threading.Lock()
+        self._scheduled = False
+        engine.on_submit = self._wake
+
+    def stop_soon(self) -> None:
+        """Stop the loop (from a signal handler or any thread)."""
+        self.reactor.callFromThread(self.reactor.stop)
+
+    def run(self) -> None:
+        """Run the toolkit's loop, and with it every job submitted, until stopped."""
+        from twisted.internet.task import LoopingCall
+
+        # Jobs submitted before the loop started are waiting.
+        self._wake()
+        poll = LoopingCall(lambda: None)
+        poll.clock = self.reactor
+        poll.start(SIGNAL_POLL, now=False)
+        self.reactor.run(installSignalHandlers=False)
+
+    def _wake(self) -> None:
+        with self._lock:
+            if self._scheduled:
+                return
+            self._scheduled = True
+        self.reactor.callFromThread(self._run_one)
+
+    def _run_one(self) -> None:
+        try:
+            self.engine.run_next()
+        except EngineShutdown:
+            self.reactor.stop()
+            return
+        with self._lock:
+            self._scheduled = self.engine.queued > 0
+            more = self._scheduled
+        if more:
+            # A later turn, not now: the toolkit handles its events in between.
+            self.reactor.callLater(0, self._run_one)
+
+
+def private_reactor() -> Any:
+    """A new reactor of the platform's usual kind, not installed as Twisted's global one.
+
+    The GUI kernel's network runs on it, in its own thread, while the global reactor
+    is the toolkit's.
+    """
+    try:
+        from twisted.internet.epollreactor import EPollReactor as Reactor
+    except ImportError:
+        from twisted.internet.selectreactor import SelectReactor as Reactor
+    return Reactor()
