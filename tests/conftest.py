@@ -7,7 +7,11 @@ then SIGKILL if it has not exited within a few seconds.
 
 from __future__ import annotations
 
+import datetime
+import importlib.util
 import os
+import selectors
+import shutil
 import signal
 import subprocess
 import sys
@@ -40,6 +44,7 @@ class KernelProcess:
     ipython_dir: Path
     ready_line: str
     log_path: Path
+    gui: str = "none"
 
     def log(self) -> str:
         """What the kernel has logged so far (its stderr)."""
@@ -98,8 +103,16 @@ def start_kernel(ipython_dir: Path, *args: str, timeout: float = START_TIMEOUT) 
         line = read_ready_line(process, timeout)
         address, connection_file = parse_ready_line(line)
         ip, _, port = address.rpartition(":")
+        gui = args[args.index("--gui") + 1] if "--gui" in args else "none"
         return KernelProcess(
-            process, ip.strip("[]"), int(port), Path(connection_file), ipython_dir, line, log_path
+            process,
+            ip.strip("[]"),
+            int(port),
+            Path(connection_file),
+            ipython_dir,
+            line,
+            log_path,
+            gui,
         )
     except BaseException:
         stop_process(process, 5)
@@ -108,8 +121,6 @@ def start_kernel(ipython_dir: Path, *args: str, timeout: float = START_TIMEOUT) 
 
 def read_ready_line(process: subprocess.Popen, timeout: float) -> str:
     """The kernel's ready line; fails with its stderr if it exits or takes too long."""
-    import selectors
-
     selector = selectors.DefaultSelector()
     selector.register(process.stdout, selectors.EVENT_READ)
     deadline = time.monotonic() + timeout
@@ -190,3 +201,105 @@ def ic(four_kernels: list[KernelProcess]) -> Iterator:
         yield cluster
     finally:
         cluster.disconnect()
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as PEM files in ``directory``."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+# -- GUI kernels ------------------------------------------------------------------
+# One Xvfb for the session, started by pid with ``-displayfd`` (it reports its display
+# number through a pipe) and ``-noreset`` (without it, wx's probe connection can make
+# the server reset while GTK connects). Its screen is the session's DISPLAY.
+
+SCREEN = "1280x800x24"
+XVFB_OPTIONS = ("-noreset", "-nolisten", "tcp", "-screen", "0", SCREEN)
+#: What a user lacking each toolkit would install; checked in the test process, which
+#: shares the kernel's interpreter.
+TOOLKIT_MODULES = {
+    "wx": ("wx", "apt install python3-wxgtk4.0"),
+    "tk": ("tkinter", "apt install python3-tk"),
+    "qt": ("qreactor", "pip install PySide6-Essentials qt-reactor"),
+}
+ARTIFACTS = Path(os.environ.get("IPK_ARTIFACTS", Path(__file__).resolve().parents[2] / "artifacts"))
+
+
+def require_toolkit(name: str) -> None:
+    """Skip (fail in CI) when the toolkit cannot be imported here."""
+    module, hint = TOOLKIT_MODULES[name]
+    if importlib.util.find_spec(module) is None:
+        skip_or_fail(f"--gui {name} needs {module}: {hint}")
+
+
+@pytest.fixture(scope="session")
+def display() -> Iterator[str]:
+    """A private Xvfb screen, set as DISPLAY for the session; its name (``:N``)."""
+    xvfb = shutil.which("Xvfb")
+    if xvfb is None:
+        skip_or_fail("GUI tests need Xvfb: apt install xvfb xauth")
+    read_end, write_end = os.pipe()
+    process = subprocess.Popen(
+        [xvfb, "-displayfd", str(write_end), *XVFB_OPTIONS],
+        pass_fds=(write_end,),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(write_end)
+    saved = os.environ.get("DISPLAY")
+    try:
+        with selectors.DefaultSelector() as selector, os.fdopen(read_end) as pipe:
+            selector.register(pipe, selectors.EVENT_READ)
+            assert selector.select(timeout=20), "Xvfb did not report its display within 20 s"
+            name = f":{pipe.readline().strip()}"
+        os.environ["DISPLAY"] = name
+        yield name
+    finally:
+        if saved is None:
+            os.environ.pop("DISPLAY", None)
+        else:
+            os.environ["DISPLAY"] = saved
+        stop_process(process, 5)
+
+
+@pytest.fixture(scope="module", params=["wx", "tk", "qt"])
+def gui_kernel(
+    request: pytest.FixtureRequest, display: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[KernelProcess]:
+    """``ipk-kernel --gui TOOLKIT`` for each toolkit, shared by a module's tests."""
+    require_toolkit(request.param)
+    kernel = start_kernel(tmp_path_factory.mktemp("ipython"), "--gui", request.param)
+    try:
+        yield kernel
+    finally:
+        # wx's shutdown can hang on rare occasions: stop_process ends with SIGKILL.
+        kernel.stop(timeout=10)

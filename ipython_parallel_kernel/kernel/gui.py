@@ -22,6 +22,7 @@ interactive mode, so ``plt.plot(...)`` opens a live window that later commands u
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import threading
 from typing import Any
@@ -206,6 +207,15 @@ class GuiLoop:
         poll = LoopingCall(lambda: None)
         poll.clock = self.reactor
         poll.start(SIGNAL_POLL, now=False)
+        # qreactor installs Twisted's SIGINT/SIGTERM handlers whatever ``run`` is told;
+        # those stop the loop only between jobs, and would take the interrupt away.
+        ours = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+
+        def restore_signal_handlers() -> None:
+            for signum, handler in ours.items():
+                signal.signal(signum, handler)
+
+        self.reactor.callWhenRunning(restore_signal_handlers)
         self.reactor.run(installSignalHandlers=False)
 
     def _wake(self) -> None:

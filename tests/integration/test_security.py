@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import datetime
 import os
 import socket
 import stat
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import start_kernel
+from conftest import self_signed_certificate, start_kernel
 
 from ipython_parallel_kernel import RemoteKernel
 from ipython_parallel_kernel.errors import ConnectionRefused, KernelDied
@@ -119,7 +117,7 @@ def test_connection_file_is_private(kernel):
 
 def test_tls_kernel(ipython_dir, tmp_path):
     """--tls-cert/--tls-key serve TLS; a client trusts the certificate from the file."""
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed_certificate(tmp_path)
     process = start_kernel(ipython_dir, "--tls-cert", str(cert), "--tls-key", str(key))
     try:
         client = RemoteKernel(process.address, timeout=30)
@@ -134,35 +132,3 @@ def test_tls_kernel(ipython_dir, tmp_path):
             assert b"IPK" not in raw.recv(4096)  # plain frames are not understood under TLS
     finally:
         process.stop()
-
-
-def _self_signed(directory: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
