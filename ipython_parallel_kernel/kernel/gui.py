@@ -192,6 +192,7 @@ class GuiLoop:
         self.engine = engine
         self._lock = threading.Lock()
         self._scheduled = False
+        self._in_job = False
         engine.on_submit = self._wake
 
     def stop_soon(self) -> None:
@@ -226,11 +227,18 @@ class GuiLoop:
         self.reactor.callFromThread(self._run_one)
 
     def _run_one(self) -> None:
+        if self._in_job:
+            # A job is running its own event loop (a modal dialog, ``plt.pause``) and
+            # the toolkit called back in: the queue resumes when that job ends.
+            return
+        self._in_job = True
         try:
             self.engine.run_next()
         except EngineShutdown:
             self.reactor.stop()
             return
+        finally:
+            self._in_job = False
         with self._lock:
             self._scheduled = self.engine.queued > 0
             more = self._scheduled

@@ -211,3 +211,19 @@ def test_matplotlib_draws_in_a_live_toolkit_window(rk, gui_kernel):
     assert interactive
     rk.execute("plt.plot([2, 3])")
     assert value(rk, "len(fig.axes[0].lines), plt.fignum_exists(fig.number)") == (2, True)
+
+
+def test_queued_commands_wait_for_a_command_in_a_nested_event_loop(rk):
+    """plt.pause runs the toolkit's loop inside a command; queued commands still wait."""
+    first = rk.execute(
+        "import matplotlib.pyplot as plt\n"
+        "plt.figure()\n"
+        "events = ['start']\n"
+        "plt.pause(0.5)\n"
+        "events.append('end')",
+        block=False,
+    )
+    second = rk.execute("events.append('next')", block=False)
+    first.result(30)
+    second.result(30)
+    assert rk["events"] == ["start", "end", "next"]
