@@ -14,6 +14,9 @@ What is measured
    push / pull of a small value, ``apply``, push / pull of 1 MiB, 100 MiB and 1 GiB
    float64 arrays (GB/s, steady state after warm-ups, plus the cold first 1 GiB
    transfer), and the kernel's peak RSS while it receives the largest array.
+   GUI kernels (``ipk-kernel --gui wx``, ``tk``, ``qt``, each toolkit that is installed;
+   on the current DISPLAY, else a private Xvfb): start-up to the ready line, execute
+   round trip and pipelined executes, and their ratio to the plain kernel.
 3. cluster (8 ``ipk-kernel --port 0`` processes, all started before any is waited for,
    driven by ``InteractiveCluster``): ``execute('a=5')`` on all kernels at once for
    clusters of the first 1, 2, 4 and 8 (median round trip); a 100 MiB float64 array
@@ -58,6 +61,7 @@ import logging
 import os
 import platform
 import selectors
+import shutil
 import signal
 import socket
 import statistics
@@ -490,13 +494,15 @@ class Kernel:
     connection_file: str = ""
 
 
-def spawn_kernel(ipython_dir: Path, name: str = "kernel") -> tuple[subprocess.Popen, Path]:
-    """Start ``ipk-kernel --port 0`` with a private IPYTHONDIR, without waiting for it;
-    its stderr goes to ``<ipython_dir>/<name>.stderr``.
+def spawn_kernel(
+    ipython_dir: Path, name: str = "kernel", args: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen, Path]:
+    """Start ``ipk-kernel --port 0 ARGS`` with a private IPYTHONDIR, without waiting for
+    it; its stderr goes to ``<ipython_dir>/<name>.stderr``.
     """
     env = dict(os.environ, IPYTHONDIR=str(ipython_dir), PYTHONUNBUFFERED="1")
     stderr_path = ipython_dir / f"{name}.stderr"
-    command = [sys.executable, "-m", "ipython_parallel_kernel.kernel.app", "--port", "0"]
+    command = [sys.executable, "-m", "ipython_parallel_kernel.kernel.app", "--port", "0", *args]
     with open(stderr_path, "w") as stderr:
         process = subprocess.Popen(
             command,
@@ -525,9 +531,9 @@ def await_kernel(process: subprocess.Popen, stderr_path: Path, timeout: float) -
 
 
 @contextlib.contextmanager
-def ipk_kernel(ipython_dir: Path) -> Iterator[Kernel]:
-    """Start ``ipk-kernel --port 0`` with a private IPYTHONDIR; stopped by pid on exit."""
-    process, stderr_path = spawn_kernel(ipython_dir)
+def ipk_kernel(ipython_dir: Path, args: tuple[str, ...] = ()) -> Iterator[Kernel]:
+    """Start ``ipk-kernel --port 0 ARGS`` with a private IPYTHONDIR; stopped by pid on exit."""
+    process, stderr_path = spawn_kernel(ipython_dir, args=args)
     try:
         yield await_kernel(process, stderr_path, START_TIMEOUT)
     finally:
@@ -556,7 +562,9 @@ def ipk_kernels(ipython_dir: Path, count: int) -> Iterator[list[Kernel]]:
         stop_processes(processes)
 
 
-def bench_ipk_execute(results: Results, settings: Settings, rk: Any) -> None:
+def bench_ipk_execute(
+    results: Results, settings: Settings, rk: Any, section: str = "ipk", label: str = "ipk"
+) -> None:
     """Blocking ``execute('a=5')`` round trips after warm-up: median and p99."""
     for _ in range(settings.warmup):
         rk.execute("a=5")
@@ -567,11 +575,15 @@ def bench_ipk_execute(results: Results, settings: Settings, rk: Any) -> None:
         rk.execute("a=5")
         samples.append(clock() - start)
     note = f"median of {len(samples)} after {settings.warmup} warm-up"
-    results.add("ipk", "ipk_exec_median", "ipk execute round trip", median_us(samples), "us", note)
-    results.add("ipk", "ipk_exec_p99", "ipk execute round trip p99", p99_us(samples), "us")
+    median, p99 = median_us(samples), p99_us(samples)
+    measure = f"{label} execute round trip"
+    results.add(section, f"{section}_exec_median", measure, median, "us", note)
+    results.add(section, f"{section}_exec_p99", f"{measure} p99", p99, "us")
 
 
-def bench_ipk_pipelined(results: Results, settings: Settings, rk: Any) -> None:
+def bench_ipk_pipelined(
+    results: Results, settings: Settings, rk: Any, section: str = "ipk", label: str = "ipk"
+) -> None:
     """``execute(block=False)`` N times, then ``get()`` all: requests per second."""
     count = settings.pipelined
     start = time.perf_counter()
@@ -579,7 +591,8 @@ def bench_ipk_pipelined(results: Results, settings: Settings, rk: Any) -> None:
     for result in pending:
         result.get(CALL_TIMEOUT)
     rate = count / (time.perf_counter() - start)
-    results.add("ipk", "ipk_pipelined", f"ipk pipelined execute x{count}", rate, "ops/s")
+    measure = f"{label} pipelined execute x{count}"
+    results.add(section, f"{section}_pipelined", measure, rate, "ops/s")
 
 
 def median_call_us(func: Callable[[], Any], reps: int) -> float:
@@ -710,6 +723,72 @@ def bench_ipk(results: Results, settings: Settings, scratch: Path) -> None:
             bench_ipk_rss(results, max(s for s, _, _ in settings.sizes), rk, kernel.process.pid)
         finally:
             rk.disconnect()
+
+
+# -- GUI kernels ----------------------------------------------------------------------
+
+#: Module each toolkit needs, checked here (the kernel shares this interpreter).
+GUI_TOOLKITS = {"wx": "wx", "tk": "tkinter", "qt": "qreactor"}
+
+
+@contextlib.contextmanager
+def screen() -> Iterator[str | None]:
+    """The DISPLAY to use: the current one, else a private Xvfb (stopped by pid), else None."""
+    if os.environ.get("DISPLAY"):
+        yield os.environ["DISPLAY"]
+        return
+    xvfb = shutil.which("Xvfb")
+    if xvfb is None:
+        yield None
+        return
+    read_end, write_end = os.pipe()
+    process = subprocess.Popen(
+        [xvfb, "-displayfd", str(write_end), "-noreset", "-nolisten", "tcp"],
+        pass_fds=(write_end,),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(write_end)
+    try:
+        with selectors.DefaultSelector() as selector, os.fdopen(read_end) as pipe:
+            selector.register(pipe, selectors.EVENT_READ)
+            if not selector.select(timeout=20):
+                raise RuntimeError("Xvfb did not report its display within 20 s")
+            os.environ["DISPLAY"] = f":{pipe.readline().strip()}"
+        yield os.environ["DISPLAY"]
+    finally:
+        os.environ.pop("DISPLAY", None)
+        stop_process(process)
+
+
+def bench_gui(results: Results, settings: Settings, scratch: Path) -> None:
+    """Each installed toolkit's kernel (``--gui T``): start-up to the ready line, execute
+    round trip and pipelined executes, as for the plain kernel above."""
+    from ipython_parallel_kernel import RemoteKernel
+
+    ipython_dir = scratch / "gui-ipython"
+    ipython_dir.mkdir()
+    os.environ["IPYTHONDIR"] = str(ipython_dir)
+    with screen() as display:
+        for toolkit, module in GUI_TOOLKITS.items():
+            section, label = f"gui_{toolkit}", f"--gui {toolkit}"
+            missing = importlib.util.find_spec(module) is None
+            if missing or display is None:
+                reason = f"{module} not installed" if missing else "no screen and no Xvfb"
+                results.problems.append(f"{label} unavailable: {reason}")
+                results.add(section, f"{section}_unavailable", label, None, "", reason)
+                continue
+            started = time.perf_counter()
+            with ipk_kernel(ipython_dir, ("--gui", toolkit)) as kernel:
+                startup = time.perf_counter() - started
+                results.add(section, f"{section}_start", f"{label} start to ready", startup, "s")
+                rk = RemoteKernel(kernel.connection_file, timeout=CALL_TIMEOUT)
+                try:
+                    bench_ipk_execute(results, settings, rk, section, label)
+                    bench_ipk_pipelined(results, settings, rk, section, label)
+                finally:
+                    rk.disconnect()
 
 
 # -- 3. cluster -------------------------------------------------------------------------
@@ -1131,6 +1210,14 @@ def add_ratios(results: Results, settings: Settings) -> None:
     push, pull = f"ipk_push_{size_key(largest_size)}", f"ipk_pull_{size_key(largest_size)}"
     ratio("ipk execute / raw ping-pong", "ipk_exec_median", "raw_rtt_unpinned", "medians")
     ratio("ipk execute / Twisted echo", "ipk_exec_median", "twisted_rtt_across_CPUs", "medians")
+    for toolkit in GUI_TOOLKITS:
+        if results.get(f"gui_{toolkit}_exec_median") is not None:
+            ratio(
+                f"--gui {toolkit} / plain execute",
+                f"gui_{toolkit}_exec_median",
+                "ipk_exec_median",
+                "medians: the cost of running jobs in the toolkit's loop",
+            )
     ratio(f"ipk push {largest} / memcpy", push, "memcpy_gbps", "GB/s; 1 = memcpy speed")
     ratio(f"ipk pull {largest} / memcpy", pull, "memcpy_gbps", "GB/s; 1 = memcpy speed")
     ratio(
@@ -1209,6 +1296,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip-ipyparallel", action="store_true", help="do not measure ipyparallel"
     )
+    parser.add_argument(
+        "--skip-gui", action="store_true", help="do not measure GUI kernels (--gui wx/tk/qt)"
+    )
     args = parser.parse_args(argv)
     settings = Settings.make(args.quick)
     results = Results()
@@ -1224,6 +1314,9 @@ def main(argv: list[str] | None = None) -> int:
         bench_memcpy(results, settings)
         print("ipk", flush=True)
         bench_ipk(results, settings, Path(scratch))
+        if not args.skip_gui:
+            print("GUI kernels", flush=True)
+            bench_gui(results, settings, Path(scratch))
         print("cluster", flush=True)
         bench_cluster(results, settings, Path(scratch))
         if not (args.quick or args.skip_ipyparallel):

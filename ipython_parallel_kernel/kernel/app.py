@@ -66,6 +66,7 @@ class KernelApp(Application):
         ipk-kernel                         # 127.0.0.1:10105, foreground
         ipk-kernel --port 0 &              # any free port, in the background
         ipk-kernel -p 10106 -a 10.0.0.0/8  # also accept clients from 10.x.x.x
+        ipk-kernel --gui wx                # wx windows and WXAgg figures stay live
         ipk-kernel --profile lan --ip 0.0.0.0 --tls-cert cert.pem --tls-key key.pem
         """
     )
@@ -76,9 +77,12 @@ class KernelApp(Application):
         Unicode(), help="Also accept clients from these addresses or networks (CIDR)."
     ).tag(config=True)
     deny = List(Unicode(), help="Refuse clients from these, even if allowed.").tag(config=True)
-    gui = Enum(["none", "wx", "tk", "qt"], "none", help="GUI toolkit whose event loop to run.").tag(
-        config=True
-    )
+    gui = Enum(
+        ["none", "wx", "tk", "qt"],
+        "none",
+        help="Run this GUI toolkit's event loop on the main thread, and user code in it, so "
+        "windows and matplotlib figures stay live between commands (needs a screen).",
+    ).tag(config=True)
     profile = Unicode("default", help="IPython profile whose ipk_kernel_config.py to load.").tag(
         config=True
     )

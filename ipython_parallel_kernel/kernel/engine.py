@@ -107,6 +107,7 @@ class Engine:
         self._current: Job | None = None
         self._interruptible = False
         self._interrupt_requested = False
+        self._shutdown_requested = False
         self._interrupt_lock = threading.Lock()
         self._async_interrupt_pending = False
         self._output_sink: Callable[[str, str], None] | None = None
@@ -171,6 +172,8 @@ class Engine:
                     raise KeyboardInterrupt
                 return
             if on_shutdown is not None and self._current is None:
+                # No job may start after this, even one already on its way to run.
+                self._shutdown_requested = True
                 on_shutdown()
                 return
             raise EngineShutdown(signal.Signals(signum).name)
@@ -216,6 +219,8 @@ class Engine:
         value, error = None, None
         try:
             try:
+                if self._shutdown_requested:
+                    raise EngineShutdown("stop requested before this job started")
                 self._interruptible = True
                 value = job.action()
             finally:

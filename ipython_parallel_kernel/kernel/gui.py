@@ -3,8 +3,9 @@
 A toolkit requires its windows to be made and used on one thread, the one running its
 event loop: the main thread. So in a GUI kernel the main thread runs Twisted's reactor
 for that toolkit (``wxreactor``, the default reactor with ``tksupport``, ``qreactor``),
-and the engine's jobs run inside that loop, one job per turn of the loop, so windows
-redraw and answer clicks between two commands, and while the kernel waits for the next.
+and the engine's jobs run inside that loop, in turns of at most ``TURN`` seconds (or one
+job, if it is longer), so windows redraw and answer clicks between commands, and while
+the kernel waits for the next.
 
 The network does not go through that loop: it would stall whenever a command holds
 the main thread, and then nobody could ask the kernel for its status or interrupt it.
@@ -21,15 +22,21 @@ interactive mode, so ``plt.plot(...)`` opens a live window that later commands u
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
 import threading
+import time
 from typing import Any
 
 from .engine import Engine, EngineShutdown
 from .importhook import after_import
 
+#: Seconds of queued jobs run in one turn of the toolkit's loop before it gets its turn
+#: to redraw and handle input: short jobs go through quickly, and a window still answers
+#: within about one frame (plus the job running then).
+TURN = 0.01
 #: Seconds between two moments when the GUI thread runs Python: a signal (SIGTERM,
 #: SIGINT) is only handled then, and an idle toolkit loop runs none by itself.
 SIGNAL_POLL = 0.1
@@ -181,7 +188,7 @@ TOOLKITS: dict[str, type[Toolkit]] = {t.name: t for t in (WxToolkit, TkToolkit, 
 
 
 class GuiLoop:
-    """Runs an engine's jobs on the GUI thread, one per turn of the toolkit's loop.
+    """Runs an engine's jobs on the GUI thread, in turns of the toolkit's loop.
 
     >>> loop = GuiLoop(toolkit.install(), engine)  # doctest: +SKIP
     >>> loop.run()  # until the reactor stops  # doctest: +SKIP
@@ -197,7 +204,14 @@ class GuiLoop:
 
     def stop_soon(self) -> None:
         """Stop the loop (from a signal handler or any thread)."""
-        self.reactor.callFromThread(self.reactor.stop)
+        self.reactor.callFromThread(self._stop)
+
+    def _stop(self) -> None:
+        from twisted.internet.error import ReactorNotRunning
+
+        # A stop signal and a shutdown request may both ask.
+        with contextlib.suppress(ReactorNotRunning):
+            self.reactor.stop()
 
     def run(self) -> None:
         """Run the toolkit's loop, and with it every job submitted, until stopped."""
@@ -232,10 +246,13 @@ class GuiLoop:
             # the toolkit called back in: the queue resumes when that job ends.
             return
         self._in_job = True
+        turn_ends = time.monotonic() + TURN
         try:
             self.engine.run_next()
+            while self.engine.queued and time.monotonic() < turn_ends:
+                self.engine.run_next()
         except EngineShutdown:
-            self.reactor.stop()
+            self._stop()
             return
         finally:
             self._in_job = False
