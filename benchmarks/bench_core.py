@@ -15,8 +15,9 @@ What is measured
    float64 arrays (GB/s, steady state after warm-ups, plus the cold first 1 GiB
    transfer), and the kernel's peak RSS while it receives the largest array.
    GUI kernels (``ipk-kernel --gui wx``, ``tk``, ``qt``, each toolkit that is installed;
-   on the current DISPLAY, else a private Xvfb): start-up to the ready line, execute
-   round trip and pipelined executes, and their ratio to the plain kernel.
+   on the current DISPLAY, else a private Xvfb): start-up to the ready line, CPU used
+   while idle, execute round trip and pipelined executes, and their ratio to the
+   plain kernel.
 3. cluster (8 ``ipk-kernel --port 0`` processes, all started before any is waited for,
    driven by ``InteractiveCluster``): ``execute('a=5')`` on all kernels at once for
    clusters of the first 1, 2, 4 and 8 (median round trip); a 100 MiB float64 array
@@ -783,6 +784,12 @@ def bench_gui(results: Results, settings: Settings, scratch: Path) -> None:
             with ipk_kernel(ipython_dir, ("--gui", toolkit)) as kernel:
                 startup = time.perf_counter() - started
                 results.add(section, f"{section}_start", f"{label} start to ready", startup, "s")
+                idle = psutil.Process(kernel.process.pid)
+                idle.cpu_percent()
+                time.sleep(2)
+                cpu = idle.cpu_percent()
+                key = f"{section}_idle_cpu"
+                results.add(section, key, f"{label} idle CPU", cpu, "%", "over 2 s")
                 rk = RemoteKernel(kernel.connection_file, timeout=CALL_TIMEOUT)
                 try:
                     bench_ipk_execute(results, settings, rk, section, label)

@@ -80,6 +80,12 @@ TIMER = {
     "tk": "win.after(50, ticks.append, 1)",
     "qt": "from PySide6.QtCore import QTimer\nQTimer.singleShot(50, lambda: ticks.append(1))",
 }
+#: Whether figure ``fig``'s window is on the screen.
+FIGURE_SHOWN = {
+    "wx": "fig.canvas.manager.frame.IsShown()",
+    "tk": "bool(fig.canvas.manager.window.winfo_viewable())",
+    "qt": "fig.canvas.manager.window.isVisible()",
+}
 BACKEND = {"wx": "WXAgg", "tk": "TkAgg", "qt": "QtAgg"}
 CANVAS = {"wx": "FigureCanvasWxAgg", "tk": "FigureCanvasTkAgg", "qt": "FigureCanvasQTAgg"}
 
@@ -189,7 +195,11 @@ def test_push_pull_and_apply_run_on_the_gui_thread(rk):
 
 
 def test_matplotlib_draws_in_a_live_toolkit_window(rk, gui_kernel):
-    """pyplot uses the toolkit's backend, interactively: figures stay open and update."""
+    """pyplot uses the toolkit's backend, interactively: figures stay open and update.
+
+    ``plt.show()`` returns (under TkAgg it would run Tk's loop for ever if matplotlib
+    were not in interactive mode).
+    """
     toolkit = gui_kernel.gui
     result = rk.execute(
         "import matplotlib.pyplot as plt\n"
@@ -209,6 +219,7 @@ def test_matplotlib_draws_in_a_live_toolkit_window(rk, gui_kernel):
     # Tk's window border may take a pixel off each side.
     assert abs(size[0] - 400) <= 2 and abs(size[1] - 300) <= 2
     assert interactive
+    assert wait_for(lambda: value(rk, FIGURE_SHOWN[toolkit]))
     rk.execute("plt.plot([2, 3])")
     assert value(rk, "len(fig.axes[0].lines), plt.fignum_exists(fig.number)") == (2, True)
 
