@@ -238,9 +238,9 @@ class GuiLoop:
             if self._scheduled:
                 return
             self._scheduled = True
-        self.reactor.callFromThread(self._run_one)
+        self.reactor.callFromThread(self._run_turn)
 
-    def _run_one(self) -> None:
+    def _run_turn(self) -> None:
         if self._in_job:
             # A job is running its own event loop (a modal dialog, ``plt.pause``) and
             # the toolkit called back in: the queue resumes when that job ends.
@@ -261,7 +261,7 @@ class GuiLoop:
             more = self._scheduled
         if more:
             # A later turn, not now: the toolkit handles its events in between.
-            self.reactor.callLater(0, self._run_one)
+            self.reactor.callLater(0, self._run_turn)
 
 
 def private_reactor() -> Any:
