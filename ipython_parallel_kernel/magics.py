@@ -167,7 +167,8 @@ class KernelMagics(Magics):
         path = ready[-1].rsplit("cluster file ", 1)[1].strip()
         self.active = InteractiveCluster.from_file(path)
         names = ", ".join(k.name for k in self.active)
-        print(f"started {len(self.active)} kernels: {names} (active)")
+        count = len(self.active)
+        print(f"started {count} kernel{'s' if count != 1 else ''}: {names} (active)")
 
     def _kernel_connect(self, args: argparse.Namespace) -> None:
         kernels: list[RemoteKernel] = []

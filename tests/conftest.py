@@ -250,7 +250,7 @@ TOOLKIT_MODULES = {
     "tk": ("tkinter", "apt install python3-tk"),
     "qt": ("qreactor", "pip install PySide6-Essentials qt-reactor"),
 }
-ARTIFACTS = Path(os.environ.get("IPK_ARTIFACTS", Path(__file__).resolve().parents[2] / "artifacts"))
+ARTIFACTS = Path(os.environ.get("IPK_ARTIFACTS", Path(__file__).resolve().parents[1] / "artifacts"))
 
 
 def require_toolkit(name: str) -> None:
