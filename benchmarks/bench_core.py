@@ -1291,6 +1291,7 @@ def report(results: Results, settings: Settings, elapsed: float, json_path: str 
             "ratios": [asdict(r) for r in results.ratios],
             "problems": results.problems,
         }
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(data, indent=2) + "\n")
         print(f"wrote {json_path}")
 

@@ -220,7 +220,7 @@ class KernelApp(Application):
         else:
             from .gui import GuiLoop
 
-            self.gui_loop = GuiLoop(self.gui_reactor, self.engine)
+            self.gui_loop = GuiLoop(self.toolkit, self.engine)
             self.engine.install_signal_handlers(on_shutdown=self.gui_loop.stop_soon)
 
     def init_server(self) -> None:

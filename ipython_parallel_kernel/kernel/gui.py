@@ -10,7 +10,7 @@ the kernel waits for the next.
 The network does not go through that loop: it would stall whenever a command holds
 the main thread, and then nobody could ask the kernel for its status or interrupt it.
 The kernel's connections live on a second, private reactor in their own thread, as in
-a plain kernel; jobs reach the GUI thread with the GUI reactor's ``callFromThread``.
+a plain kernel; jobs reach the GUI thread through the toolkit's event queue.
 An interrupt is a real SIGINT to the main thread, as in a plain kernel.
 
 Each toolkit is loaded in two steps, so that a kernel never starts half-way:
@@ -28,6 +28,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .engine import Engine, EngineShutdown
@@ -61,8 +62,13 @@ class Toolkit:
         """Make the toolkit's application, install its reactor as Twisted's; return it.
 
         Must run on the main thread, before anything imports ``twisted.internet.reactor``.
+        Sets ``self.reactor``.
         """
         raise NotImplementedError
+
+    def call_from_thread(self, func: Callable[[], None]) -> None:
+        """Have ``func`` called on the GUI thread soon; callable from any thread."""
+        self.reactor.callFromThread(func)
 
     def use_for_matplotlib(self) -> None:
         """Make matplotlib, whenever user code loads it, draw live windows here."""
@@ -114,7 +120,15 @@ class WxToolkit(Toolkit):
         # keeps it running while the user has none open.
         self.keep_alive = wx.Frame(None)
         reactor.registerWxApp(self.app)
+        self.reactor = reactor
         return reactor
+
+    def call_from_thread(self, func: Callable[[], None]) -> None:
+        import wx
+
+        # Straight into wx's event queue: wxreactor's own way goes through its select()
+        # thread, one more thread to wake.
+        wx.CallAfter(func)
 
 
 class TkToolkit(Toolkit):
@@ -146,6 +160,7 @@ class TkToolkit(Toolkit):
         # (tkinter.Toplevel, or tkinter.Tk) and they all share this event loop.
         self.root.withdraw()
         tksupport.install(self.root)
+        self.reactor = reactor
         return reactor
 
 
@@ -181,6 +196,7 @@ class QtToolkit(Toolkit):
         qreactor.install()
         from twisted.internet import reactor
 
+        self.reactor = reactor
         return reactor
 
 
@@ -190,12 +206,14 @@ TOOLKITS: dict[str, type[Toolkit]] = {t.name: t for t in (WxToolkit, TkToolkit, 
 class GuiLoop:
     """Runs an engine's jobs on the GUI thread, in turns of the toolkit's loop.
 
-    >>> loop = GuiLoop(toolkit.install(), engine)  # doctest: +SKIP
+    >>> toolkit.install()  # doctest: +SKIP
+    >>> loop = GuiLoop(toolkit, engine)  # doctest: +SKIP
     >>> loop.run()  # until the reactor stops  # doctest: +SKIP
     """
 
-    def __init__(self, reactor: Any, engine: Engine) -> None:
-        self.reactor = reactor
+    def __init__(self, toolkit: Toolkit, engine: Engine) -> None:
+        self.toolkit = toolkit
+        self.reactor = toolkit.reactor
         self.engine = engine
         self._lock = threading.Lock()
         self._scheduled = False
@@ -238,7 +256,7 @@ class GuiLoop:
             if self._scheduled:
                 return
             self._scheduled = True
-        self.reactor.callFromThread(self._run_turn)
+        self.toolkit.call_from_thread(self._run_turn)
 
     def _run_turn(self) -> None:
         if self._in_job:
