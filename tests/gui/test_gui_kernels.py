@@ -29,7 +29,7 @@ win.Show()
 """,
     "tk": """
 import tkinter
-win = tkinter.Toplevel()
+win = tkinter.Tk()
 win.title({title!r})
 win.geometry("{width}x{height}")
 clicks = []
