@@ -240,15 +240,11 @@ class GuiLoop:
         poll = LoopingCall(lambda: None)
         poll.clock = self.reactor
         poll.start(SIGNAL_POLL, now=False)
-        # qreactor installs Twisted's SIGINT/SIGTERM handlers whatever ``run`` is told;
-        # those stop the loop only between jobs, and would take the interrupt away.
-        ours = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-
-        def restore_signal_handlers() -> None:
-            for signum, handler in ours.items():
-                signal.signal(signum, handler)
-
-        self.reactor.callWhenRunning(restore_signal_handlers)
+        # qreactor installs Twisted's signal handlers whatever ``run`` is told. Twisted's
+        # would stop the loop only between jobs and take the interrupt away: have it
+        # install the engine's instead.
+        self.reactor.sigInt = signal.getsignal(signal.SIGINT)
+        self.reactor.sigTerm = signal.getsignal(signal.SIGTERM)
         self.reactor.run(installSignalHandlers=False)
 
     def _wake(self) -> None:
