@@ -30,6 +30,11 @@ from ..record import CommandRecord
 from . import rich
 from .capture import CapturedStream
 
+#: Seconds between two SIGINTs sent for one interrupt whose first has not been handled.
+INTERRUPT_RESEND = 0.05
+#: How many times, at most, one interrupt's SIGINT is sent again.
+RESENDS = 20
+
 
 class EngineShutdown(BaseException):
     """Raised in the engine thread to stop it; never caught as a user error."""
@@ -107,6 +112,7 @@ class Engine:
         self._current: Job | None = None
         self._interruptible = False
         self._interrupt_requested = False
+        self._interrupt_signals_until = 0.0
         self._shutdown_requested = False
         self._interrupt_lock = threading.Lock()
         self._async_interrupt_pending = False
@@ -149,11 +155,32 @@ class Engine:
                 return False
             if ident == threading.main_thread().ident:
                 self._interrupt_requested = True
-                signal.pthread_kill(ident, signal.SIGINT)
+                self._send_interrupt_signal()
+                threading.Thread(
+                    target=self._resend_until_taken, args=(self._current,), daemon=True
+                ).start()
             else:
                 _set_async_exception(ident, KeyboardInterrupt)
                 self._async_interrupt_pending = True
         return True
+
+    def _send_interrupt_signal(self) -> None:
+        self._interrupt_signals_until = time.monotonic() + INTERRUPT_RESEND * (RESENDS + 10)
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+    def _resend_until_taken(self, job: Job | None) -> None:
+        """Send SIGINT again until the handler has run, while ``job`` still runs.
+
+        A signal that lands just before the main thread enters a blocking call (a
+        ``time.sleep``, a wait in C) is only handled once the call returns; another one
+        interrupts the call.
+        """
+        for _ in range(RESENDS):
+            time.sleep(INTERRUPT_RESEND)
+            with self._interrupt_lock:
+                if not (self._interrupt_requested and self._interruptible and self._current is job):
+                    return
+                self._send_interrupt_signal()
 
     # -- the engine thread ----------------------------------------------------------
 
@@ -171,6 +198,8 @@ class Engine:
                 if self._interruptible:
                     raise KeyboardInterrupt
                 return
+            if signum == signal.SIGINT and time.monotonic() < self._interrupt_signals_until:
+                return  # one of ours, sent again after the first was taken
             if on_shutdown is not None and self._current is None:
                 # No job may start after this, even one already on its way to run.
                 self._shutdown_requested = True

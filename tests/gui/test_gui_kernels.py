@@ -187,6 +187,33 @@ def test_interrupt_stops_a_busy_loop_and_the_window_still_answers(rk, gui_kernel
     assert wait_for(lambda: rk["clicks"])
 
 
+def test_interrupt_wakes_a_sleep_on_the_gui_thread(rk):
+    """A command blocked in time.sleep is interrupted at once, not when the sleep ends."""
+    running = rk.execute("import time\ntime.sleep(60)", block=False)
+    wait_for(rk.interrupt)
+    with pytest.raises(RemoteError, match="KeyboardInterrupt"):
+        running.result(10)
+
+
+def test_abort_drops_what_waits_behind_a_running_command(rk):
+    """abort() drops the queue; the running command finishes; nothing dropped runs."""
+    running = rk.execute("import time\ntime.sleep(1)\n'finished'", block=False)
+    dropped = [rk.execute(f"dropped_{n} = {n}", block=False) for n in range(3)]
+    wait_for(lambda: rk.status()["queued"] == 3)
+    assert rk.abort() == 3
+    assert running.result(30).text == "'finished'"
+    for pending in dropped:
+        with pytest.raises(RemoteError, match="aborted"):
+            pending.result(30)
+    assert not [name for name in rk if name.startswith("dropped_")]
+
+
+def test_display_data_still_reaches_the_client(rk):
+    """display() in a GUI kernel is captured as in a plain kernel."""
+    result = rk.execute("from IPython.display import HTML, display\ndisplay(HTML('<b>hi</b>'))")
+    assert [bundle["text/html"] for bundle in result.displays] == ["<b>hi</b>"]
+
+
 def test_push_pull_and_apply_run_on_the_gui_thread(rk):
     """Namespace operations work as on a plain kernel, on the GUI (main) thread."""
     rk["b"] = 10

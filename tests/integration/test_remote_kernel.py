@@ -240,8 +240,8 @@ def test_abort_drops_the_queue(rk):
 def test_interrupt_busy_loop_then_use_again(rk):
     """interrupt() stops `while True: pass`; the kernel then runs commands as before."""
     running = rk.execute("while True: pass", block=False)
-    _wait_for(lambda: rk.status()["state"] == "busy")
-    assert rk.interrupt() is True
+    # "busy" counts a queued command too: interrupt() is False until it runs.
+    _wait_for(rk.interrupt)
     with pytest.raises(RemoteError) as info:
         running.get(30)
     assert info.value.ename == "KeyboardInterrupt"
@@ -421,3 +421,13 @@ def test_output_streams_while_the_command_runs(rk):
     streamed = {name: "".join(t for n, t in chunks if n == name) for name in ("stdout", "stderr")}
     assert streamed == {"stdout": result.stdout, "stderr": result.stderr}
     assert result.stdout == "first\nlast\n" and result.stderr == "oops\n"
+
+
+def test_interrupt_always_wakes_a_sleep(rk):
+    """An interrupt that lands just before time.sleep starts still ends it at once."""
+    for _ in range(30):
+        sleeping = rk.execute("import time\ntime.sleep(60)", block=False)
+        _wait_for(rk.interrupt)
+        with pytest.raises(RemoteError, match="KeyboardInterrupt"):
+            sleeping.get(10)
+    assert rk.execute("'alive'").text == "'alive'"
