@@ -128,6 +128,15 @@ def test_status_names_the_toolkit(rk, gui_kernel):
     assert status["state"] == "idle" and status["queued"] == 0
 
 
+def test_gui_kernel_loads_neither_client_nor_magics(rk):
+    """A GUI kernel loads the GUI module, and still nothing of the client side."""
+    loaded = value(
+        rk, "sorted(m for m in __import__('sys').modules if m.startswith('ipython_parallel'))"
+    )
+    assert "ipython_parallel_kernel.kernel.gui" in loaded
+    assert not [m for m in loaded if ".client" in m or "magics" in m]
+
+
 def test_window_stays_live_between_commands(rk, gui_kernel):
     """A window made by one command is shown, titled and sized in a later one."""
     toolkit = gui_kernel.gui
