@@ -16,9 +16,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -76,6 +77,34 @@ def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> int:
         if stream is not None:
             stream.close()
     return process.returncode
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 30.0) -> Any:
+    """Poll ``check()`` until it returns something true, and return that; fail after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            assert result, f"still {result!r} after {timeout} s"
+            return result
+        time.sleep(0.02)
+
+
+def check_abort_drops_the_queue(rk: Any) -> None:
+    """abort() drops queued commands (they fail with "aborted"); the running one
+    finishes; nothing dropped runs. For plain and GUI kernels alike."""
+    from ipython_parallel_kernel.errors import RemoteError
+
+    running = rk.execute("import time; time.sleep(1); 'finished'", block=False)
+    queued = [rk.execute(f"marker_{i} = {i}", block=False) for i in range(5)]
+    wait_for(lambda: rk.status()["queued"] == 5)
+    assert rk.abort() == 5
+    assert running.get(30).text == "'finished'"
+    for pending in queued:
+        with pytest.raises(RemoteError, match="aborted"):
+            pending.get(30)
+    assert not any(name.startswith("marker_") for name in rk)
 
 
 def kernel_env(ipython_dir: Path) -> dict[str, str]:

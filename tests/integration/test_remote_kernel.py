@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import check_abort_drops_the_queue, wait_for
 
 from ipython_parallel_kernel import RemoteKernel
 from ipython_parallel_kernel.client.kernel import AsyncResult, ExecuteResult
@@ -210,7 +211,7 @@ def test_status(rk, kernel):
     running = rk.execute("import time; time.sleep(1)", block=False)
     queued = [rk.execute("b = 2", block=False) for _ in range(3)]
     assert rk.status()["state"] == "busy"
-    _wait_for(lambda: rk.status()["queued"] == 3)
+    wait_for(lambda: rk.status()["queued"] == 3)
     running.get(30)
     for q in queued:
         q.get(30)
@@ -226,22 +227,14 @@ def test_reset(rk):
 
 def test_abort_drops_the_queue(rk):
     """abort() drops queued commands (they fail with Aborted); the running one finishes."""
-    running = rk.execute("import time; time.sleep(1); 'finished'", block=False)
-    queued = [rk.execute(f"marker_{i} = {i}", block=False) for i in range(5)]
-    _wait_for(lambda: rk.status()["queued"] == 5)
-    assert rk.abort() == 5
-    assert running.get(30).text == "'finished'"
-    for q in queued:
-        with pytest.raises(RemoteError, match="aborted"):
-            q.get(30)
-    assert not any(name.startswith("marker_") for name in rk)
+    check_abort_drops_the_queue(rk)
 
 
 def test_interrupt_busy_loop_then_use_again(rk):
     """interrupt() stops `while True: pass`; the kernel then runs commands as before."""
     running = rk.execute("while True: pass", block=False)
     # "busy" counts a queued command too: interrupt() is False until it runs.
-    _wait_for(rk.interrupt)
+    wait_for(rk.interrupt)
     with pytest.raises(RemoteError) as info:
         running.get(30)
     assert info.value.ename == "KeyboardInterrupt"
@@ -251,7 +244,7 @@ def test_interrupt_busy_loop_then_use_again(rk):
 def test_interrupt_wakes_sleep(rk):
     """interrupt() also stops a blocking call such as time.sleep (a real SIGINT)."""
     running = rk.execute("import time; time.sleep(60)", block=False)
-    _wait_for(lambda: rk.status()["state"] == "busy")
+    wait_for(lambda: rk.status()["state"] == "busy")
     started = time.monotonic()
     rk.interrupt()
     with pytest.raises(RemoteError, match="KeyboardInterrupt"):
@@ -394,15 +387,6 @@ def test_no_kernel_there(ipython_dir):
         RemoteKernel(("127.0.0.1", 1), key="00")
 
 
-def _wait_for(condition, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
-
-
 def test_output_streams_while_the_command_runs(rk):
     """on_output receives printed text during a long command, before its reply."""
     chunks: list[tuple[str, str]] = []
@@ -414,7 +398,7 @@ def test_output_streams_while_the_command_runs(rk):
         "print('last')\n"
     )
     pending = rk.execute(source, block=False, on_output=lambda n, t: chunks.append((n, t)))
-    _wait_for(lambda: bool(chunks))
+    wait_for(lambda: bool(chunks))
     assert chunks[0] == ("stdout", "first\n")
     assert not pending.done()
     result = pending.get(30)
@@ -427,7 +411,7 @@ def test_interrupt_always_wakes_a_sleep(rk):
     """An interrupt that lands just before time.sleep starts still ends it at once."""
     for _ in range(30):
         sleeping = rk.execute("import time\ntime.sleep(60)", block=False)
-        _wait_for(rk.interrupt)
+        wait_for(rk.interrupt)
         with pytest.raises(RemoteError, match="KeyboardInterrupt"):
             sleeping.get(10)
     assert rk.execute("'alive'").text == "'alive'"
