@@ -276,6 +276,19 @@ def _first(views: deque[memoryview], count: int) -> list[memoryview]:
     return [views[i] for i in range(count)]
 
 
+def private_reactor() -> Any:
+    """A new reactor of the platform's usual kind, not installed as Twisted's global one.
+
+    For a thread of its own where the global reactor is someone else's: a GUI kernel's
+    network (the global reactor is the toolkit's), a client inside a kernel.
+    """
+    try:
+        from twisted.internet.epollreactor import EPollReactor as Reactor
+    except ImportError:
+        from twisted.internet.selectreactor import SelectReactor as Reactor
+    return Reactor()
+
+
 def tls_wrapped(reactor: Any, factory: Any, options: Any, *, client: bool) -> Any:
     """``factory`` behind TLS whose write batching runs on ``reactor``.
 

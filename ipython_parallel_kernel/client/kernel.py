@@ -44,7 +44,7 @@ from ..errors import (
     RemoteError,
 )
 from ..record import CommandRecord
-from ..transport import FrameProtocol, OneShotFactory, tls_client_options
+from ..transport import FrameProtocol, OneShotFactory, tls_client_options, tls_wrapped
 from ..wire import Channel, Message
 from .reactor import call, get_reactor
 
@@ -332,9 +332,8 @@ class RemoteKernel:
         bind = (self.source_address, 0) if self.source_address else None
         if self.info.tls:
             options = tls_client_options(self.info.tls_certificate)
-            reactor.connectSSL(host, port, factory, options, timeout=timeout, bindAddress=bind)
-        else:
-            reactor.connectTCP(host, port, factory, timeout=timeout, bindAddress=bind)
+            factory = tls_wrapped(reactor, factory, options, client=True)
+        reactor.connectTCP(host, port, factory, timeout=timeout, bindAddress=bind)
 
     def __repr__(self) -> str:
         state = "connected" if self._protocol.open else "disconnected"

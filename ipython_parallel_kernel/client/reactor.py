@@ -19,26 +19,35 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.python.failure import Failure
 
 from ..errors import KernelTimeout
+from ..transport import private_reactor
 
 _lock = threading.Lock()
-_thread: threading.Thread | None = None
+_reactor: Any = None
 
 
 def get_reactor() -> Any:
-    """The process's reactor, running in its own daemon thread from the first call on."""
-    global _thread
-    from twisted.internet import reactor
+    """The clients' reactor, running in its own daemon thread from the first call on.
 
+    Twisted's global reactor, unless something else already runs that one: in a
+    kernel, the global reactor is the kernel's (in a GUI kernel, the toolkit's loop, on
+    the very thread that would then wait for replies), so clients there get a private
+    reactor of their own.
+    """
+    global _reactor
     with _lock:
-        if _thread is None and not reactor.running:
-            _thread = threading.Thread(
+        if _reactor is None:
+            from twisted.internet import reactor
+
+            if reactor.running:
+                reactor = private_reactor()
+            threading.Thread(
                 target=reactor.run,
                 kwargs={"installSignalHandlers": False},
                 name="ipk-client-reactor",
                 daemon=True,
-            )
-            _thread.start()
-    return reactor
+            ).start()
+            _reactor = reactor
+    return _reactor
 
 
 def call(func: Callable[..., Any], *args: Any, timeout: float | None, what: str) -> Any:

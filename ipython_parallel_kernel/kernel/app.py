@@ -40,7 +40,7 @@ from ..connection import (
     profile_dir,
     write_connection_file,
 )
-from ..transport import tls_wrapped
+from ..transport import private_reactor, tls_wrapped
 from ..wire import DEFAULT_MAX_FRAME, new_key
 from . import capture
 from .access import AccessList, parse_network
@@ -230,8 +230,6 @@ class KernelApp(Application):
         if self.gui_reactor is None:
             from twisted.internet import reactor
         else:
-            from .gui import private_reactor
-
             reactor = private_reactor()
         self.reactor = reactor
         self.key = self.key or new_key()

@@ -276,16 +276,3 @@ class GuiLoop:
         if more:
             # A later turn, not now: the toolkit handles its events in between.
             self.reactor.callLater(0, self._run_turn)
-
-
-def private_reactor() -> Any:
-    """A new reactor of the platform's usual kind, not installed as Twisted's global one.
-
-    The GUI kernel's network runs on it, in its own thread, while the global reactor
-    is the toolkit's.
-    """
-    try:
-        from twisted.internet.epollreactor import EPollReactor as Reactor
-    except ImportError:
-        from twisted.internet.selectreactor import SelectReactor as Reactor
-    return Reactor()

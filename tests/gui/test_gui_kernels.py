@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import check_abort_drops_the_queue, wait_for
+from conftest import check_abort_drops_the_queue, start_kernel, wait_for
 
 from ipython_parallel_kernel import RemoteKernel
 from ipython_parallel_kernel.errors import RemoteError
@@ -255,3 +255,19 @@ def test_queued_commands_wait_for_a_command_in_a_nested_event_loop(rk):
     first.result(30)
     second.result(30)
     assert rk["events"] == ["start", "end", "next"]
+
+
+def test_a_gui_kernel_can_drive_another_kernel(rk, ipython_dir):
+    """A client made on the GUI thread (a window watching a cluster) does not wait on
+    the loop it runs in: it has a reactor of its own."""
+    other = start_kernel(ipython_dir)
+    try:
+        rk["other"] = str(other.connection_file)
+        answer = value(
+            rk,
+            "__import__('ipython_parallel_kernel').RemoteKernel(other, timeout=20)"
+            ".execute('6 * 7').text",
+        )
+        assert answer == "42"
+    finally:
+        other.stop()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import check_abort_drops_the_queue, wait_for
+from conftest import check_abort_drops_the_queue, start_kernel, wait_for
 
 from ipython_parallel_kernel import RemoteKernel
 from ipython_parallel_kernel.client.kernel import AsyncResult, ExecuteResult
@@ -415,3 +415,15 @@ def test_interrupt_always_wakes_a_sleep(rk):
         with pytest.raises(RemoteError, match="KeyboardInterrupt"):
             sleeping.get(10)
     assert rk.execute("'alive'").text == "'alive'"
+
+
+def test_a_kernel_can_drive_another_kernel(rk, ipython_dir):
+    """User code on a kernel can be a client of another kernel."""
+    other = start_kernel(ipython_dir)
+    try:
+        rk["other"] = str(other.connection_file)
+        rk.execute("from ipython_parallel_kernel import RemoteKernel\nclient = RemoteKernel(other)")
+        assert rk.execute("client.execute('6 * 7').text").text == "'42'"
+        assert rk.execute("client.disconnect()").error is None
+    finally:
+        other.stop()
