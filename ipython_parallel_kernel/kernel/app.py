@@ -184,13 +184,12 @@ class KernelApp(Application):
 
     def init_gui(self) -> None:
         """Start the GUI toolkit and install its reactor, before anything binds."""
-        self.gui_reactor = None
         if self.gui == "none":
             return
         from .gui import GuiUnavailable
 
         try:
-            self.gui_reactor = self.toolkit.install()
+            self.toolkit.install()
         except GuiUnavailable as e:
             self.exit_with(str(e))
         self.toolkit.use_for_matplotlib()
@@ -215,7 +214,7 @@ class KernelApp(Application):
             history_length=self.history_length,
         )
         # From here on a SIGTERM stops the kernel cleanly, even before it serves.
-        if self.gui_reactor is None:
+        if self.gui == "none":
             self.engine.install_signal_handlers()
         else:
             from .gui import GuiLoop
@@ -227,7 +226,7 @@ class KernelApp(Application):
         """Bind the port (not yet serving: the reactor starts in ``start``)."""
         from .server import KernelFactory, KernelService
 
-        if self.gui_reactor is None:
+        if self.gui == "none":
             from twisted.internet import reactor
         else:
             reactor = private_reactor()
@@ -293,7 +292,7 @@ class KernelApp(Application):
                 flush=True,
             )
             network.start()
-            if self.gui_reactor is None:
+            if self.gui == "none":
                 self.engine.serve()
             else:
                 self.gui_loop.run()

@@ -23,13 +23,13 @@ interactive mode, so ``plt.plot(...)`` opens a live window that later commands u
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from .engine import Engine, EngineShutdown
 from .importhook import after_import
@@ -53,16 +53,37 @@ class Toolkit:
     name = ""
     #: matplotlib backend drawing into this toolkit's windows.
     backend = ""
+    #: Modules it takes, what they are called for users, and how to get them.
+    modules: tuple[str, ...] = ()
+    needs = ""
+    install_hint = ""
 
     def check(self) -> None:
-        """Import the toolkit; GuiUnavailable (with an install hint) if it is missing."""
-        raise NotImplementedError
+        """Import the toolkit; GuiUnavailable (with an install hint) if it is missing,
+        or if it needs a screen and there is none."""
+        try:
+            for module in self.modules:
+                importlib.import_module(module)
+        except ImportError as e:
+            raise GuiUnavailable(
+                f"--gui {self.name} needs {self.needs} ({e}); {self.install_hint}"
+            ) from None
+        if self.needs_screen() and not _has_screen():
+            raise GuiUnavailable(
+                f"--gui {self.name} needs a screen but DISPLAY is not set; on a machine "
+                "without one, run the kernel under a virtual screen: xvfb-run -a ipk-kernel "
+                f"--gui {self.name}"
+            )
 
-    def install(self) -> Any:
-        """Make the toolkit's application, install its reactor as Twisted's; return it.
+    def needs_screen(self) -> bool:
+        """Whether the toolkit draws on a real (or virtual) screen here."""
+        return True
+
+    def install(self) -> None:
+        """Make the toolkit's application and install its reactor as Twisted's, as
+        ``self.reactor``.
 
         Must run on the main thread, before anything imports ``twisted.internet.reactor``.
-        Sets ``self.reactor``.
         """
         raise NotImplementedError
 
@@ -79,15 +100,11 @@ class Toolkit:
             after_import("matplotlib", lambda matplotlib: matplotlib.interactive(True))
 
 
-def _need_display(toolkit: str) -> None:
-    if sys.platform.startswith("linux") and not (
+def _has_screen() -> bool:
+    # Only X11/Wayland say so in the environment; macOS and Windows always have one.
+    return not sys.platform.startswith("linux") or bool(
         os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-    ):
-        raise GuiUnavailable(
-            f"--gui {toolkit} needs a screen but DISPLAY is not set; on a machine without "
-            "one, run the kernel under a virtual screen: xvfb-run -a ipk-kernel --gui "
-            f"{toolkit}"
-        )
+    )
 
 
 class WxToolkit(Toolkit):
@@ -95,19 +112,14 @@ class WxToolkit(Toolkit):
 
     name = "wx"
     backend = "WXAgg"
+    modules = ("wx",)
+    needs = "wxPython"
+    install_hint = (
+        "on Debian/Ubuntu: sudo apt install python3-wxgtk4.0, then use /usr/bin/python3 or "
+        "a venv made with --system-site-packages; on macOS or Windows: pip install wxPython"
+    )
 
-    def check(self) -> None:
-        try:
-            import wx  # noqa: F401
-        except ImportError as e:
-            raise GuiUnavailable(
-                f"--gui wx needs wxPython ({e}); on Debian/Ubuntu: sudo apt install "
-                "python3-wxgtk4.0, then use /usr/bin/python3 or a venv made with "
-                "--system-site-packages; on macOS or Windows: pip install wxPython"
-            ) from None
-        _need_display(self.name)
-
-    def install(self) -> Any:
+    def install(self) -> None:
         from twisted.internet import wxreactor
 
         wxreactor.install()
@@ -121,7 +133,6 @@ class WxToolkit(Toolkit):
         self.keep_alive = wx.Frame(None)
         reactor.registerWxApp(self.app)
         self.reactor = reactor
-        return reactor
 
     def call_from_thread(self, func: Callable[[], None]) -> None:
         import wx
@@ -136,18 +147,14 @@ class TkToolkit(Toolkit):
 
     name = "tk"
     backend = "TkAgg"
+    modules = ("tkinter",)
+    needs = "tkinter"
+    install_hint = (
+        "on Debian/Ubuntu: sudo apt install python3-tk; elsewhere use a Python built with "
+        "Tk (python.org installers have it)"
+    )
 
-    def check(self) -> None:
-        try:
-            import tkinter  # noqa: F401
-        except ImportError as e:
-            raise GuiUnavailable(
-                f"--gui tk needs tkinter ({e}); on Debian/Ubuntu: sudo apt install python3-tk; "
-                "elsewhere use a Python built with Tk (python.org installers have it)"
-            ) from None
-        _need_display(self.name)
-
-    def install(self) -> Any:
+    def install(self) -> None:
         import tkinter
 
         from twisted.internet import reactor, tksupport
@@ -161,7 +168,6 @@ class TkToolkit(Toolkit):
         self.root.withdraw()
         tksupport.install(self.root)
         self.reactor = reactor
-        return reactor
 
 
 class QtToolkit(Toolkit):
@@ -169,22 +175,19 @@ class QtToolkit(Toolkit):
 
     name = "qt"
     backend = "QtAgg"
+    modules = ("PySide6.QtWidgets", "qreactor")
+    needs = "PySide6 and qt-reactor"
+    install_hint = "install them with: pip install 'ipython_parallel_kernel[qt]'"
 
     def check(self) -> None:
         # qreactor and matplotlib find the binding through QT_API.
         os.environ["QT_API"] = "pyside6"
-        try:
-            import PySide6.QtWidgets  # noqa: F401
-            import qreactor  # noqa: F401
-        except ImportError as e:
-            raise GuiUnavailable(
-                f"--gui qt needs PySide6 and qt-reactor ({e}); install them with: "
-                "pip install 'ipython_parallel_kernel[qt]'"
-            ) from None
-        if os.environ.get("QT_QPA_PLATFORM") != "offscreen":
-            _need_display(self.name)
+        super().check()
 
-    def install(self) -> Any:
+    def needs_screen(self) -> bool:
+        return os.environ.get("QT_QPA_PLATFORM") != "offscreen"
+
+    def install(self) -> None:
         from PySide6.QtWidgets import QApplication
 
         # The application must exist before qreactor is installed, or qreactor makes a
@@ -197,7 +200,6 @@ class QtToolkit(Toolkit):
         from twisted.internet import reactor
 
         self.reactor = reactor
-        return reactor
 
 
 TOOLKITS: dict[str, type[Toolkit]] = {t.name: t for t in (WxToolkit, TkToolkit, QtToolkit)}
