@@ -4,24 +4,39 @@ Pure Python, no Twisted: the same code frames bytes for TCP, TLS and tests.
 
 A frame carries a JSON header and content, an optional pickle payload and zero or
 more raw buffers (pickle protocol 5 out-of-band buffers, so an array's bytes travel
-as they are). All integers are big-endian::
+as they are). Each part is followed by the MAC that covers it, chained to the MAC
+before it, so a receiver checks a part before it takes in the next one, and parts
+cannot be moved from one frame to another. All integers are big-endian::
 
-    prefix  "IPK\\x01" | flags u8 | mac_len u8 | n_buffers u16 | head_len u32
-            | payload_len u64 | buffer_len u64 * n_buffers
-    head    JSON [header, content]
-    payload pickle stream (may be empty)
-    mac     HMAC-SHA256(key, prefix + head + payload)            (mac_len bytes)
-    buffers buffer 0 | buffer 1 | ...
-    tail    HMAC-SHA256(key, mac + buffers)      only when flags has SIGNED_BUFFERS
+    prefix       "IPK" | version u8 (2) | flags u8 | mac_len u8 | n_buffers u16
+                 | head_len u32 | payload_len u64 | buffer_len u64 * n_buffers
+    head         JSON [header, content]                              head_len bytes
+    head_mac     HMAC-SHA256(key, prefix + head)                     mac_len bytes
+    payload      pickle stream                                       payload_len bytes
+    payload_mac  HMAC-SHA256(key, head_mac + payload)                only if payload_len > 0
+    buffers      buffer 0 | buffer 1 | ...
+    tail         HMAC-SHA256(key, last_mac + buffer 0 + buffer 1 ...) only with SIGNED_BUFFERS
 
-The receiver refuses a frame whose lengths add up to more than its maximum before
-allocating anything, grows the head only as its bytes arrive, checks ``mac`` before
-parsing the header, and allocates the buffers only for a frame whose head is
-authentic, so an unauthenticated peer cannot make it reserve memory. Nothing is ever
-unpickled from a frame whose signature failed.
+``last_mac`` is ``payload_mac`` if there is a payload, else ``head_mac``. A message
+with neither payload nor buffers (an execute request, most replies) costs one MAC.
 
-Buffers are covered by the tail MAC when the sender's channel has
-``sign_buffers=True``. Without it (the default, as in Jupyter's protocol) only their
+Receiving, in order:
+
+1. From the prefix alone, refuse a head longer than the head limit (``PREAUTH_MAX_HEAD``,
+   64 KiB, until the connection's first message is accepted: a handshake is tiny;
+   ``max_head`` after) and lengths adding up to more than ``max_frame``.
+2. Check ``head_mac`` before parsing the header, then the header's place in the
+   sequence. Until then nothing is allocated for payload or buffers: a peer without
+   the key makes the receiver hold at most one head.
+3. Receive the payload, then the buffers, each into memory of its own that grows with
+   the bytes that actually arrive (see ``memory``), not with the lengths announced.
+   The payload is checked against ``payload_mac`` (and signed buffers against
+   ``tail``) before the message is handed out: nothing unauthenticated is unpickled.
+
+Buffers are covered by ``tail`` when the channel has ``sign_buffers=True``; such a
+channel also refuses buffers its peer did not sign. A kernel started with
+``--KernelApp.sign_buffers=True`` says so in its connection file, and its clients
+then sign too. Without it (the default, as in Jupyter's protocol) only the buffers'
 lengths are signed: their bytes are data handed to an already authenticated
 reconstructor, never code, and hashing every byte twice would halve bulk throughput.
 Use TLS, or ``sign_buffers``, where data could be altered in transit.
@@ -31,8 +46,10 @@ number that must be exactly one more than the last accepted on that connection.
 A peer's nonce is learnt from its first message (the handshake), which alone has
 ``session`` null.
 
-A refusal is sent as an *alert*, which is never signed and never parsed beyond its
-text: ``"IPK!" | length u16 | zeros up to the prefix's size | UTF-8 text``.
+Versions: a frame starting "IPK" with another version byte is refused as "another
+version of the wire protocol", not as a bad signature. A refusal is sent as an
+*alert*, which is the same in every version, never signed and never parsed beyond
+its text: ``"IPK!" | length u16 | zeros up to the prefix's size | UTF-8 text``.
 
 A connection, as a transcript::
 
@@ -40,6 +57,13 @@ A connection, as a transcript::
     kernel -> connect_reply    {session: c,    seq: 1}  content {nonce: k, pid, ...}
     client -> execute_request  {session: k,    seq: 2, id: 1}  content {source: "a=5"}
     kernel -> execute_reply    {session: c,    seq: 2, id: 1}  content {number: 1, ...}
+    client -> push_request     {session: k,    seq: 3, id: 2}  payload, buffers
+
+and the execute request above, byte by byte (no payload, no buffers)::
+
+    49 50 4b 02 00 20 00 00  00 00 00 78 00 00 00 00 00 00 00 00
+    [{"id":1,"type":"execute_request","session":"6b0c...","seq":2},{"source":"a=5",...}]
+    <32 bytes: HMAC-SHA256(key, the 20 prefix bytes + the 120 head bytes)>
 """
 
 from __future__ import annotations
@@ -50,7 +74,7 @@ import json
 import os
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,14 +85,19 @@ from .errors import (
     ReplayedMessage,
     UnsignedMessage,
 )
-from .memory import allocate
+from .memory import ReceiveBuffer
 
-MAGIC = b"IPK\x01"
+VERSION = 2
+MAGIC = b"IPK" + bytes([VERSION])
 ALERT_MAGIC = b"IPK!"
 SIGNED_BUFFERS = 0x01
 MAC_LEN = hashlib.sha256().digest_size
 MAX_BUFFERS = 4096
 DEFAULT_MAX_FRAME = 4 * 1024**3 + 1024**2
+#: Largest head a connection accepts before its peer's first message is authenticated.
+PREAUTH_MAX_HEAD = 64 * 1024
+#: Largest head (JSON header and content) accepted after that, unless configured.
+DEFAULT_MAX_HEAD = 256 * 1024**2
 
 _PREFIX = struct.Struct(">4sBBHIQ")
 _ALERT = struct.Struct(">4sH")
@@ -77,6 +106,7 @@ _encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encod
 _decode_json = json.JSONDecoder().decode
 
 Buffer = bytes | bytearray | memoryview
+_State = Callable[[memoryview], list["Message"]]
 
 
 def new_key() -> str:
@@ -116,6 +146,10 @@ def encode_alert(text: str) -> bytes:
 class Channel:
     """Signing and replay state for one connection; turns messages into frames and back.
 
+    ``sign_buffers`` signs the buffers this end sends and refuses frames whose buffers
+    the peer did not sign. ``max_head`` bounds the JSON part of a frame once the peer
+    is authenticated, ``max_frame`` a whole frame.
+
     ``seal`` and the decoder are not thread-safe: callers that send from several
     threads seal and send under one lock, so sequence numbers go out in order.
 
@@ -130,13 +164,13 @@ class Channel:
         key: bytes | str,
         *,
         max_frame: int = DEFAULT_MAX_FRAME,
+        max_head: int = DEFAULT_MAX_HEAD,
         sign_buffers: bool = False,
-        require_signed_buffers: bool = False,
     ) -> None:
         self.key = key.encode("ascii") if isinstance(key, str) else key
         self.max_frame = max_frame
+        self.max_head = max_head
         self.sign_buffers = sign_buffers
-        self.require_signed_buffers = require_signed_buffers
         self.nonce = new_nonce()
         self.peer_nonce: str | None = None
         self._keyed = hmac.new(self.key, digestmod="sha256")
@@ -146,6 +180,11 @@ class Channel:
     def mac(self) -> Any:
         """A fresh HMAC-SHA256 object keyed with this channel's key."""
         return self._keyed.copy()
+
+    @property
+    def head_limit(self) -> int:
+        """The longest head accepted now: small until the peer has been authenticated."""
+        return self.max_head if self._received else min(self.max_head, PREAUTH_MAX_HEAD)
 
     def seal(
         self,
@@ -161,24 +200,30 @@ class Channel:
         header["session"] = self.peer_nonce
         header["seq"] = self._sent
         head = _encode_json([header, content or {}]).encode()
+        payload_len = memoryview(payload).nbytes
         flags = SIGNED_BUFFERS if buffers and self.sign_buffers else 0
-        prefix = _PREFIX.pack(
-            MAGIC, flags, MAC_LEN, len(buffers), len(head), memoryview(payload).nbytes
-        )
+        prefix = _PREFIX.pack(MAGIC, flags, MAC_LEN, len(buffers), len(head), payload_len)
         if buffers:
             prefix += b"".join(_U64.pack(memoryview(b).nbytes) for b in buffers)
         mac = self._keyed.copy()
         mac.update(prefix)
         mac.update(head)
-        mac.update(payload)
-        head_mac = mac.digest()
-        pieces: list[Buffer] = [prefix, head, payload, head_mac, *buffers]
-        if flags:
-            tail = self._keyed.copy()
-            tail.update(head_mac)
-            for b in buffers:
-                tail.update(b)
-            pieces.append(tail.digest())
+        last_mac = mac.digest()
+        pieces: list[Buffer] = [prefix, head, last_mac]
+        if payload_len:
+            mac = self._keyed.copy()
+            mac.update(last_mac)
+            mac.update(payload)
+            last_mac = mac.digest()
+            pieces += (payload, last_mac)
+        if buffers:
+            pieces += buffers
+            if flags:
+                mac = self._keyed.copy()
+                mac.update(last_mac)
+                for b in buffers:
+                    mac.update(b)
+                pieces.append(mac.digest())
         return pieces
 
     def accept(self, header: dict[str, Any]) -> None:
@@ -205,26 +250,28 @@ class FrameDecoder:
     """Incremental, linear-time frame parser.
 
     Feed it bytes as they arrive with ``feed``; or, to receive straight into the
-    buffers it allocated, ask ``buffer_to_fill`` for the memory a socket should
-    ``recv_into`` and report the count with ``filled``, as asyncio's BufferedProtocol
-    does. Both return the messages that became complete.
+    memory it allocated for a payload or buffer, ask ``buffer_to_fill`` for the memory
+    a socket should ``recv_into`` and report the count with ``filled``, as asyncio's
+    BufferedProtocol does. Both return the messages that became complete. A refusal
+    the peer sent is left in ``alert``.
     """
 
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
         self._pending = bytearray()
         self._need = _PREFIX.size
-        self._state = self._on_prefix
+        self._state: _State = self._on_prefix
         self._flags = 0
         self._head_len = 0
         self._payload_len = 0
         self._sizes: list[int] = []
         self._prefix: Buffer = b""
-        self._head_mac: Buffer = b""
+        self._last_mac = b""
         self._message: Message | None = None
         self._buffers: list[memoryview] = []
-        self._filling: memoryview | None = None
+        self._filling: ReceiveBuffer | None = None
         self._filled = 0
+        self._on_filled: _State = self._on_payload
         self.alert: str | None = None
 
     def feed(self, data: Buffer) -> list[Message]:
@@ -233,10 +280,10 @@ class FrameDecoder:
         # Messages keep views of what they were fed: only immutable bytes may be kept.
         view = memoryview(data if isinstance(data, bytes) else bytes(data))
         while view.nbytes:
-            target = self._filling
-            if target is not None:
-                n = min(view.nbytes, target.nbytes - self._filled)
-                target[self._filled : self._filled + n] = view[:n]
+            incoming = self._filling
+            if incoming is not None:
+                n = min(view.nbytes, incoming.size - self._filled)
+                incoming.view[self._filled : self._filled + n] = view[:n]
                 view = view[n:]
                 out.extend(self.filled(n))
                 continue
@@ -254,70 +301,94 @@ class FrameDecoder:
         return out
 
     def buffer_to_fill(self) -> memoryview | None:
-        """The unfilled rest of the buffer being received, or None outside a buffer."""
+        """The unfilled rest of the payload or buffer being received, or None outside one."""
         if self._filling is None:
             return None
-        return self._filling[self._filled :]
+        return self._filling.view[self._filled :]
 
     def filled(self, n: int) -> list[Message]:
         """Record ``n`` bytes written into ``buffer_to_fill()``; return completed messages."""
-        assert self._filling is not None
+        incoming = self._filling
+        assert incoming is not None
         self._filled += n
-        if self._filled < self._filling.nbytes:
+        incoming.advance(self._filled)
+        if self._filled < incoming.size:
             return []
-        self._buffers.append(self._filling)
         self._filling = None
-        return list(self._next_buffer())
+        return self._on_filled(incoming.view)
 
-    def _expect(self, size: int, state: Any) -> None:
+    def _expect(self, size: int, state: _State) -> None:
         self._need = size
         self._state = state
 
-    def _on_prefix(self, chunk: memoryview) -> Iterator[Message]:
+    def _fill(self, size: int, then: _State) -> None:
+        try:
+            self._filling = ReceiveBuffer(size)
+        except (MemoryError, OSError) as e:
+            raise FrameTooLarge(f"no memory for a message part of {size} bytes ({e})") from None
+        self._filled = 0
+        self._on_filled = then
+
+    def _on_prefix(self, chunk: memoryview) -> list[Message]:
         magic, flags, mac_len, n_buffers, head_len, payload_len = _PREFIX.unpack(chunk)
-        if magic == ALERT_MAGIC:
-            (length,) = struct.unpack_from(">H", chunk, 4)
-            self._expect(length, self._on_alert)
-            return self._on_alert(memoryview(b"")) if length == 0 else iter(())
         if magic != MAGIC:
-            raise MalformedFrame(f"not a frame of this protocol (starts {bytes(magic)!r})")
+            return self._on_foreign_prefix(magic, chunk)
         if mac_len == 0:
             raise UnsignedMessage("message carries no signature")
         if mac_len != MAC_LEN:
             raise MalformedFrame(f"signature length {mac_len}, expected {MAC_LEN}")
         if n_buffers > MAX_BUFFERS:
             raise FrameTooLarge(f"{n_buffers} buffers announced, at most {MAX_BUFFERS}")
+        limit = self.channel.head_limit
+        if head_len > limit:
+            when = " before the peer is authenticated" if limit < self.channel.max_head else ""
+            raise FrameTooLarge(
+                f"message head of {head_len} bytes announced, maximum is {limit}{when}"
+            )
         self._flags, self._head_len, self._payload_len = flags, head_len, payload_len
         self._prefix = chunk
         if n_buffers:
             self._expect(8 * n_buffers, self._on_buffer_sizes)
-            return iter(())
+            return []
         self._sizes = []
         return self._check_total()
 
-    def _on_buffer_sizes(self, chunk: memoryview) -> Iterator[Message]:
+    def _on_foreign_prefix(self, magic: bytes, chunk: memoryview) -> list[Message]:
+        if magic == ALERT_MAGIC:
+            (length,) = struct.unpack_from(">H", chunk, 4)
+            self._expect(length, self._on_alert)
+            return self._on_alert(memoryview(b"")) if length == 0 else []
+        if magic[:3] == MAGIC[:3]:
+            raise MalformedFrame(
+                f"the peer speaks version {magic[3]} of the wire protocol and this end "
+                f"version {VERSION}: install the same ipython_parallel_kernel version on both"
+            )
+        raise MalformedFrame(f"not a frame of this protocol (starts {bytes(magic)!r})")
+
+    def _on_buffer_sizes(self, chunk: memoryview) -> list[Message]:
         self._prefix = bytes(self._prefix) + bytes(chunk)
         self._sizes = [s for (s,) in _U64.iter_unpack(chunk)]
         return self._check_total()
 
-    def _check_total(self) -> Iterator[Message]:
+    def _check_total(self) -> list[Message]:
         total = self._head_len + self._payload_len + sum(self._sizes)
         if total > self.channel.max_frame:
             raise FrameTooLarge(
                 f"frame of {total} bytes announced, maximum is {self.channel.max_frame}"
             )
-        self._expect(self._head_len + self._payload_len + MAC_LEN, self._on_body)
-        return iter(())
+        self._expect(self._head_len + MAC_LEN, self._on_head)
+        return []
 
-    def _on_body(self, chunk: memoryview) -> Iterator[Message]:
-        signed, head_mac = chunk[:-MAC_LEN], chunk[-MAC_LEN:]
+    def _on_head(self, chunk: memoryview) -> list[Message]:
+        head, head_mac = chunk[:-MAC_LEN], chunk[-MAC_LEN:]
         mac = self.channel.mac()
         mac.update(self._prefix)
-        mac.update(signed)
-        if not hmac.compare_digest(mac.digest(), head_mac):
+        mac.update(head)
+        digest = mac.digest()
+        if not hmac.compare_digest(digest, head_mac):
             raise InvalidSignature("signature does not match the key")
         try:
-            header, content = _decode_json(str(signed[: self._head_len], "utf-8"))
+            header, content = _decode_json(str(head, "utf-8"))
         except (ValueError, TypeError, RecursionError) as e:
             raise MalformedFrame(f"unreadable header: {e}") from None
         if not isinstance(header, dict) or not isinstance(header.get("type"), str):
@@ -325,34 +396,57 @@ class FrameDecoder:
         if not isinstance(content, dict):
             raise MalformedFrame("content must be an object")
         self.channel.accept(header)
-        buffers_unsigned = self._sizes and not self._flags & SIGNED_BUFFERS
-        if self.channel.require_signed_buffers and buffers_unsigned:
-            raise UnsignedMessage("buffers must be signed on this connection")
-        self._message = Message(header, content, signed[self._head_len :])
-        self._head_mac = head_mac
+        if self._sizes and self.channel.sign_buffers and not self._flags & SIGNED_BUFFERS:
+            raise UnsignedMessage("buffers must be signed on this connection (sign_buffers)")
+        self._message = Message(header, content)
+        self._last_mac = digest
         self._buffers = []
+        if self._payload_len:
+            self._fill(self._payload_len, self._on_payload)
+            return []
         return self._next_buffer()
 
-    def _next_buffer(self) -> Iterator[Message]:
+    def _on_payload(self, payload: memoryview) -> list[Message]:
+        assert self._message is not None
+        self._message.payload = payload
+        self._expect(MAC_LEN, self._on_payload_mac)
+        return []
+
+    def _on_payload_mac(self, chunk: memoryview) -> list[Message]:
+        assert self._message is not None
+        mac = self.channel.mac()
+        mac.update(self._last_mac)
+        mac.update(self._message.payload)
+        digest = mac.digest()
+        if not hmac.compare_digest(digest, chunk):
+            raise InvalidSignature("payload signature does not match the key")
+        self._last_mac = digest
+        return self._next_buffer()
+
+    def _on_buffer(self, buffer: memoryview) -> list[Message]:
+        self._buffers.append(buffer)
+        return self._next_buffer()
+
+    def _next_buffer(self) -> list[Message]:
         sizes = self._sizes
         while len(self._buffers) < len(sizes) and sizes[len(self._buffers)] == 0:
             self._buffers.append(memoryview(b""))
         if len(self._buffers) < len(sizes):
-            self._filling, self._filled = allocate(sizes[len(self._buffers)]), 0
-            return
-        if self._flags & SIGNED_BUFFERS and self._buffers:
+            self._fill(sizes[len(self._buffers)], self._on_buffer)
+            return []
+        if self._flags & SIGNED_BUFFERS and sizes:
             self._expect(MAC_LEN, self._on_tail)
-            return
-        yield self._finish()
+            return []
+        return [self._finish()]
 
-    def _on_tail(self, chunk: memoryview) -> Iterator[Message]:
+    def _on_tail(self, chunk: memoryview) -> list[Message]:
         mac = self.channel.mac()
-        mac.update(self._head_mac)
+        mac.update(self._last_mac)
         for b in self._buffers:
             mac.update(b)
         if not hmac.compare_digest(mac.digest(), chunk):
             raise InvalidSignature("buffer signature does not match the key")
-        yield self._finish()
+        return [self._finish()]
 
     def _finish(self) -> Message:
         message = self._message
@@ -362,10 +456,10 @@ class FrameDecoder:
         self._expect(_PREFIX.size, self._on_prefix)
         return message
 
-    def _on_alert(self, chunk: memoryview) -> Iterator[Message]:
+    def _on_alert(self, chunk: memoryview) -> list[Message]:
         self.alert = str(chunk, "utf-8", "replace")
         self._expect(_PREFIX.size, self._on_prefix)
-        return iter(())
+        return []
 
 
 # -- records for gatherers (UDP) ------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import struct
 import tracemalloc
 from collections.abc import Iterable
@@ -25,6 +26,7 @@ from ipython_parallel_kernel.wire import (
     MAC_LEN,
     MAGIC,
     MAX_BUFFERS,
+    PREAUTH_MAX_HEAD,
     Channel,
     FrameDecoder,
     Message,
@@ -88,6 +90,17 @@ def feed_chunks(decoder: FrameDecoder, data: bytes, sizes: Iterable[int]) -> lis
         pos += n
         i += 1
     return out
+
+
+def announcement(channel: Channel, payload_len: int = 0, sizes: Iterable[int] = ()) -> bytes:
+    """Prefix, head and head MAC of ``channel``'s first frame, announcing these lengths."""
+    sizes = list(sizes)
+    head = json.dumps([{"type": "push_request", "session": channel.peer_nonce, "seq": 1}, {}])
+    prefix = PREFIX.pack(MAGIC, 0, MAC_LEN, len(sizes), len(head), payload_len)
+    prefix += b"".join(struct.pack(">Q", size) for size in sizes)
+    mac = channel.mac()
+    mac.update(prefix + head.encode())
+    return prefix + head.encode() + mac.digest()
 
 
 def receive_into(decoder: FrameDecoder, data: bytes, step: int) -> list[Message]:
@@ -299,7 +312,7 @@ def test_many_zero_length_buffers() -> None:
 
 
 def test_flipped_bit_in_signed_part_is_refused() -> None:
-    """Any single bit flip in prefix, head, payload or mac yields a refusal, never a message."""
+    """Any single bit flip in prefix, head, payload or their MACs is a refusal, never a message."""
     sender, receiver = pair(max_frame=MAX_SMALL)
     data = frame(sender, "t", {"k": "v"}, payload=b"0123456789", buffers=[b"abcd", b"efgh"])
     signed_end = len(data) - 8  # the two unsigned buffers follow the mac
@@ -335,11 +348,10 @@ def test_flipped_bit_anywhere_with_signed_buffers() -> None:
 
 
 def test_signed_buffers_round_trip() -> None:
-    """sign_buffers frames decode normally, including under require_signed_buffers."""
-    sender, _ = pair(sign_buffers=True)
-    receiver = Channel(KEY, require_signed_buffers=True)
-    sender.peer_nonce = receiver.nonce
-    [message] = receiver.decoder().feed(frame(sender, buffers=[b"abc", b""]))
+    """Frames between two sign_buffers channels decode normally, payload and buffers intact."""
+    sender, receiver = pair(sign_buffers=True)
+    [message] = receiver.decoder().feed(frame(sender, payload=b"p", buffers=[b"abc", b""]))
+    assert bytes(message.payload) == b"p"
     assert [bytes(b) for b in message.buffers] == [b"abc", b""]
 
 
@@ -352,20 +364,82 @@ def test_tampered_signed_buffer_is_invalid_signature() -> None:
         receiver.decoder().feed(bytes(data))
 
 
-def test_unsigned_buffers_refused_when_required() -> None:
-    """require_signed_buffers refuses a frame whose buffers carry no tail MAC."""
+def test_sign_buffers_refuses_unsigned_buffers_before_allocating_them() -> None:
+    """A sign_buffers channel refuses a frame with unsigned buffers once its head is read."""
     sender = Channel(KEY)
-    receiver = Channel(KEY, require_signed_buffers=True)
+    receiver = Channel(KEY, sign_buffers=True)
     sender.peer_nonce = receiver.nonce
-    with pytest.raises(UnsignedMessage):
-        receiver.decoder().feed(frame(sender, buffers=[b"data"]))
+    pieces = sender.seal("push_request", {}, b"p", [bytes(2 * 1024**2)])
+    decoder = receiver.decoder()
+    with pytest.raises(UnsignedMessage, match="must be signed"):
+        decoder.feed(b"".join(bytes(p) for p in pieces[:3]))
+    assert decoder.buffer_to_fill() is None
 
 
-def test_required_signed_buffers_allows_frames_without_buffers() -> None:
-    """require_signed_buffers does not refuse a frame that has no buffers at all."""
+def test_sign_buffers_allows_frames_without_buffers() -> None:
+    """A sign_buffers channel accepts a frame that has no buffers at all from any peer."""
     sender = Channel(KEY)
-    receiver = Channel(KEY, require_signed_buffers=True)
+    receiver = Channel(KEY, sign_buffers=True)
     assert len(receiver.decoder().feed(frame(sender, payload=b"p"))) == 1
+
+
+def test_a_request_without_payload_or_buffers_carries_one_mac() -> None:
+    """An execute request is prefix, head and one MAC: the hot path signs once."""
+    sender, receiver = pair()
+    pieces = sender.seal("execute_request", {"source": "a=5"}, id=1)
+    assert [len(p) for p in pieces] == [PREFIX.size, len(pieces[1]), MAC_LEN]
+    assert len(receiver.decoder().feed(b"".join(pieces))) == 1
+
+
+def test_parts_cannot_be_swapped_between_frames() -> None:
+    """A payload or signed buffers moved into another frame of the same shape are refused."""
+    receiver = Channel(KEY, sign_buffers=True)
+    frames = []
+    for i, value in enumerate((b"first", b"other")):
+        sender = Channel(KEY, sign_buffers=True)
+        sender.peer_nonce = receiver.nonce
+        pieces = sender.seal("push_request", {"i": i}, value, [value * 2])
+        frames.append([bytes(p) for p in pieces])
+    a, b = frames
+    # pieces: prefix, head, head_mac, payload, payload_mac, buffer, tail
+    for mixed, error in (
+        (a[:3] + b[3:5] + a[5:], "payload signature"),
+        (a[:5] + b[5:], "buffer signature"),
+    ):
+        twin = Channel(KEY, sign_buffers=True)
+        twin.nonce = receiver.nonce
+        with pytest.raises(InvalidSignature, match=error):
+            twin.decoder().feed(b"".join(mixed))
+
+
+def test_head_is_checked_before_any_payload_byte_arrives() -> None:
+    """A wrong-key frame is refused as soon as its head MAC arrives, before its payload."""
+    sender = Channel(b"another-key")
+    pieces = sender.seal("push_request", {}, bytes(10 * 1024**2))
+    with pytest.raises(InvalidSignature):
+        Channel(KEY).decoder().feed(b"".join(bytes(p) for p in pieces[:3]))
+
+
+def test_head_limit_is_small_until_the_peer_is_authenticated() -> None:
+    """A first frame's head may not exceed PREAUTH_MAX_HEAD; later heads may, up to max_head."""
+    big = {"source": "x" * PREAUTH_MAX_HEAD}
+    sender, receiver = pair(max_head=4 * PREAUTH_MAX_HEAD)
+    with pytest.raises(FrameTooLarge, match="before the peer is authenticated"):
+        receiver.decoder().feed(frame(sender, "execute_request", big))
+    sender, receiver = pair(max_head=4 * PREAUTH_MAX_HEAD)
+    decoder = receiver.decoder()
+    assert len(decoder.feed(frame(sender, "connect_request"))) == 1
+    [message] = decoder.feed(frame(sender, "execute_request", big))
+    assert message.content == big
+    with pytest.raises(FrameTooLarge, match=f"maximum is {4 * PREAUTH_MAX_HEAD}$"):
+        decoder.feed(frame(sender, "execute_request", {"source": "x" * 4 * PREAUTH_MAX_HEAD}))
+
+
+def test_other_protocol_version_is_named_as_such() -> None:
+    """A frame of version 1 of the protocol is refused as another version, not a bad MAC."""
+    old = PREFIX.pack(b"IPK\x01", 0, MAC_LEN, 0, 10, 0)
+    with pytest.raises(MalformedFrame, match="version 1 of the wire protocol"):
+        Channel(KEY).decoder().feed(old)
 
 
 def test_mac_len_zero_is_unsigned_message() -> None:
@@ -447,16 +521,17 @@ def test_huge_announcement_is_refused_without_allocating() -> None:
 
 
 def test_large_allowed_announcement_grows_only_as_bytes_arrive() -> None:
-    """A 3 GiB body announcement under the maximum reserves nothing before its bytes come."""
-    prefix = PREFIX.pack(MAGIC, 0, MAC_LEN, 0, 1000, 3 * 1024**3)
-    decoder = Channel(KEY).decoder()
+    """An authenticated 3 GiB payload announcement copies nothing onto the heap before its bytes."""
+    sender, receiver = pair()
+    decoder = receiver.decoder()
     tracemalloc.start()
     try:
-        assert decoder.feed(prefix + bytes(4096)) == []
+        assert decoder.feed(announcement(sender, payload_len=3 * 1024**3) + bytes(4096)) == []
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     assert peak < 1024**2
+    assert decoder.buffer_to_fill().nbytes == 3 * 1024**3 - 4096  # type: ignore[union-attr]
 
 
 def test_oversized_buffer_sizes_refused_before_body() -> None:
@@ -474,17 +549,18 @@ def test_too_many_buffers_is_frame_too_large() -> None:
         Channel(KEY).decoder().feed(prefix)
 
 
-def test_unauthenticated_buffers_are_never_allocated(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A frame announcing big buffers but failing its MAC never calls allocate()."""
+def test_unauthenticated_parts_are_never_allocated(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A frame announcing a big payload and buffer but failing its head MAC allocates neither."""
     calls: list[int] = []
-    monkeypatch.setattr(
-        wire, "allocate", lambda size: calls.append(size) or memoryview(bytearray(size))
-    )
-    head = b'[{"type":"t","session":null,"seq":1},{}]'
-    data = PREFIX.pack(MAGIC, 0, MAC_LEN, 1, len(head), 0) + struct.pack(">Q", 2**30) + head
+    real = wire.ReceiveBuffer
+    monkeypatch.setattr(wire, "ReceiveBuffer", lambda size: calls.append(size) or real(size))
+    data = announcement(Channel(b"another-key"), payload_len=2**30, sizes=[2**30])
     with pytest.raises(InvalidSignature):
-        Channel(KEY).decoder().feed(data + bytes(MAC_LEN))
+        Channel(KEY).decoder().feed(data + bytes(4096))
     assert calls == []
+    sender, receiver = pair()
+    assert receiver.decoder().feed(announcement(sender, payload_len=10)) == []
+    assert calls == [10]
 
 
 @pytest.mark.parametrize("text", ["", "go away", "refused: " + "é" * 500 + " ☃" * 100])
@@ -541,7 +617,7 @@ def test_garbage_behind_a_valid_prefix_only_raises_wire_errors(
 def test_signed_but_deeply_nested_head_is_malformed() -> None:
     """A correctly signed head nested too deeply for the JSON parser raises MalformedFrame."""
     channel = Channel(KEY)
-    head = b"[" * 100_000 + b"]" * 100_000
+    head = b"[" * 30_000 + b"]" * 30_000
     prefix = PREFIX.pack(MAGIC, 0, MAC_LEN, 0, len(head), 0)
     mac = channel.mac()
     mac.update(prefix)
