@@ -87,6 +87,8 @@ class ConnectionInfo:
     profile: str = "default"
     signature_scheme: str = "hmac-sha256"
     tls_certificate: str | None = None
+    #: The kernel signs array buffers and refuses unsigned ones: its clients must sign.
+    sign_buffers: bool = False
     path: str | None = None
 
     @property

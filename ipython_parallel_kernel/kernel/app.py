@@ -41,7 +41,7 @@ from ..connection import (
     write_connection_file,
 )
 from ..transport import private_reactor, tls_wrapped
-from ..wire import DEFAULT_MAX_FRAME, new_key
+from ..wire import DEFAULT_MAX_FRAME, DEFAULT_MAX_HEAD, new_key
 from . import capture
 from .access import AccessList, parse_network
 from .engine import Engine, EngineShutdown
@@ -95,8 +95,15 @@ class KernelApp(Application):
     max_frame = Int(
         DEFAULT_MAX_FRAME, help="Largest message accepted, in bytes; larger ones are refused."
     ).tag(config=True)
+    max_head = Int(
+        DEFAULT_MAX_HEAD,
+        help="Largest JSON part of a message (header and content, e.g. source code), in "
+        "bytes, once the client is authenticated; before that, at most 64 KiB.",
+    ).tag(config=True)
     sign_buffers = Bool(
-        False, help="Sign the bytes of array buffers too (integrity without TLS; slower)."
+        False,
+        help="Sign the bytes of array buffers too, and refuse unsigned ones (integrity "
+        "without TLS; slower). Written into the connection file, so clients sign too.",
     ).tag(config=True)
     history_length = Int(10_000, help="Commands kept in the history.").tag(config=True)
 
@@ -240,6 +247,7 @@ class KernelApp(Application):
             access=AccessList(self.allow, self.deny),
             gui=self.gui,
             max_frame=self.max_frame,
+            max_head=self.max_head,
             sign_buffers=self.sign_buffers,
         )
         factory = KernelFactory(self.service)
@@ -269,6 +277,7 @@ class KernelApp(Application):
             tls=bool(self.tls_cert),
             pid=os.getpid(),
             profile=self.profile,
+            sign_buffers=self.sign_buffers,
         )
         if self.tls_cert:
             info.tls_certificate = Path(self.tls_cert).read_text()

@@ -56,6 +56,7 @@ class KernelService:
         access: AccessList | None = None,
         gui: str = "none",
         max_frame: int | None = None,
+        max_head: int | None = None,
         sign_buffers: bool = False,
     ) -> None:
         self.engine = engine
@@ -65,6 +66,7 @@ class KernelService:
         self.access = access or AccessList()
         self.gui = gui
         self.max_frame = max_frame
+        self.max_head = max_head
         self.sign_buffers = sign_buffers
         self.connections: set[KernelProtocol] = set()
         self.watchers: set[Address] = set()
@@ -76,8 +78,9 @@ class KernelService:
         return format_address(self.address)
 
     def new_channel(self) -> Channel:
-        """A channel for one new connection."""
-        options = {} if self.max_frame is None else {"max_frame": self.max_frame}
+        """A channel for one new connection: with ``sign_buffers`` it refuses unsigned buffers."""
+        limits = {"max_frame": self.max_frame, "max_head": self.max_head}
+        options = {name: value for name, value in limits.items() if value is not None}
         return Channel(self.key, sign_buffers=self.sign_buffers, **options)
 
     def describe(self) -> dict[str, Any]:
