@@ -305,7 +305,8 @@ class RemoteKernel:
         self.block = block
         self.source_address = source_address
         reactor = get_reactor()
-        self._protocol = KernelClientProtocol(Channel(self.info.key), reactor, self.name, heartbeat)
+        channel = Channel(self.info.key, sign_buffers=self.info.sign_buffers)
+        self._protocol = KernelClientProtocol(channel, reactor, self.name, heartbeat)
         call(self._connect, reactor, connect_timeout, timeout=connect_timeout, what="connecting")
         try:
             self.kernel_info = self._protocol.ready.result(connect_timeout)

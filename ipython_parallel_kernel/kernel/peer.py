@@ -25,7 +25,7 @@ class PeerPush(FrameProtocol):
     """One connection that hands one pickled value to another kernel, then closes."""
 
     def __init__(self, info: ConnectionInfo, reactor: Any, payload: bytes, buffers: list) -> None:
-        super().__init__(Channel(info.key), reactor)
+        super().__init__(Channel(info.key, sign_buffers=info.sign_buffers), reactor)
         self.name = format_address(info.address)
         self.payload = payload
         self.buffers = buffers
