@@ -419,7 +419,7 @@ class FrameDecoder:
         mac.update(self._message.payload)
         digest = mac.digest()
         if not hmac.compare_digest(digest, chunk):
-            raise InvalidSignature("payload signature does not match the key")
+            raise InvalidSignature("payload does not match its signature: altered on the way")
         self._last_mac = digest
         return self._next_buffer()
 
@@ -445,7 +445,7 @@ class FrameDecoder:
         for b in self._buffers:
             mac.update(b)
         if not hmac.compare_digest(mac.digest(), chunk):
-            raise InvalidSignature("buffer signature does not match the key")
+            raise InvalidSignature("array buffers do not match their signature: altered on the way")
         return [self._finish()]
 
     def _finish(self) -> Message:

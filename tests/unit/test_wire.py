@@ -403,8 +403,8 @@ def test_parts_cannot_be_swapped_between_frames() -> None:
     a, b = frames
     # pieces: prefix, head, head_mac, payload, payload_mac, buffer, tail
     for mixed, error in (
-        (a[:3] + b[3:5] + a[5:], "payload signature"),
-        (a[:5] + b[5:], "buffer signature"),
+        (a[:3] + b[3:5] + a[5:], "payload does not match"),
+        (a[:5] + b[5:], "buffers do not match"),
     ):
         twin = Channel(KEY, sign_buffers=True)
         twin.nonce = receiver.nonce
