@@ -397,7 +397,10 @@ class FrameDecoder:
             raise MalformedFrame("content must be an object")
         self.channel.accept(header)
         if self._sizes and self.channel.sign_buffers and not self._flags & SIGNED_BUFFERS:
-            raise UnsignedMessage("buffers must be signed on this connection (sign_buffers)")
+            raise UnsignedMessage(
+                "array buffers must be signed on this connection: connect with the kernel's "
+                "connection file, which sets sign_buffers"
+            )
         self._message = Message(header, content)
         self._last_mac = digest
         self._buffers = []

@@ -41,7 +41,7 @@ from ..connection import (
     write_connection_file,
 )
 from ..transport import private_reactor, tls_wrapped
-from ..wire import DEFAULT_MAX_FRAME, DEFAULT_MAX_HEAD, new_key
+from ..wire import DEFAULT_MAX_FRAME, DEFAULT_MAX_HEAD, PREAUTH_MAX_HEAD, new_key
 from . import capture
 from .access import AccessList, parse_network
 from .engine import Engine, EngineShutdown
@@ -98,7 +98,7 @@ class KernelApp(Application):
     max_head = Int(
         DEFAULT_MAX_HEAD,
         help="Largest JSON part of a message (header and content, e.g. source code), in "
-        "bytes, once the client is authenticated; before that, at most 64 KiB.",
+        f"bytes, once the client is authenticated; before that, {PREAUTH_MAX_HEAD} at most.",
     ).tag(config=True)
     sign_buffers = Bool(
         False,
