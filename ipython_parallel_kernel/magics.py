@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from traitlets import Bool, Enum, Float
 
@@ -329,6 +329,8 @@ class KernelMagics(Magics):
     @argument("-o", "--out", dest="out", help="store the results (or ClusterResult) in this name")
     @argument("--group-outputs", choices=display.GROUPINGS, default=None)
     @line_cell_magic
+    # The code is the kernels' to read: IPython must not fill in {name} or $name from here.
+    @no_var_expand
     def px(self, line: str, cell: str | None = None) -> Any:
         """Run code on the active kernels and show what each one did.
 

@@ -59,6 +59,17 @@ def test_px_labels_stdout_and_results(connected, capsys):
     assert all(line.startswith(f"Out[{i}:") and line.endswith("]: 6") for i, line in enumerate(out))
 
 
+def test_px_sends_braces_and_dollars_unexpanded(connected, capsys):
+    """%px and %%px send {a} and $a as typed, not filled in with this session's a."""
+    connected.user_ns["a"] = "LOCAL"
+    capsys.readouterr()
+    run(connected, "%px print('{a}', '$a')")
+    run(connected, "%%px --no-stream\nprint('{a}', '$a')")
+    out = lines(capsys.readouterr().out)
+    assert sorted(out) == sorted([f"[stdout:{i}] {{a}} $a" for i in range(4)] * 2), out
+    connected.user_ns.pop("a")
+
+
 def test_cell_px_options(connected, capsys):
     """%%px takes -t, -o, --no-stream and --group-outputs; stderr is labelled too."""
     capsys.readouterr()
