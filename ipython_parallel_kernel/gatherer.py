@@ -107,7 +107,7 @@ class ResultGatherer:
         # Replaced, never changed in place: the listening thread reads it unlocked.
         self.keys: frozenset[bytes] = frozenset()
         if key:
-            self._add_keys([key])
+            self.add_key(key)
         if profile_keys:
             self._load_profile_keys()
         self.output = sys.stdout if output is True else (output or None)
@@ -142,8 +142,12 @@ class ResultGatherer:
         data = json.loads(Path(path).expanduser().read_text())
         self._add_keys(str(entry["key"]) for entry in (data if isinstance(data, list) else [data]))
 
+    def add_key(self, key: str | bytes) -> None:
+        """Accept records signed with ``key``, one kernel's (from its connection info)."""
+        self._add_keys([key])
+
     def _add_keys(self, keys: Any) -> None:
-        self.keys = self.keys | {key.encode("ascii") for key in keys}
+        self.keys = self.keys | {k.encode("ascii") if isinstance(k, str) else k for k in keys}
 
     def _load_profile_keys(self) -> None:
         found = []

@@ -295,7 +295,7 @@ class KernelMagics(Magics):
             except (OSError, ValueError, KeyError):
                 pass
             if kernel.info.key:
-                self.gatherer.keys.add(kernel.info.key.encode("ascii"))
+                self.gatherer.add_key(kernel.info.key)
 
     def _kernel_allow(self, args: argparse.Namespace) -> None:
         self._access("allow", args.network)

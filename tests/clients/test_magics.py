@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
 import time
 
 import pytest
+from conftest import wait_for
 from IPython.core.interactiveshell import InteractiveShell
 
 from ipython_parallel_kernel import InteractiveCluster, RemoteKernel
@@ -246,6 +248,24 @@ def test_kernel_gather_and_notify(connected, capsys):
         run(connected, "%kernel gather --stop")
     assert magics.gatherer is None
     assert "stopped gathering" in capsys.readouterr().out
+
+
+def test_gather_knows_a_kernel_connected_by_key(shell, four_kernels, tmp_path, monkeypatch):
+    """%kernel gather accepts the records of an active kernel given by address and key."""
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path))  # no connection file to find the key in
+    info = json.loads(four_kernels[0].connection_file.read_text())
+    shell.user_ns["rk"] = RemoteKernel(four_kernels[0].address, key=info["key"], timeout=30)
+    assert shell.user_ns["rk"].info.path is None
+    run(shell, "%kernel use rk")
+    assert run(shell, "%kernel gather 0").success
+    magics = shell.magics_manager.registry["KernelMagics"]
+    try:
+        run(shell, "%kernel notify")
+        run(shell, "%px by_key = 1")
+        wait_for(lambda: [r["source"] for r in magics.gatherer.records] == ["by_key = 1"])
+    finally:
+        run(shell, "%kernel notify --stop")
+        run(shell, "%kernel gather --stop")
 
 
 def test_activate_makes_a_cluster_the_px_target(shell, four_kernels, capsys):
