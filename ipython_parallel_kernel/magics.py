@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import importlib.util
 import queue
 import shlex
 import subprocess
@@ -404,10 +405,8 @@ class KernelMagics(Magics):
             while not pending.wait(0.05):
                 _drain(outputs)
                 if bar is None and time.monotonic() - started > self.progress_after:
-                    from tqdm.auto import tqdm
-
-                    bar = tqdm(total=len(chosen), desc="%px", unit="kernel", leave=False)
-                if bar is not None:
+                    bar = _progress_bar(len(chosen))
+                if bar is not None and pending.progress != bar.n:
                     bar.update(pending.progress - bar.n)
         except KeyboardInterrupt:
             cluster.interrupt(chosen, block=False)
@@ -518,6 +517,16 @@ def _is_cluster_file(path: str) -> bool:
         return isinstance(json.loads(Path(path).expanduser().read_text()), list)
     except (OSError, ValueError):
         return False
+
+
+def _progress_bar(total: int) -> Any:
+    """tqdm's widget where ipywidgets can draw it (a notebook), else its text bar."""
+    if importlib.util.find_spec("ipywidgets") is not None:
+        from tqdm.auto import tqdm
+    else:
+        # tqdm.auto would fall back to this too, but warn that ipywidgets is missing.
+        from tqdm import tqdm
+    return tqdm(total=total, desc="%px", unit="kernel", leave=False)
 
 
 def _drain(outputs: Any) -> None:

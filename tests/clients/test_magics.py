@@ -72,6 +72,21 @@ def test_px_sends_braces_and_dollars_unexpanded(connected, capsys):
     connected.user_ns.pop("a")
 
 
+def test_px_longer_than_the_progress_delay_then_the_next(connected, capsys):
+    """A %px that outlasts progress_after shows a bar and succeeds; so does the next %px."""
+    magics = connected.magics_manager.registry["KernelMagics"]
+    assert magics.progress_after == 2.0
+    capsys.readouterr()
+    slow = run(connected, "%px import time; time.sleep(3); print('slow')")
+    assert slow.success, slow.error_in_exec
+    captured = capsys.readouterr()
+    assert sorted(lines(captured.out)) == [f"[stdout:{i}] slow" for i in range(4)]
+    assert "%px" in captured.err  # the progress bar's label
+    after = run(connected, "%px print('next')")
+    assert after.success, after.error_in_exec
+    assert sorted(lines(capsys.readouterr().out)) == [f"[stdout:{i}] next" for i in range(4)]
+
+
 def test_cell_px_options(connected, capsys):
     """%%px takes -t, -o, --no-stream and --group-outputs; stderr is labelled too."""
     capsys.readouterr()
