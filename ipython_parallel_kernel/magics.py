@@ -496,6 +496,25 @@ class KernelMagics(Magics):
             self.shell.input_transformers_post.remove(_autopx_transformer)
 
 
+def session_magics(shell: Any) -> KernelMagics:
+    """The KernelMagics of ``shell``, loading the extension first if it is not loaded.
+
+    Found by type, never by name: ipykernel registers a magics class of its own called
+    KernelMagics in every Jupyter kernel.
+    """
+    found = _our_magics(shell)
+    if found is None:
+        shell.extension_manager.load_extension("ipython_parallel_kernel")
+        found = _our_magics(shell)
+    if found is None:
+        raise RuntimeError("the ipython_parallel_kernel extension did not register its magics")
+    return found
+
+
+def _our_magics(shell: Any) -> KernelMagics | None:
+    return next((c for c in shell.configurables if isinstance(c, KernelMagics)), None)
+
+
 def _autopx_transformer(lines: list[str]) -> list[str]:
     """Rewrite a cell to run on the kernels, except the %autopx that turns it off."""
     source = "".join(lines)
