@@ -32,6 +32,7 @@ import shlex
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,24 @@ def _kernel_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@dataclass
+class StartedCluster:
+    """A cluster ``%kernel start`` made, and the addresses of its kernels not yet stopped."""
+
+    cluster_id: str
+    profile: str
+    running: set[str]
+
+    def stop(self) -> None:
+        """``ipk-cluster stop`` it: what still runs is shut down, its cluster file removed."""
+        subprocess.run(
+            [*CLUSTER_APP, "stop", "--cluster-id", self.cluster_id, "--profile", self.profile],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+
+
 @magics_class
 class KernelMagics(Magics):
     """The magics of ``ipython_parallel_kernel``; one instance per IPython session."""
@@ -103,7 +122,7 @@ class KernelMagics(Magics):
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
         self.active: InteractiveCluster | None = None
-        self.started: list[str] = []
+        self.started: list[StartedCluster] = []
         self.last: tuple[list[int], list[Any]] | None = None
         self.autopx = False
         self.gatherer: ResultGatherer | None = None
@@ -163,10 +182,10 @@ class KernelMagics(Magics):
         )
         if done.returncode != 0:
             raise UsageError(f"could not start kernels:\n{done.stdout}{done.stderr}".rstrip())
-        self.started.append(f"{cluster_id}:{args.profile}")
         ready = [line for line in done.stdout.splitlines() if line.startswith("ipk-cluster ready:")]
         path = ready[-1].rsplit("cluster file ", 1)[1].strip()
         self.active = InteractiveCluster.from_file(path)
+        self.started.append(StartedCluster(cluster_id, args.profile, {k.name for k in self.active}))
         names = ", ".join(k.name for k in self.active)
         count = len(self.active)
         print(f"started {count} kernel{'s' if count != 1 else ''}: {names} (active)")
@@ -241,6 +260,12 @@ class KernelMagics(Magics):
         print(f"stopped {', '.join(names)}")
         if not len(cluster):
             self.active = None
+        for started in list(self.started):
+            started.running.difference_update(names)
+            if not started.running:
+                # Its kernels are gone: the cluster file and the cluster go too.
+                self.started.remove(started)
+                started.stop()
 
     def _kernel_gather(self, args: argparse.Namespace) -> None:
         if args.stop:
@@ -485,13 +510,7 @@ class KernelMagics(Magics):
             self.active.disconnect()
             self.active = None
         while self.started:
-            cluster_id, profile = self.started.pop().split(":", 1)
-            subprocess.run(
-                [*CLUSTER_APP, "stop", "--cluster-id", cluster_id, "--profile", profile],
-                capture_output=True,
-                timeout=60,
-                check=False,
-            )
+            self.started.pop().stop()
         if _autopx_transformer in getattr(self.shell, "input_transformers_post", []):
             self.shell.input_transformers_post.remove(_autopx_transformer)
 

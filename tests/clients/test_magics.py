@@ -215,6 +215,28 @@ def test_kernel_start_and_unload_stops_them(ipython_dir, capsys):
     assert ip.find_line_magic("px") is None
 
 
+def test_kernel_stop_of_every_started_kernel_removes_the_cluster_file(ipython_dir, capsys):
+    """%kernel stop of all the kernels %kernel start made removes their cluster file at once."""
+    ip = InteractiveShell.instance()
+    ip.run_cell("%load_ext ipython_parallel_kernel")
+    security = ipython_dir / "profile_default" / "security"
+    try:
+        ip.run_cell("%kernel start -n 2")
+        assert "started 2 kernels" in capsys.readouterr().out
+        magics = ip.magics_manager.registry["KernelMagics"]
+        files = security.glob("ipk-cluster-session-*.json")
+        [cluster_file] = [p for p in files if "-kernel-" not in p.name]
+        ip.run_cell("%kernel stop 0")
+        assert cluster_file.exists() and len(magics.started) == 1
+        ip.run_cell("%kernel stop")
+        assert "stopped" in capsys.readouterr().out
+        assert not cluster_file.exists()
+        assert magics.started == []
+    finally:
+        ip.run_cell("%unload_ext ipython_parallel_kernel")
+    assert not list(security.glob("ipk-*.json"))
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
