@@ -419,21 +419,29 @@ def seal_record(
     return datagrams
 
 
-def open_record_piece(datagram: bytes, keys: list[bytes]) -> RecordPiece:
-    """Verify a datagram against the known keys and parse it; WireError if it fails."""
+def peek_record_piece(datagram: bytes) -> RecordPiece:
+    """Parse a record datagram WITHOUT verifying it: what it claims, to be trusted only
+    after ``open_record_piece``; MalformedFrame if it is not a record datagram."""
     if len(datagram) < 4 + MAC_LEN + _RECORD_HEAD.size:
         raise MalformedFrame("datagram too short to be a record")
     if datagram[:4] != RECORD_MAGIC:
         raise MalformedFrame("not a record datagram")
-    mac, signed = datagram[4 : 4 + MAC_LEN], datagram[4 + MAC_LEN :]
-    if not any(hmac.compare_digest(hmac.new(key, signed, "sha256").digest(), mac) for key in keys):
-        raise InvalidSignature("record datagram not signed with any known key")
+    signed = datagram[4 + MAC_LEN :]
     sender, seq, number, piece, count, name_len = _RECORD_HEAD.unpack_from(signed)
     start = _RECORD_HEAD.size
     if piece >= count:
         raise MalformedFrame(f"piece {piece} of {count}")
     kernel = signed[start : start + name_len].decode("utf-8", "replace")
     return RecordPiece(sender, seq, number, piece, count, kernel, signed[start + name_len :])
+
+
+def open_record_piece(datagram: bytes, keys: list[bytes]) -> RecordPiece:
+    """Verify a datagram against the known keys and parse it; WireError if it fails."""
+    piece = peek_record_piece(datagram)
+    mac, signed = datagram[4 : 4 + MAC_LEN], datagram[4 + MAC_LEN :]
+    if not any(hmac.compare_digest(hmac.new(key, signed, "sha256").digest(), mac) for key in keys):
+        raise InvalidSignature("record datagram not signed with any known key")
+    return piece
 
 
 def decode_record(pieces: list[bytes]) -> dict[str, Any]:

@@ -9,6 +9,12 @@ import time
 import pytest
 
 from ipython_parallel_kernel import gatherer
+from ipython_parallel_kernel.clusterfile import (
+    cluster_file_path,
+    kernel_connection_file_path,
+    write_cluster_file,
+)
+from ipython_parallel_kernel.connection import ConnectionInfo, write_connection_file
 from ipython_parallel_kernel.gatherer import ResultGatherer
 from ipython_parallel_kernel.wire import RECORD_PIECE, seal_record
 
@@ -69,13 +75,15 @@ def test_record_out_of_order_arrives_whole(rg):
     assert rg.lost == [] and rg.rejected == 0
 
 
-def test_forged_and_wrongly_signed_datagrams_are_rejected(rg):
+def test_forged_and_wrongly_signed_datagrams_are_rejected(rg, monkeypatch):
+    monkeypatch.setattr(gatherer, "RESCAN_INTERVAL", 0.0)
     rg.receive(os.urandom(200))
     rg.receive(b"")
     for d in seal_record("b" * 64, 7, 1, 1, KERNEL, record(1)):
         rg.receive(d)
     assert rg.records == []
-    assert rg.rejected == 3
+    assert rg.rejected == 2
+    assert rg.unknown == {KERNEL: 1}
     # The right key still gets through afterwards.
     for d in seal_record(KEY, 7, 2, 2, KERNEL, record(2)):
         rg.receive(d)
@@ -136,5 +144,78 @@ def test_on_record_callback_and_printed_text(ipython_dir):
             "[127.0.0.1:10105] In [9]: print(9)",
             "[127.0.0.1:10105] [stdout] 9",
         ]
+    finally:
+        g.stop()
+
+
+OTHER_KEY = "c" * 64
+
+
+def cluster_kernel(index: int, key: str = OTHER_KEY) -> ConnectionInfo:
+    """Kernel ``index`` of cluster ``w``, its connection file written as ipk-cluster does."""
+    info = ConnectionInfo(ip="127.0.0.1", port=41000 + index, key=key, pid=4242)
+    write_connection_file(info, kernel_connection_file_path("w", index))
+    return info
+
+
+def test_kernel_started_after_the_gatherer_is_seen(rg, monkeypatch):
+    """A kernel of an ipk-cluster started after the gatherer: its first record shows."""
+    monkeypatch.setattr(gatherer, "RESCAN_INTERVAL", 0.0)
+    cluster_kernel(0)
+    for d in seal_record(OTHER_KEY, 8, 1, 1, KERNEL, record(1)):
+        rg.receive(d)
+    assert [r["number"] for r in rg.records] == [1]
+    assert rg.unknown == {} and rg.rejected == 0
+
+
+def test_looks_again_only_after_the_interval(rg, monkeypatch):
+    """Unknown keys make the gatherer look for new files at most every RESCAN_INTERVAL;
+    their datagrams wait for that look instead of being dropped."""
+    monkeypatch.setattr(gatherer, "RESCAN_INTERVAL", 3600.0)
+    rg.rescan()
+    cluster_kernel(1)
+    rg.receive(seal_record(OTHER_KEY, 8, 1, 1, KERNEL, record(1))[0])
+    rg._tick(time.monotonic())
+    assert rg.records == [] and rg.unknown == {}
+    rg._tick(time.monotonic() + 3600.0)
+    assert [r["number"] for r in rg.records] == [1]
+
+
+def test_keys_of_cluster_files_and_kernel_files_are_known(ipython_dir):
+    """At start the gatherer knows ipk-kernel-*, ipk-cluster-* and their kernels' keys."""
+    write_connection_file(ConnectionInfo(ip="127.0.0.1", port=10105, key="d" * 64))
+    write_cluster_file(
+        [ConnectionInfo(ip="127.0.0.1", port=10106, key="e" * 64)], cluster_file_path("x")
+    )
+    cluster_kernel(2, key="f" * 64)
+    g = ResultGatherer(("127.0.0.1", 0), output=None)
+    try:
+        assert {b"d" * 64, b"e" * 64, b"f" * 64} <= g.keys
+    finally:
+        g.stop()
+
+
+def test_records_with_no_known_key_are_reported_once_per_kernel(ipython_dir, monkeypatch):
+    """Records signed with an unknown key are counted per kernel, and each kernel is named
+    once (escaped: the name is unverified) with what to do."""
+    import io
+
+    monkeypatch.setattr(gatherer, "RESCAN_INTERVAL", 0.0)
+    out = io.StringIO()
+    g = ResultGatherer(("127.0.0.1", 0), key=KEY, output=out, colour=False)
+    try:
+        hostile = "127.0.0.1:9\x1b[2J\n"
+        for seq in (1, 2):
+            for name in (KERNEL, hostile):
+                for d in seal_record("b" * 64, 7, seq, seq, name, record(seq)):
+                    g.receive(d)
+        assert g.records == []
+        assert g.unknown == {KERNEL: 2, "127.0.0.1:9\\x1b[2J\\n": 2}
+        printed = out.getvalue().splitlines()
+        assert len(printed) == 2, printed
+        assert printed[0].startswith(f"kernel {KERNEL} sends records signed with a key")
+        assert "rg.watch(path)" in printed[0] and "--watch" in printed[0]
+        assert printed[1].startswith("kernel 127.0.0.1:9\\x1b[2J\\n sends")
+        assert "\x1b" not in out.getvalue()
     finally:
         g.stop()
