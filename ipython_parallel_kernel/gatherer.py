@@ -19,6 +19,14 @@ datagram waits for that). Records it still has no key for are counted per kernel
 not records are counted in ``rejected``. A record with pieces missing after
 ``PIECE_TIMEOUT`` seconds is reported ("kernel 127.0.0.1:10105, command 12: 1 of 5
 pieces lost"), never dropped silently, and partial records are bounded in number.
+
+Replays are refused and counted (``replayed``), never shown again. Each record carries
+the time it was signed: one more than ``MAX_AGE`` seconds (60) from this machine's clock
+is refused, so the clocks of watcher and kernels must agree to within a minute (NTP
+does); that covers a gatherer restarted since it saw the record. Within that minute,
+each kernel run's sequence numbers are tracked (the highest shown, and the last
+``SEQ_WINDOW`` seen): a piece of a record already shown or reported lost is refused,
+and never opens a partial record.
 """
 
 from __future__ import annotations
@@ -49,6 +57,12 @@ MAX_UNVERIFIED = 4 * 1024 * 1024
 #: Kernel names counted apart in ``unknown``; further ones share one count.
 MAX_UNKNOWN_KERNELS = 64
 OTHER_KERNELS = "(other kernels)"
+#: Seconds a record's signed time may be from this machine's clock before it is refused.
+MAX_AGE = 60.0
+#: Sequence numbers of one kernel run remembered below its highest; older are refused.
+SEQ_WINDOW = 4096
+#: Kernel runs whose sequence numbers are remembered (the least recently heard is dropped).
+MAX_SENDERS = 1024
 
 _COLOURS = {
     "source": "\x1b[32m",
@@ -127,9 +141,12 @@ class ResultGatherer:
         self.rejected = 0
         #: Datagrams signed with no key this gatherer knows, by the kernel they name.
         self.unknown: dict[str, int] = {}
+        #: Authentic datagrams refused: too old (or too far ahead), or already taken.
+        self.replayed = 0
         self._callbacks: list[Callable[[dict[str, Any]], None]] = []
         self._partial: OrderedDict[tuple[int, int], dict[str, Any]] = OrderedDict()
-        self._done: OrderedDict[tuple[int, int], None] = OrderedDict()
+        self._sequences: OrderedDict[int, _Sequence] = OrderedDict()
+        self._clock_noticed: set[str] = set()
         self._socket = socket.socket(
             socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM
         )
@@ -274,7 +291,8 @@ class ResultGatherer:
 
     def _take(self, piece: RecordPiece) -> None:
         ident = (piece.sender, piece.seq)
-        if ident in self._done:
+        if not self._fresh(piece) or self._sequence(piece.sender).taken(piece.seq):
+            self.replayed += 1
             return
         partial = self._partial.get(ident)
         if partial is None:
@@ -282,6 +300,9 @@ class ResultGatherer:
             self._partial[ident] = partial
             while len(self._partial) > MAX_PARTIAL:
                 self._report_lost(*self._partial.popitem(last=False))
+        elif piece.piece in partial["pieces"]:
+            self.replayed += 1
+            return
         partial["pieces"][piece.piece] = piece.data
         if len(partial["pieces"]) == piece.count:
             del self._partial[ident]
@@ -294,10 +315,30 @@ class ResultGatherer:
                 return
             self._deliver(record)
 
+    def _fresh(self, piece: RecordPiece) -> bool:
+        age = time.time() - piece.sent
+        if abs(age) <= MAX_AGE:
+            return True
+        if piece.kernel not in self._clock_noticed:
+            self._clock_noticed.add(piece.kernel)
+            when = f"{age:.0f} s ago" if age > 0 else f"{-age:.0f} s ahead of this clock"
+            self._notice(
+                f"kernel {piece.kernel} sent records signed {when}, more than {MAX_AGE:.0f} s: "
+                "refused as replays; if it goes on, set the clocks of this machine and the "
+                "kernel's right (NTP)"
+            )
+        return False
+
+    def _sequence(self, sender: int) -> _Sequence:
+        sequence = self._sequences.pop(sender, None) or _Sequence()
+        self._sequences[sender] = sequence
+        while len(self._sequences) > MAX_SENDERS:
+            self._sequences.popitem(last=False)
+        return sequence
+
     def _remember_done(self, ident: tuple[int, int]) -> None:
-        self._done[ident] = None
-        while len(self._done) > 4 * MAX_PARTIAL:
-            self._done.popitem(last=False)
+        sender, seq = ident
+        self._sequence(sender).finish(seq)
 
     def _expire(self, now: float) -> None:
         for ident, partial in list(self._partial.items()):
@@ -328,6 +369,26 @@ class ResultGatherer:
         if self.output is None:
             return
         print_above_prompt(text, self.output)
+
+
+class _Sequence:
+    """The records of one kernel run (sender) that were shown or reported lost."""
+
+    def __init__(self) -> None:
+        self.highest = 0
+        self.done: set[int] = set()
+
+    def taken(self, seq: int) -> bool:
+        """Whether record ``seq`` was shown or reported lost already, or is too old to say."""
+        return seq <= self.highest - SEQ_WINDOW or seq in self.done
+
+    def finish(self, seq: int) -> None:
+        """Remember that record ``seq`` has been shown or reported lost."""
+        self.done.add(seq)
+        self.highest = max(self.highest, seq)
+        if len(self.done) > 2 * SEQ_WINDOW:
+            # Twice the window before pruning, so pruning costs O(1) per record.
+            self.done = {s for s in self.done if s > self.highest - SEQ_WINDOW}
 
 
 def _keys_in(path: Path) -> list[str]:
