@@ -43,6 +43,7 @@ def test_killed_kernels_file_does_not_shadow_the_new_kernel_on_its_port(ipython_
     os.kill(dead.pid, signal.SIGKILL)
     dead.process.wait(30)
     assert dead.connection_file.exists()  # left behind, as after any kill -9
+    (ipython_dir / "profile_other").mkdir()
     live = kernel_on_port(ipython_dir, dead.port, "--profile", "other")
     try:
         rk = RemoteKernel(("127.0.0.1", dead.port), timeout=30)
@@ -57,6 +58,7 @@ def test_killed_kernels_file_does_not_shadow_the_new_kernel_on_its_port(ipython_
 def test_refused_key_names_the_file_it_came_from(ipython_dir):
     """When the file found for an address holds a key the kernel refuses, the error names
     that file and says it may be stale."""
+    (ipython_dir / "profile_other").mkdir()
     kernel = start_kernel(ipython_dir, "--profile", "other")
     try:
         bogus = connection_file_path(kernel.address)  # the default profile, searched first
