@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for path in args.watch:
             gatherer.watch(path)
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, TypeError) as e:
         gatherer.stop()
         print(f"ipk-gather: cannot read {path}: {e}", file=sys.stderr)
         return 1

@@ -318,7 +318,7 @@ class KernelMagics(Magics):
                 if path:
                     self.gatherer.watch(path)
                     continue
-            except (OSError, ValueError, KeyError):
+            except (OSError, ValueError, KeyError, TypeError):
                 pass
             if kernel.info.key:
                 self.gatherer.add_key(kernel.info.key)

@@ -277,3 +277,14 @@ def test_sequence_window_refuses_what_fell_below_it(rg, monkeypatch):
     rg.receive(seal(KEY, 7, 15, 15, KERNEL, record(15))[0])  # late, inside the window
     assert [r["number"] for r in rg.records] == [1, 20, 15]
     assert rg.replayed == 1
+
+
+@pytest.mark.parametrize("text", ['["not a kernel"]', '{"ip": "127.0.0.1"}', "{broken"])
+def test_ipk_gather_says_which_watch_file_it_cannot_read(ipython_dir, tmp_path, capsys, text):
+    """ipk-gather --watch with a file that is no connection or cluster file: one line, status 1."""
+    from ipython_parallel_kernel import gather_app
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(text)
+    assert gather_app.main(["--port", "0", "--watch", str(bad)]) == 1
+    assert capsys.readouterr().err.startswith(f"ipk-gather: cannot read {bad}: ")
