@@ -164,7 +164,10 @@ def find_connection(address: Address, profile: str | None = None) -> ConnectionI
     """The connection info of the kernel at ``address``, from its connection file.
 
     Looks in ``profile``'s security directory, or in every profile's with the default
-    first. A kernel bound to all interfaces (0.0.0.0) matches any address on its port.
+    first, at plain kernels' files and at those of ``ipk-cluster`` kernels. A kernel bound
+    to all interfaces (0.0.0.0) matches any address on its port. A file whose kernel is
+    running on this machine wins; one whose pid is not running here is left over from a
+    kernel that was killed, and is skipped: a new kernel may have the port since.
     """
     host, port = address
     try:
@@ -172,16 +175,63 @@ def find_connection(address: Address, profile: str | None = None) -> ConnectionI
     except OSError:
         hosts = {host}
     places = _candidates(profile)
+    unknown: list[ConnectionInfo] = []
+    stale: list[ConnectionInfo] = []
     for directory in places:
-        for path in sorted(directory.glob(f"{PREFIX}*-{port}.json")):
+        for path in _kernel_files(directory, port):
             try:
                 info = read_connection_file(path)
             except ValueError:
                 continue
-            if info.port == port and (info.ip in hosts or info.ip in ANY_ADDRESS):
+            if info.port != port or not (info.ip in hosts or info.ip in ANY_ADDRESS):
+                continue
+            alive = _running_here(info)
+            if alive:
                 return info
+            (unknown if alive is None else stale).append(info)
+    if unknown:
+        return unknown[0]
     where = ", ".join(str(p) for p in places) or str(ipython_dir())
+    if stale:
+        left = "; ".join(f"{info.path} (pid {info.pid})" for info in stale)
+        raise KeyNotFound(
+            f"no key for kernel {format_address(address)}: the only connection files for it "
+            f"name processes no longer running on this machine, left by kernels that were "
+            f"killed: {left}. Remove them, and pass key=..., or the running kernel's "
+            "connection file instead of its address."
+        )
     raise KeyNotFound(
         f"no key for kernel {format_address(address)}: no connection file for it in {where}. "
         "Pass key=..., or the kernel's connection file instead of its address."
+    )
+
+
+def _kernel_files(directory: Path, port: int) -> list[Path]:
+    """Files in ``directory`` that may be the connection file for ``port``: plain kernels'
+    (named by their port) first, then every other ``ipk-*`` file, as those of
+    ``ipk-cluster`` kernels are named by cluster and index (cluster files, lists, are
+    skipped when read)."""
+    named = sorted(directory.glob(f"{PREFIX}*-{port}.json"))
+    return named + sorted(set(directory.glob("ipk-*.json")) - set(named))
+
+
+def _running_here(info: ConnectionInfo) -> bool | None:
+    """Whether the kernel that wrote ``info`` still runs; None when this cannot be told
+    (another machine's file, or no pid)."""
+    if info.pid is None or info.hostname != socket.gethostname():
+        return None
+    try:
+        os.kill(info.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process, but running
+    return True
+
+
+def stale_key_hint(info: ConnectionInfo) -> str:
+    """What to tell a user whose key, read from ``info.path``, the kernel refused."""
+    return (
+        f"the key came from {info.path}, which may be stale (left by an earlier kernel on "
+        "that port): remove it, or pass the running kernel's connection file"
     )

@@ -20,7 +20,8 @@
 ``RemoteError`` carries the remote exception's name, value and traceback text, and
 renders as that traceback in IPython (``_render_traceback_``). ``CompositeError``
 holds one exception per failed kernel (a RemoteError, or KernelDied for a kernel that
-went away) with its target number and address, and the results of the others.
+went away) with its target number and address, and the results of the others; its
+``str()`` names the first few failed kernels in one line, as its rendering does.
 """
 
 from __future__ import annotations
@@ -149,8 +150,7 @@ class CompositeError(KernelError):
         self.what = what
         self.errors = errors
         self.results = results
-        failed = len(errors)
-        super().__init__(f"{what} failed on {failed} of {len(results)} kernels")
+        super().__init__(self._summary())
 
     def raise_exception(self, index: int = 0) -> None:
         """Raise the ``index``-th failure (in target order) by itself."""
@@ -158,7 +158,7 @@ class CompositeError(KernelError):
 
     def render_traceback(self) -> str:
         """Every failure headed ``[target:verb] address``, the first few in full."""
-        lines = [f"{self}:"]
+        lines = [f"{self._count()}:"]
         for target, kernel, error in self.errors[: self.SHOWN_IN_FULL]:
             lines.append(f"[{target}:{self.what}] {kernel}")
             if isinstance(error, RemoteError):
@@ -173,7 +173,21 @@ class CompositeError(KernelError):
         return "\n".join(lines)
 
     def __str__(self) -> str:
+        return self._summary()
+
+    def _count(self) -> str:
         return f"{self.what} failed on {len(self.errors)} of {len(self.results)} kernels"
+
+    def _summary(self) -> str:
+        """One line naming each failed kernel, the first few, as ``render_traceback`` does."""
+        named = [
+            f"[{target}:{self.what}] {kernel}: {_one_line(error)}"
+            for target, kernel, error in self.errors[: self.SHOWN_IN_FULL]
+        ]
+        hidden = len(self.errors) - len(named)
+        if hidden:
+            named.append(f"... and {hidden} more")
+        return f"{self._count()}: {'; '.join(named)}"
 
     def _render_traceback_(self) -> list[str]:
         return self.render_traceback().splitlines()
@@ -181,5 +195,7 @@ class CompositeError(KernelError):
 
 def _one_line(error: BaseException) -> str:
     if isinstance(error, RemoteError):
-        return f"{error.ename}: {error.evalue}"
-    return f"{type(error).__name__}: {error}"
+        text = f"{error.ename}: {error.evalue}"
+    else:
+        text = f"{type(error).__name__}: {error}"
+    return text.splitlines()[0]

@@ -8,9 +8,10 @@ one scripts can wait for::
     ipk-gather listening on 127.0.0.1:41234
     [127.0.0.1:10105] In [1]: a = 5
 
-``--watch`` names connection or cluster files whose kernels' records it accepts, in
-addition to those of every kernel with a connection file in this user's IPython
-directory.
+It accepts the records of every kernel whose connection or cluster file it can read
+in this user's IPython directory, kernels started after it included; ``--watch`` names
+such files kept elsewhere. Records from a kernel it has no key for are counted, and that
+kernel is named once, with what to do.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def _parser() -> argparse.ArgumentParser:
         nargs="+",
         default=[],
         metavar="FILE",
-        help="connection or cluster files of kernels to accept records from",
+        help="connection or cluster files of kernels to accept records from, besides those "
+        "in the IPython directory",
     )
     parser.add_argument("--no-color", action="store_true", help="plain text, no colours")
     return parser
@@ -57,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for path in args.watch:
             gatherer.watch(path)
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, TypeError) as e:
         gatherer.stop()
         print(f"ipk-gather: cannot read {path}: {e}", file=sys.stderr)
         return 1

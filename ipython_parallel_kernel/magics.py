@@ -26,16 +26,18 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import importlib.util
 import queue
 import shlex
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from traitlets import Bool, Enum, Float
 
@@ -85,6 +87,24 @@ def _kernel_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@dataclass
+class StartedCluster:
+    """A cluster ``%kernel start`` made, and the addresses of its kernels not yet stopped."""
+
+    cluster_id: str
+    profile: str
+    running: set[str]
+
+    def stop(self) -> None:
+        """``ipk-cluster stop`` it: what still runs is shut down, its cluster file removed."""
+        subprocess.run(
+            [*CLUSTER_APP, "stop", "--cluster-id", self.cluster_id, "--profile", self.profile],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+
+
 @magics_class
 class KernelMagics(Magics):
     """The magics of ``ipython_parallel_kernel``; one instance per IPython session."""
@@ -102,7 +122,7 @@ class KernelMagics(Magics):
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
         self.active: InteractiveCluster | None = None
-        self.started: list[str] = []
+        self.started: list[StartedCluster] = []
         self.last: tuple[list[int], list[Any]] | None = None
         self.autopx = False
         self.gatherer: ResultGatherer | None = None
@@ -162,10 +182,10 @@ class KernelMagics(Magics):
         )
         if done.returncode != 0:
             raise UsageError(f"could not start kernels:\n{done.stdout}{done.stderr}".rstrip())
-        self.started.append(f"{cluster_id}:{args.profile}")
         ready = [line for line in done.stdout.splitlines() if line.startswith("ipk-cluster ready:")]
         path = ready[-1].rsplit("cluster file ", 1)[1].strip()
         self.active = InteractiveCluster.from_file(path)
+        self.started.append(StartedCluster(cluster_id, args.profile, {k.name for k in self.active}))
         names = ", ".join(k.name for k in self.active)
         count = len(self.active)
         print(f"started {count} kernel{'s' if count != 1 else ''}: {names} (active)")
@@ -240,6 +260,12 @@ class KernelMagics(Magics):
         print(f"stopped {', '.join(names)}")
         if not len(cluster):
             self.active = None
+        for started in list(self.started):
+            started.running.difference_update(names)
+            if not started.running:
+                # Its kernels are gone: the cluster file and the cluster go too.
+                self.started.remove(started)
+                started.stop()
 
     def _kernel_gather(self, args: argparse.Namespace) -> None:
         if args.stop:
@@ -292,10 +318,10 @@ class KernelMagics(Magics):
                 if path:
                     self.gatherer.watch(path)
                     continue
-            except (OSError, ValueError, KeyError):
+            except (OSError, ValueError, KeyError, TypeError):
                 pass
             if kernel.info.key:
-                self.gatherer.keys.add(kernel.info.key.encode("ascii"))
+                self.gatherer.add_key(kernel.info.key)
 
     def _kernel_allow(self, args: argparse.Namespace) -> None:
         self._access("allow", args.network)
@@ -329,6 +355,8 @@ class KernelMagics(Magics):
     @argument("-o", "--out", dest="out", help="store the results (or ClusterResult) in this name")
     @argument("--group-outputs", choices=display.GROUPINGS, default=None)
     @line_cell_magic
+    # The code is the kernels' to read: IPython must not fill in {name} or $name from here.
+    @no_var_expand
     def px(self, line: str, cell: str | None = None) -> Any:
         """Run code on the active kernels and show what each one did.
 
@@ -402,10 +430,8 @@ class KernelMagics(Magics):
             while not pending.wait(0.05):
                 _drain(outputs)
                 if bar is None and time.monotonic() - started > self.progress_after:
-                    from tqdm.auto import tqdm
-
-                    bar = tqdm(total=len(chosen), desc="%px", unit="kernel", leave=False)
-                if bar is not None:
+                    bar = _progress_bar(len(chosen))
+                if bar is not None and pending.progress != bar.n:
                     bar.update(pending.progress - bar.n)
         except KeyboardInterrupt:
             cluster.interrupt(chosen, block=False)
@@ -484,15 +510,28 @@ class KernelMagics(Magics):
             self.active.disconnect()
             self.active = None
         while self.started:
-            cluster_id, profile = self.started.pop().split(":", 1)
-            subprocess.run(
-                [*CLUSTER_APP, "stop", "--cluster-id", cluster_id, "--profile", profile],
-                capture_output=True,
-                timeout=60,
-                check=False,
-            )
+            self.started.pop().stop()
         if _autopx_transformer in getattr(self.shell, "input_transformers_post", []):
             self.shell.input_transformers_post.remove(_autopx_transformer)
+
+
+def session_magics(shell: Any) -> KernelMagics:
+    """The KernelMagics of ``shell``, loading the extension first if it is not loaded.
+
+    Found by type, never by name: ipykernel registers a magics class of its own called
+    KernelMagics in every Jupyter kernel.
+    """
+    found = _our_magics(shell)
+    if found is None:
+        shell.extension_manager.load_extension("ipython_parallel_kernel")
+        found = _our_magics(shell)
+    if found is None:
+        raise RuntimeError("the ipython_parallel_kernel extension did not register its magics")
+    return found
+
+
+def _our_magics(shell: Any) -> KernelMagics | None:
+    return next((c for c in shell.configurables if isinstance(c, KernelMagics)), None)
 
 
 def _autopx_transformer(lines: list[str]) -> list[str]:
@@ -516,6 +555,16 @@ def _is_cluster_file(path: str) -> bool:
         return isinstance(json.loads(Path(path).expanduser().read_text()), list)
     except (OSError, ValueError):
         return False
+
+
+def _progress_bar(total: int) -> Any:
+    """tqdm's widget where ipywidgets can draw it (a notebook), else its text bar."""
+    if importlib.util.find_spec("ipywidgets") is not None:
+        from tqdm.auto import tqdm
+    else:
+        # tqdm.auto would fall back to this too, but warn that ipywidgets is missing.
+        from tqdm import tqdm
+    return tqdm(total=total, desc="%px", unit="kernel", leave=False)
 
 
 def _drain(outputs: Any) -> None:

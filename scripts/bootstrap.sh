@@ -4,6 +4,7 @@
 #
 #   bash scripts/bootstrap.sh [--extras GROUP[,GROUP]]   (test is always installed)
 #   IPK_APT_PACKAGES="pkg ..."   extra Debian/Ubuntu packages to ensure are installed
+#   IPK_APT_WHY="..."            what they are for, said when installing or asking for them
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,16 +42,17 @@ for pkg in $want; do
         || missing+=("$pkg")
 done
 
+why=${IPK_APT_WHY:+ for $IPK_APT_WHY}
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ]; then
         as_root=()
     elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
         as_root=(sudo -n)
     else
-        die "missing system packages; run:
+        die "missing system packages${why}; this is neither root nor allowed sudo without a password, so run:
     sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y ${missing[*]}"
     fi
-    echo "bootstrap: installing ${missing[*]}" >&2
+    echo "bootstrap: installing system packages${why} with apt-get${as_root:+ (sudo)}: ${missing[*]}" >&2
     # env: sudo drops the caller's environment. Lock timeout: on a fresh cloud
     # machine unattended-upgrades often holds the dpkg lock for a while.
     apt=("${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=300)

@@ -1,9 +1,25 @@
 #!/usr/bin/env bash
-# Lint, check formatting, then run the test suite; arguments go to pytest
-# (e.g. `bash scripts/test.sh tests/unit -x`). Exits non-zero if any step failed.
+# Set up what the suite needs, lint, check formatting, then run the tests; arguments go
+# to pytest (e.g. `bash scripts/test.sh tests/unit -x`). Exits non-zero if any step failed.
+#
+# On Debian or Ubuntu it installs the system packages the GUI tests need, as root or
+# with `sudo -n` (else it prints the apt command to run and stops):
+#   python3-wxgtk4.0  wxPython (PyPI has no Linux wheel of it)
+#   python3-tk        tkinter
+#   xvfb xauth        the virtual screen the GUI tests draw on
+#   the rest          the system libraries PySide6's Qt and its X11 (xcb) platform plugin
+#                     load, as kernel/gui.py's QT_XCB_PACKAGES lists them
+# then creates .venv and installs the package with its test dependencies into it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/bootstrap.sh
+
+gui_packages="python3-wxgtk4.0 python3-tk xvfb xauth"
+qt_packages="libegl1 libgl1 libfontconfig1 libdbus-1-3 libx11-6 libx11-xcb1 libxkbcommon0
+    libxkbcommon-x11-0 libxcb1 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1
+    libxcb-randr0 libxcb-render0 libxcb-render-util0 libxcb-shape0 libxcb-shm0 libxcb-sync1
+    libxcb-util1 libxcb-xfixes0 libxcb-xkb1"
+IPK_APT_PACKAGES="${IPK_APT_PACKAGES:-} $gui_packages $qt_packages" \
+    IPK_APT_WHY="the GUI tests (wx, tk, Qt under Xvfb)" bash scripts/bootstrap.sh
 
 # Only directories that exist yet: ruff treats a missing path as an error.
 paths=()

@@ -376,10 +376,10 @@ class InteractiveCluster:
         shell = get_ipython()
         if shell is None:
             raise RuntimeError("activate() makes a cluster the target of %px: run it in IPython")
-        registry = shell.magics_manager.registry
-        if "KernelMagics" not in registry:
-            shell.extension_manager.load_extension("ipython_parallel_kernel")
-        registry["KernelMagics"].active = self
+        # The extension sits above the client: it is imported only when asked for.
+        from ..magics import session_magics
+
+        session_magics(shell).active = self
         return self
 
     def disconnect(self) -> None:

@@ -35,6 +35,7 @@ from ..connection import (
     format_address,
     parse_address,
     read_connection_file,
+    stale_key_hint,
 )
 from ..errors import (
     ConnectionFailed,
@@ -310,6 +311,10 @@ class RemoteKernel:
         call(self._connect, reactor, connect_timeout, timeout=connect_timeout, what="connecting")
         try:
             self.kernel_info = self._protocol.ready.result(connect_timeout)
+        except ConnectionRefused as e:
+            if key or self.info.path is None or "signature does not match" not in str(e):
+                raise
+            raise ConnectionRefused(f"{e} ({stale_key_hint(self.info)})") from None
         except FutureTimeout:
             self.disconnect()
             raise KernelTimeout(

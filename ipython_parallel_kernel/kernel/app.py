@@ -46,7 +46,8 @@ from . import capture
 from .access import AccessList, parse_network
 from .engine import Engine, EngineShutdown
 
-BUNDLED_PROFILES = Path(__file__).resolve().parent.parent.parent / "profiles"
+#: Ready-made profiles shipped inside the package (package data, so installed with it).
+BUNDLED_PROFILES = Path(__file__).resolve().parent.parent / "profiles"
 CONFIG_FILE = "ipk_kernel_config.py"
 
 
@@ -141,6 +142,14 @@ class KernelApp(Application):
         """Load ``ipk_kernel_config.py`` from the profile (installing a bundled one)."""
         directory = profile_dir(self.profile)
         bundled = BUNDLED_PROFILES / self.profile / CONFIG_FILE
+        if not directory.is_dir() and not bundled.exists():
+            # A mistyped name must not quietly give a kernel without the profile's settings.
+            shipped = ", ".join(sorted(p.parent.name for p in BUNDLED_PROFILES.glob("*/*.py")))
+            self.exit_with(
+                f"--profile {self.profile}: no such profile: {directory} does not exist and "
+                f"none of that name is shipped (shipped: {shipped}); create it with its "
+                f"{CONFIG_FILE}, or pick another"
+            )
         if not (directory / CONFIG_FILE).exists() and bundled.exists():
             directory.mkdir(parents=True, exist_ok=True)
             shutil.copy(bundled, directory / CONFIG_FILE)

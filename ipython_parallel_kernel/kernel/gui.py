@@ -180,12 +180,24 @@ class QtToolkit(Toolkit):
     install_hint = "install them with: pip install 'ipython_parallel_kernel[qt]'"
 
     def check(self) -> None:
+        """As every toolkit's, then load the platform plugin Qt will use: where it cannot
+        load, QApplication aborts the process with Qt's own message (status 134)."""
         # qreactor and matplotlib find the binding through QT_API.
         os.environ["QT_API"] = "pyside6"
-        super().check()
+        try:
+            super().check()
+        except GuiUnavailable as e:
+            # PySide6 installed, but a system library its Qt needs is not: apt, not pip.
+            missing = _missing_library(str(e))
+            if missing is None:
+                raise
+            raise GuiUnavailable(f"--gui qt {_apt_hint('Qt', missing)}") from None
+        problem = _qt_platform_problem(_qt_platforms())
+        if problem:
+            raise GuiUnavailable(f"--gui qt {problem}")
 
     def needs_screen(self) -> bool:
-        return os.environ.get("QT_QPA_PLATFORM") != "offscreen"
+        return any(name in SCREEN_PLATFORMS for name in _qt_platforms())
 
     def install(self) -> None:
         from PySide6.QtWidgets import QApplication
@@ -203,6 +215,127 @@ class QtToolkit(Toolkit):
 
 
 TOOLKITS: dict[str, type[Toolkit]] = {t.name: t for t in (WxToolkit, TkToolkit, QtToolkit)}
+
+#: Qt platform plugins that draw on a screen named by DISPLAY or WAYLAND_DISPLAY.
+SCREEN_PLATFORMS = ("xcb", "wayland", "wayland-egl")
+#: The Debian/Ubuntu packages of the system libraries PySide6's Qt and its xcb platform
+#: plugin load, which a minimal system lacks (scripts/test.sh installs them too).
+QT_XCB_PACKAGES = (
+    "libegl1 libgl1 libfontconfig1 libdbus-1-3 libx11-6 libx11-xcb1 libxkbcommon0 "
+    "libxkbcommon-x11-0 libxcb1 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 "
+    "libxcb-randr0 libxcb-render0 libxcb-render-util0 libxcb-shape0 libxcb-shm0 libxcb-sync1 "
+    "libxcb-util1 libxcb-xfixes0 libxcb-xkb1"
+)
+
+
+def _missing_library(error: str) -> str | None:
+    """The library a loader error names as not found ("libX.so.N: cannot open shared
+    object file: ..."), or None."""
+    marker = ": cannot open shared object file"
+    if marker not in error:
+        return None
+    return error.split(marker, 1)[0].rsplit(" ", 1)[-1].strip("(")
+
+
+def _apt_hint(what: str, library: str) -> str:
+    return (
+        f"cannot load {what}: the system library {library} is missing; on Debian/Ubuntu "
+        f"install what Qt needs with: sudo apt install {QT_XCB_PACKAGES}"
+    )
+
+
+def _qt_platforms() -> list[str]:
+    """The platform plugins Qt tries, in order: QT_QPA_PLATFORM's ("name:options",
+    several separated by ';'), else xcb, Qt's default on Linux."""
+    value = os.environ.get("QT_QPA_PLATFORM", "")
+    names = [entry.split(":", 1)[0].strip().lower() for entry in value.split(";")]
+    return [name for name in names if name] or ["xcb"]
+
+
+def _qt_platform_plugins() -> dict[str, list[str]]:
+    """The platform plugins Qt can find, by the names they answer to, each name's files
+    in the order Qt tries them (QT_QPA_PLATFORM_PLUGIN_PATH first, then its plugin paths)."""
+    from PySide6.QtCore import QCoreApplication, QPluginLoader
+
+    directories = [os.environ.get("QT_QPA_PLATFORM_PLUGIN_PATH", "")]
+    directories += [os.path.join(path, "platforms") for path in QCoreApplication.libraryPaths()]
+    plugins: dict[str, list[str]] = {}
+    for directory in filter(os.path.isdir, directories):
+        for entry in sorted(os.listdir(directory)):
+            path = os.path.join(directory, entry)
+            # Read from the file without loading it: loading is the step that may fail.
+            meta = QPluginLoader(path).metaData().get("MetaData", {})
+            for key in meta.get("Keys", []):
+                plugins.setdefault(str(key).lower(), []).append(path)
+    return plugins
+
+
+def _qt_platform_problem(names: list[str]) -> str | None:
+    """Why none of the platform plugins ``names`` can load (as the rest of a one-line
+    error), or None when one can; the first one's problem is the one told."""
+    plugins = _qt_platform_plugins()
+    problems = []
+    for name in names:
+        if name not in plugins:
+            problems.append(
+                f"cannot find Qt's platform plugin {name!r} (QT_QPA_PLATFORM="
+                f"{os.environ.get('QT_QPA_PLATFORM', '')}); Qt has: {', '.join(sorted(plugins))}; "
+                "unset QT_QPA_PLATFORM to draw on the X11 screen, or set it to offscreen"
+            )
+            continue
+        failure = _first_load_error(plugins[name])
+        if failure is not None:
+            missing = _missing_library(failure)
+            what = f"Qt's {name} platform plugin"
+            problems.append(
+                _apt_hint(what, missing) if missing else f"cannot load {what}: {failure}"
+            )
+            continue
+        screen = _x_screen_problem() if name == "xcb" else None
+        if screen is None:
+            return None
+        problems.append(screen)
+    return problems[0]
+
+
+def _first_load_error(paths: list[str]) -> str | None:
+    """None if one of the libraries ``paths`` loads, else why the first does not."""
+    import ctypes
+
+    errors = []
+    for path in paths:
+        try:
+            ctypes.CDLL(path)
+        except OSError as e:
+            errors.append(str(e))
+            continue
+        return None
+    return errors[0]
+
+
+def _x_screen_problem() -> str | None:
+    """Why the X server DISPLAY names cannot be reached, or None: Qt aborts there too."""
+    import ctypes
+
+    try:
+        xcb = ctypes.CDLL("libxcb.so.1")  # loaded already, by the xcb plugin
+    except OSError:
+        return None
+    xcb.xcb_connect.restype = ctypes.c_void_p
+    xcb.xcb_connect.argtypes = [ctypes.c_char_p, ctypes.c_void_p]
+    xcb.xcb_connection_has_error.argtypes = [ctypes.c_void_p]
+    xcb.xcb_disconnect.argtypes = [ctypes.c_void_p]
+    connection = xcb.xcb_connect(None, None)
+    try:
+        failed = xcb.xcb_connection_has_error(connection)
+    finally:
+        xcb.xcb_disconnect(connection)
+    if not failed:
+        return None
+    return (
+        f"cannot open the screen DISPLAY={os.environ.get('DISPLAY', '')}: no X server answers "
+        "there; run the kernel under a virtual screen: xvfb-run -a ipk-kernel --gui qt"
+    )
 
 
 class GuiLoop:

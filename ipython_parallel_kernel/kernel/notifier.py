@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import deque
 from typing import Any
 
@@ -51,7 +52,13 @@ class Notifier(DatagramProtocol):
             return
         self.seq += 1
         datagrams = seal_record(
-            self.key, self.sender, self.seq, record.get("number", 0), self.kernel, record
+            self.key,
+            self.sender,
+            self.seq,
+            record.get("number", 0),
+            self.kernel,
+            record,
+            sent=time.time(),
         )
         size = sum(len(d) for d in datagrams) * len(watchers)
         if self._waiting_bytes + size > MAX_BACKLOG:

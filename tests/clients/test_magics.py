@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
 import time
 
 import pytest
+from conftest import wait_for
 from IPython.core.interactiveshell import InteractiveShell
 
 from ipython_parallel_kernel import InteractiveCluster, RemoteKernel
@@ -57,6 +59,32 @@ def test_px_labels_stdout_and_results(connected, capsys):
     out = lines(capsys.readouterr().out)
     assert len(out) == 4
     assert all(line.startswith(f"Out[{i}:") and line.endswith("]: 6") for i, line in enumerate(out))
+
+
+def test_px_sends_braces_and_dollars_unexpanded(connected, capsys):
+    """%px and %%px send {a} and $a as typed, not filled in with this session's a."""
+    connected.user_ns["a"] = "LOCAL"
+    capsys.readouterr()
+    run(connected, "%px print('{a}', '$a')")
+    run(connected, "%%px --no-stream\nprint('{a}', '$a')")
+    out = lines(capsys.readouterr().out)
+    assert sorted(out) == sorted([f"[stdout:{i}] {{a}} $a" for i in range(4)] * 2), out
+    connected.user_ns.pop("a")
+
+
+def test_px_longer_than_the_progress_delay_then_the_next(connected, capsys):
+    """A %px that outlasts progress_after shows a bar and succeeds; so does the next %px."""
+    magics = connected.magics_manager.registry["KernelMagics"]
+    assert magics.progress_after == 2.0
+    capsys.readouterr()
+    slow = run(connected, "%px import time; time.sleep(3); print('slow')")
+    assert slow.success, slow.error_in_exec
+    captured = capsys.readouterr()
+    assert sorted(lines(captured.out)) == [f"[stdout:{i}] slow" for i in range(4)]
+    assert "%px" in captured.err  # the progress bar's label
+    after = run(connected, "%px print('next')")
+    assert after.success, after.error_in_exec
+    assert sorted(lines(capsys.readouterr().out)) == [f"[stdout:{i}] next" for i in range(4)]
 
 
 def test_cell_px_options(connected, capsys):
@@ -187,6 +215,28 @@ def test_kernel_start_and_unload_stops_them(ipython_dir, capsys):
     assert ip.find_line_magic("px") is None
 
 
+def test_kernel_stop_of_every_started_kernel_removes_the_cluster_file(ipython_dir, capsys):
+    """%kernel stop of all the kernels %kernel start made removes their cluster file at once."""
+    ip = InteractiveShell.instance()
+    ip.run_cell("%load_ext ipython_parallel_kernel")
+    security = ipython_dir / "profile_default" / "security"
+    try:
+        ip.run_cell("%kernel start -n 2")
+        assert "started 2 kernels" in capsys.readouterr().out
+        magics = ip.magics_manager.registry["KernelMagics"]
+        files = security.glob("ipk-cluster-session-*.json")
+        [cluster_file] = [p for p in files if "-kernel-" not in p.name]
+        ip.run_cell("%kernel stop 0")
+        assert cluster_file.exists() and len(magics.started) == 1
+        ip.run_cell("%kernel stop")
+        assert "stopped" in capsys.readouterr().out
+        assert not cluster_file.exists()
+        assert magics.started == []
+    finally:
+        ip.run_cell("%unload_ext ipython_parallel_kernel")
+    assert not list(security.glob("ipk-*.json"))
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -235,6 +285,24 @@ def test_kernel_gather_and_notify(connected, capsys):
         run(connected, "%kernel gather --stop")
     assert magics.gatherer is None
     assert "stopped gathering" in capsys.readouterr().out
+
+
+def test_gather_knows_a_kernel_connected_by_key(shell, four_kernels, tmp_path, monkeypatch):
+    """%kernel gather accepts the records of an active kernel given by address and key."""
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path))  # no connection file to find the key in
+    info = json.loads(four_kernels[0].connection_file.read_text())
+    shell.user_ns["rk"] = RemoteKernel(four_kernels[0].address, key=info["key"], timeout=30)
+    assert shell.user_ns["rk"].info.path is None
+    run(shell, "%kernel use rk")
+    assert run(shell, "%kernel gather 0").success
+    magics = shell.magics_manager.registry["KernelMagics"]
+    try:
+        run(shell, "%kernel notify")
+        run(shell, "%px by_key = 1")
+        wait_for(lambda: [r["source"] for r in magics.gatherer.records] == ["by_key = 1"])
+    finally:
+        run(shell, "%kernel notify --stop")
+        run(shell, "%kernel gather --stop")
 
 
 def test_activate_makes_a_cluster_the_px_target(shell, four_kernels, capsys):

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import skip_or_fail
+from conftest import skip_or_fail, start_kernel
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "examples" / "parallel_notebook.ipynb"
 GONE_TIMEOUT = 15.0
@@ -80,34 +80,48 @@ def _reap(marker: str) -> list[tuple[int, str]]:
     return leftovers
 
 
-@pytest.fixture
-def executed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """The example notebook after nbclient ran it in a fresh ipykernel."""
-    nbclient, nbformat, kernel_spec_manager = _imports()
+def _private_jupyter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private IPYTHONDIR, Jupyter path and runtime directory under ``tmp_path/private``."""
+    _, _, kernel_spec_manager = _imports()
     if not Path("/proc/self/cmdline").exists():
         pytest.skip("finding leftover processes needs /proc")
     private = tmp_path / "private"
     jupyter_path = private / "jupyter"
     _install_kernelspec(jupyter_path)
     # The ipykernel subprocess inherits these, and the kernels it starts in turn.
+    (private / "ipython").mkdir()
     monkeypatch.setenv("IPYTHONDIR", str(private / "ipython"))
     monkeypatch.setenv("JUPYTER_PATH", str(jupyter_path))
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(private / "runtime"))
     argv = kernel_spec_manager().get_kernel_spec("python3").argv
     assert argv[0] == sys.executable, argv
+    return private
 
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
+
+def _execute(notebook, private: Path, **options) -> None:
+    """Run ``notebook`` in a fresh ipykernel; fail if it leaves processes behind."""
+    nbclient, _, _ = _imports()
     client = nbclient.NotebookClient(
         notebook,
         timeout=120,
         kernel_name="python3",
-        resources={"metadata": {"path": str(tmp_path)}},
+        resources={"metadata": {"path": str(private.parent)}},
+        **options,
     )
     try:
         client.execute()
     finally:
         leftovers = _reap(str(private))
     assert not leftovers, f"processes left running after the notebook (killed): {leftovers}"
+
+
+@pytest.fixture
+def executed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The example notebook after nbclient ran it in a fresh ipykernel."""
+    _, nbformat, _ = _imports()
+    private = _private_jupyter(tmp_path, monkeypatch)
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    _execute(notebook, private)
     return notebook
 
 
@@ -172,3 +186,42 @@ def test_example_notebook_runs_in_jupyter(executed):
     assert sorted(repeated) == ["Out[0:2]: 10", "Out[1:2]: 10"], repeated
 
     assert "stopped" in _shown(_cell(executed, "%kernel stop"))
+
+
+@pytest.mark.timeout(300)
+def test_activate_without_load_ext_then_px(tmp_path, monkeypatch):
+    """In Jupyter, ic.activate() alone makes %px work, a %px of 3 s and the one after it."""
+    _, nbformat, _ = _imports()
+    # Started before the private directory is made the environment's: what mentions it
+    # is reaped after the notebook.
+    (tmp_path / "kernels").mkdir()
+    kernels = [start_kernel(tmp_path / "kernels") for _ in range(2)]
+    try:
+        private = _private_jupyter(tmp_path, monkeypatch)
+        files = [str(k.connection_file) for k in kernels]
+        notebook = nbformat.v4.new_notebook()
+        notebook.cells = [
+            nbformat.v4.new_code_cell(
+                "from ipython_parallel_kernel import InteractiveCluster\n"
+                f"ic = InteractiveCluster({files!r}, timeout=60)\n"
+                "ic.activate() is ic"
+            ),
+            nbformat.v4.new_code_cell("%px import time; time.sleep(3); print('slow done')"),
+            nbformat.v4.new_code_cell("%px print('next')"),
+            nbformat.v4.new_code_cell("ic.disconnect()"),
+        ]
+        _execute(notebook, private, allow_errors=True)
+    finally:
+        for kernel in kernels:
+            kernel.stop()
+    activated, slow, following, _ = notebook.cells
+    for cell in notebook.cells:
+        errors = [o for o in cell.outputs if o.output_type == "error"]
+        assert not errors, f"{cell.source!r} failed: {_shown(cell)}"
+    assert _texts(activated) == ["True"]
+    assert sorted(line for line in _lines(slow) if "slow done" in line) == [
+        "[stdout:0] slow done",
+        "[stdout:1] slow done",
+    ], _shown(slow)
+    assert "%px" in _shown(slow) and "Warning" not in _shown(slow)  # a bar, and no advice
+    assert sorted(_lines(following)) == ["[stdout:0] next", "[stdout:1] next"], _shown(following)

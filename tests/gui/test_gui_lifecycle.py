@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import re
 import signal
 import subprocess
@@ -10,7 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import kernel_env, require_toolkit, self_signed_certificate, start_kernel
+from conftest import (
+    kernel_env,
+    require_toolkit,
+    self_signed_certificate,
+    skip_or_fail,
+    start_kernel,
+)
 
 from ipython_parallel_kernel import InteractiveCluster, RemoteKernel
 from ipython_parallel_kernel.errors import KernelDied
@@ -78,6 +85,88 @@ def test_no_screen_is_one_line_that_names_xvfb_run(toolkit, ipython_dir):
         toolkit,
     )
     assert_refused_in_one_line(result, ipython_dir, "DISPLAY is not set", "xvfb-run -a")
+
+
+def qt_library_path(soname: str) -> Path:
+    """Where this machine's loader finds ``soname`` (loaded here to ask it)."""
+    ctypes.CDLL(soname)
+    maps = Path("/proc/self/maps").read_text().splitlines()
+    paths = {line.split()[-1] for line in maps if f"/{soname}" in line}
+    if not paths:
+        skip_or_fail(f"cannot tell where {soname} is loaded from")
+    return Path(sorted(paths)[0])
+
+
+@pytest.mark.parametrize(
+    ("library", "needed", "what"),
+    [
+        # Loaded by Qt's xcb platform plugin (Qt itself would abort, status 134).
+        ("libxcb-cursor.so.0", "libxcb-render.so.0", "Qt's xcb platform plugin"),
+        # Loaded by PySide6's QtGui, when the kernel imports it.
+        ("libEGL.so.1", "libGLdispatch.so.0", "Qt"),
+    ],
+)
+def test_qt_missing_system_library_is_one_line_with_apt(
+    library, needed, what, ipython_dir, tmp_path
+):
+    """A system library Qt needs that cannot load: our one line naming it, with the apt
+    command (status 2), not Qt's abort (status 134) nor pip advice."""
+    require_toolkit("qt")
+    # A copy of the library, asking for one that exists nowhere, and found first.
+    real = qt_library_path(library).read_bytes()
+    stem, _, version = needed.partition(".so")
+    absent = f"{stem[:-1]}X.so{version}"  # as long as the name it replaces
+    broken = real.replace(needed.encode() + b"\0", absent.encode() + b"\0")
+    assert broken != real
+    shadow = tmp_path / "shadow-libs"
+    shadow.mkdir()
+    (shadow / library).write_bytes(broken)
+    result = run_kernel(
+        ipython_dir,
+        {"LD_LIBRARY_PATH": str(shadow), "DISPLAY": ":0", "QT_QPA_PLATFORM": None},
+        "--gui",
+        "qt",
+    )
+    assert_refused_in_one_line(
+        result,
+        ipython_dir,
+        f"cannot load {what}: the system library {absent} is missing",
+        "sudo apt install libegl1",
+        "libxcb-cursor0",
+    )
+
+
+@pytest.mark.parametrize("platform", ["nosuchplatform", "nosuch:arg=1;alsonot"])
+def test_qt_unknown_platform_is_one_line(platform, ipython_dir):
+    """An unknown QT_QPA_PLATFORM: our one line naming Qt's platforms, not Qt's abort."""
+    require_toolkit("qt")
+    result = run_kernel(ipython_dir, {"QT_QPA_PLATFORM": platform, "DISPLAY": ":0"}, "--gui", "qt")
+    assert_refused_in_one_line(
+        result, ipython_dir, "cannot find Qt's platform plugin 'nosuch", "offscreen, ", "xcb"
+    )
+
+
+def test_qt_unreachable_x_server_is_one_line(ipython_dir):
+    """DISPLAY naming no X server: our one line naming xvfb-run, not Qt's abort."""
+    require_toolkit("qt")
+    result = run_kernel(ipython_dir, {"DISPLAY": ":4321", "QT_QPA_PLATFORM": None}, "--gui", "qt")
+    assert_refused_in_one_line(result, ipython_dir, "DISPLAY=:4321", "xvfb-run -a")
+
+
+def test_qt_offscreen_needs_no_screen(ipython_dir, monkeypatch):
+    """QT_QPA_PLATFORM=offscreen: a qt kernel without DISPLAY starts and makes widgets."""
+    require_toolkit("qt")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    kernel = start_kernel(ipython_dir, "--gui", "qt")
+    try:
+        client = RemoteKernel(str(kernel.connection_file), timeout=30)
+        made = client.execute("from PySide6.QtWidgets import QLabel; QLabel('x').text()")
+        assert made.text == "'x'"
+        client.disconnect()
+    finally:
+        kernel.stop()
 
 
 @pytest.mark.parametrize("toolkit", TOOLKITS)

@@ -59,7 +59,7 @@ def start_gatherer(ipython_dir: Path, files: list[str]) -> tuple[subprocess.Pope
     out = ipython_dir / f"gather-{time.monotonic_ns()}.out"
     with open(out, "w") as f:
         process = subprocess.Popen(
-            [*GATHER, "--port", "0", "--watch", *files, "--no-color"],
+            [*GATHER, "--port", "0", *(["--watch", *files] if files else []), "--no-color"],
             stdout=f,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -211,3 +211,52 @@ def test_vanished_gatherer_costs_the_kernel_nothing(rk):
     assert status["commands_run"] >= 5 + 40 + 40, (status, figures)
     assert status["records_dropped"] == 0, (status, figures)
     assert status["notify"] == [f"127.0.0.1:{port}"], (status, figures)
+
+
+@pytest.mark.timeout(240)
+def test_ipk_gather_sees_cluster_kernels_started_after_it(ipython_dir, tmp_path):
+    """ipk-gather with no --watch shows the records of an ipk-cluster started after it, and
+    names once a kernel whose key it cannot read, instead of dropping its records silently."""
+    from ipython_parallel_kernel import InteractiveCluster
+
+    cluster = [sys.executable, "-m", "ipython_parallel_kernel.cluster_app"]
+    run = dict(capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    gather, out, port = start_gatherer(ipython_dir, [])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    stranger = start_kernel(elsewhere)
+    started = None
+    try:
+        started = subprocess.run([*cluster, "start", "-n", "2", "--cluster-id", "w"], **run)
+        assert started.returncode == 0, started.stderr
+        path = re.search(r"cluster file (\S+)$", started.stdout, re.M)[1]
+        ic = InteractiveCluster.from_file(path, timeout=30)
+        ic.notify(("127.0.0.1", port))
+        ic.execute("watched = 1")
+        ports = {k.address[1] for k in ic}
+        ic.disconnect()
+        rk = RemoteKernel(str(stranger.connection_file), timeout=30)
+        rk.notify(("127.0.0.1", port))
+        for _ in range(3):
+            rk.execute("unseen = 1")
+        rk.disconnect()
+
+        def settled() -> bool:
+            text = out.read_text()
+            seen = commands_seen(text)
+            return {p: [s for _, s in seen.get(p, [])] for p in ports} == {
+                p: ["watched = 1"] for p in ports
+            } and f"kernel 127.0.0.1:{stranger.port} sends records signed" in text
+
+        deadline = time.monotonic() + WAIT
+        while not settled() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        text = out.read_text()
+        assert settled(), text
+        assert text.count("does not know") == 1, text
+        assert "unseen" not in text
+    finally:
+        if started is not None:
+            subprocess.run([*cluster, "stop", "--cluster-id", "w"], **run)
+        stranger.stop()
+        assert stop_process(gather, 10) == 0

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import socket
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from ipython_parallel_kernel import connection
+from ipython_parallel_kernel.clusterfile import kernel_connection_file_path
 from ipython_parallel_kernel.connection import (
     ConnectionInfo,
     connection_file_path,
@@ -46,11 +50,24 @@ def ipdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-def info(ip: str = "127.0.0.1", port: int = 10105, profile: str = "default") -> ConnectionInfo:
-    """A connection info with a recognisable key."""
+def info(
+    ip: str = "127.0.0.1", port: int = 10105, profile: str = "default", pid: int | None = None
+) -> ConnectionInfo:
+    """A connection info with a recognisable key, of a running process (this one)."""
     return ConnectionInfo(
-        ip=ip, port=port, key=f"key-{ip}-{port}-{profile}", pid=4242, profile=profile
+        ip=ip,
+        port=port,
+        key=f"key-{ip}-{port}-{profile}",
+        pid=os.getpid() if pid is None else pid,
+        profile=profile,
     )
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    process = subprocess.Popen([sys.executable, "-c", ""])
+    process.wait(30)
+    return process.pid
 
 
 def mode(path: Path) -> int:
@@ -242,3 +259,37 @@ def test_format_address_round_trips_with_parse() -> None:
     for address in (("127.0.0.1", 1), ("::1", 10105), ("fe80::1", 443)):
         assert parse_address(format_address(address)) == address
     assert format_address(("::1", 5)) == "[::1]:5"
+
+
+def test_find_skips_a_dead_kernels_file_for_a_live_one(ipdir: Path) -> None:
+    """A file left by a killed kernel (its pid not running here) does not shadow the live
+    kernel now on that port, even from a profile searched first."""
+    write_connection_file(info("127.0.0.1", 10700, profile="default", pid=dead_pid()))
+    write_connection_file(info("127.0.0.1", 10700, profile="other"))
+    assert find_connection(("127.0.0.1", 10700)).profile == "other"
+
+
+def test_find_with_only_dead_kernels_files_names_them(ipdir: Path) -> None:
+    """When every file for the address is a dead kernel's, the error names them as such."""
+    pid = dead_pid()
+    stale = write_connection_file(info("127.0.0.1", 10701, pid=pid))
+    with pytest.raises(KeyNotFound) as error:
+        find_connection(("127.0.0.1", 10701))
+    text = str(error.value)
+    assert f"{stale} (pid {pid})" in text and "no longer running" in text
+    assert "Remove them" in text
+
+
+def test_find_takes_another_machines_file(ipdir: Path) -> None:
+    """A file written on another machine cannot be checked by pid, and is used."""
+    elsewhere = info("0.0.0.0", 10702, pid=dead_pid())
+    elsewhere.hostname = "some-other-machine"
+    write_connection_file(elsewhere)
+    assert find_connection(("10.0.0.9", 10702)).hostname == "some-other-machine"
+
+
+def test_find_a_cluster_kernel_by_address(ipdir: Path) -> None:
+    """The connection file of an ipk-cluster kernel is found by its address too."""
+    write_connection_file(info("127.0.0.1", 10703), kernel_connection_file_path("c", 3))
+    found = find_connection(("127.0.0.1", 10703))
+    assert Path(found.path).name == "ipk-cluster-c-kernel-3.json"

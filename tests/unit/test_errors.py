@@ -147,12 +147,30 @@ def test_composite_error_lists_each_kernel() -> None:
         (i, f"127.0.0.1:{9000 + i}", remote_error(f"127.0.0.1:{9000 + i}")) for i in range(5)
     ]
     error = CompositeError("execute", failures, [None] * 6)
-    assert str(error) == "execute failed on 5 of 6 kernels"
     text = error.render_traceback()
     assert "[0:execute] 127.0.0.1:9000" in text and "[4:execute] 127.0.0.1:9004" in text
     assert "... and 2 more:" in text
     assert text.count("Traceback") == CompositeError.SHOWN_IN_FULL
     assert error._render_traceback_() == text.splitlines()
+
+
+def test_composite_error_str_names_the_failed_kernels() -> None:
+    """str() names each failed kernel's target and address, the first few, then how many more."""
+    failures = [
+        (i, f"127.0.0.1:{9000 + i}", remote_error(f"127.0.0.1:{9000 + i}")) for i in range(5)
+    ]
+    text = str(CompositeError("execute", failures, [None] * 6))
+    assert text.startswith("execute failed on 5 of 6 kernels: ")
+    assert "\n" not in text
+    for target in range(CompositeError.SHOWN_IN_FULL):
+        assert f"[{target}:execute] 127.0.0.1:{9000 + target}: ZeroDivisionError" in text
+    assert "127.0.0.1:9003" not in text and text.endswith("... and 2 more")
+    died = KernelDied("lost kernel 127.0.0.1:9001: it closed the connection")
+    one = CompositeError("pull", [(1, "127.0.0.1:9001", died)], [0, died])
+    assert str(one) == (
+        "pull failed on 1 of 2 kernels: [1:pull] 127.0.0.1:9001: KernelDied: "
+        "lost kernel 127.0.0.1:9001: it closed the connection"
+    )
 
 
 def test_composite_error_reraises_one() -> None:
