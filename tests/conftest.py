@@ -81,6 +81,53 @@ def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> int:
     return process.returncode
 
 
+def stop_group(pgid: int, timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL, what is left of a process group we started (by its id):
+    a shell's background jobs outlive the shell."""
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pgid, signum)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _group_alive(pgid):
+            time.sleep(0.05)
+        if not _group_alive(pgid):
+            return
+
+
+def _group_alive(pgid: int) -> bool:
+    import psutil
+
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, OSError):
+            if os.getpgid(process.pid) == pgid and process.status() != psutil.STATUS_ZOMBIE:
+                return True
+    return False
+
+
+def stop_kernels_left(ipython_dir: Path, timeout: float = 10.0) -> None:
+    """Stop, by pid, the kernels whose connection or cluster files are left in
+    ``ipython_dir`` (kernels ``ipk-cluster`` starts run in sessions of their own)."""
+    from ipython_parallel_kernel.launchers.local import is_kernel_process
+
+    pids = set()
+    for path in ipython_dir.glob("profile_*/security/ipk-*.json"):
+        with contextlib.suppress(OSError, ValueError):
+            data = json.loads(path.read_text())
+            for entry in data if isinstance(data, list) else [data]:
+                if isinstance(entry.get("pid"), int):
+                    pids.add(entry["pid"])
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        alive = [pid for pid in pids if is_kernel_process(pid)]
+        for pid in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(map(is_kernel_process, alive)):
+            time.sleep(0.05)
+
+
 def wait_for(check: Callable[[], Any], timeout: float = 30.0) -> Any:
     """Poll ``check()`` until it returns something true, and return that; fail after
     ``timeout`` seconds."""

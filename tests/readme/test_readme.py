@@ -13,10 +13,8 @@ README's reader, a block relies on the ones before it.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -25,12 +23,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
-from conftest import IPythonSession, require_toolkit, skip_or_fail
+from conftest import IPythonSession, require_toolkit, skip_or_fail, stop_group, stop_kernels_left
 from readme_blocks import RUNNABLE, Block, Step, first_prompt, missing_lines, read_blocks
-
-from ipython_parallel_kernel.launchers.local import is_kernel_process
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -38,7 +33,6 @@ README = ROOT / "README.md"
 STEP_TIMEOUT = 60.0
 #: How long shown output may take to appear after its command returned.
 OUTPUT_TIMEOUT = 30.0
-STOP_TIMEOUT = 10.0
 
 BLOCKS = read_blocks(README)
 _NAMED_PORT = re.compile(r"127\.0\.0\.1(?:'\s*,\s*|:)(\d+)")
@@ -70,47 +64,6 @@ def check_port_free(port: int) -> None:
             f"{protocol} port {port} on 127.0.0.1 is taken, and the README's commands use it: "
             f"stop what holds it (ss -lntup 'sport = :{port}' names it)"
         )
-
-
-def stop_group(pgid: int) -> None:
-    """SIGTERM, then SIGKILL, whatever is left of a process group we started."""
-    for signum in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(pgid, signum)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + STOP_TIMEOUT
-        while time.monotonic() < deadline and _group_alive(pgid):
-            time.sleep(0.05)
-        if not _group_alive(pgid):
-            return
-
-
-def _group_alive(pgid: int) -> bool:
-    for process in psutil.process_iter():
-        with contextlib.suppress(psutil.Error):
-            if os.getpgid(process.pid) == pgid and process.status() != psutil.STATUS_ZOMBIE:
-                return True
-    return False
-
-
-def stop_kernels_left(ipython_dir: Path) -> None:
-    """Stop, by pid, the kernels whose connection or cluster files are still there."""
-    pids = set()
-    for path in ipython_dir.glob("profile_*/security/ipk-*.json"):
-        with contextlib.suppress(OSError, ValueError):
-            data = json.loads(path.read_text())
-            for entry in data if isinstance(data, list) else [data]:
-                if isinstance(entry.get("pid"), int):
-                    pids.add(entry["pid"])
-    for signum in (signal.SIGTERM, signal.SIGKILL):
-        alive = [pid for pid in pids if is_kernel_process(pid)]
-        for pid in alive:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signum)
-        deadline = time.monotonic() + STOP_TIMEOUT
-        while time.monotonic() < deadline and any(map(is_kernel_process, alive)):
-            time.sleep(0.05)
 
 
 class Printed:
