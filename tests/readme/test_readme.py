@@ -35,6 +35,8 @@ STEP_TIMEOUT = 60.0
 OUTPUT_TIMEOUT = 30.0
 
 BLOCKS = read_blocks(README)
+
+pytestmark = pytest.mark.slow
 _NAMED_PORT = re.compile(r"127\.0\.0\.1(?:'\s*,\s*|:)(\d+)")
 
 
