@@ -7,8 +7,10 @@ then SIGKILL if it has not exited within a few seconds.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import importlib.util
+import json
 import os
 import selectors
 import shutil
@@ -77,6 +79,53 @@ def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> int:
         if stream is not None:
             stream.close()
     return process.returncode
+
+
+def stop_group(pgid: int, timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL, what is left of a process group we started (by its id):
+    a shell's background jobs outlive the shell."""
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pgid, signum)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _group_alive(pgid):
+            time.sleep(0.05)
+        if not _group_alive(pgid):
+            return
+
+
+def _group_alive(pgid: int) -> bool:
+    import psutil
+
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, OSError):
+            if os.getpgid(process.pid) == pgid and process.status() != psutil.STATUS_ZOMBIE:
+                return True
+    return False
+
+
+def stop_kernels_left(ipython_dir: Path, timeout: float = 10.0) -> None:
+    """Stop, by pid, the kernels whose connection or cluster files are left in
+    ``ipython_dir`` (kernels ``ipk-cluster`` starts run in sessions of their own)."""
+    from ipython_parallel_kernel.launchers.local import is_kernel_process
+
+    pids = set()
+    for path in ipython_dir.glob("profile_*/security/ipk-*.json"):
+        with contextlib.suppress(OSError, ValueError):
+            data = json.loads(path.read_text())
+            for entry in data if isinstance(data, list) else [data]:
+                if isinstance(entry.get("pid"), int):
+                    pids.add(entry["pid"])
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        alive = [pid for pid in pids if is_kernel_process(pid)]
+        for pid in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(map(is_kernel_process, alive)):
+            time.sleep(0.05)
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 30.0) -> Any:
@@ -332,3 +381,65 @@ def gui_kernel(
     finally:
         # wx's shutdown can hang on rare occasions: stop_process ends with SIGKILL.
         kernel.stop(timeout=10)
+
+
+# -- IPython sessions ---------------------------------------------------------------
+# A real InteractiveShell in a process of its own, driven one cell at a time, so a test
+# can use any interpreter (a fresh venv's) and end the session as leaving IPython does.
+
+IPYTHON_SESSION = Path(__file__).resolve().parent / "readme" / "readme_session.py"
+
+
+class IPythonSession:
+    """An IPython session run by ``python`` (see readme_session.py for what it answers)."""
+
+    def __init__(self, python: str, env: dict[str, str], cwd: Path, log_path: Path) -> None:
+        read_end, write_end = os.pipe()
+        self.log_path = log_path
+        with open(log_path, "w") as log:
+            self.process = subprocess.Popen(
+                [python, str(IPYTHON_SESSION), str(write_end)],
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                pass_fds=(write_end,),
+                cwd=cwd,
+                env=env,
+                text=True,
+            )
+        os.close(write_end)
+        self.answers = os.fdopen(read_end)
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.answers, selectors.EVENT_READ)
+
+    def run_cell(self, source: str, value: str | None = None, timeout: float = 60.0) -> dict:
+        """Run a cell; what came of it (``success``, ``error``, ``output``...)."""
+        return self._request({"cell": source, "value": value}, timeout)
+
+    def poll(self) -> str:
+        """What the session printed since its last answer (threads print at any time)."""
+        return self._request({"poll": True}, 10.0)["output"]
+
+    def _request(self, payload: dict[str, Any], timeout: float) -> dict[str, Any]:
+        self.process.stdin.write(json.dumps(payload) + "\n")
+        self.process.stdin.flush()
+        if not self.selector.select(timeout):
+            self.close(timeout=1)
+            raise AssertionError(f"the IPython session did not answer within {timeout} s")
+        line = self.answers.readline()
+        if not line:
+            raise AssertionError(f"the IPython session ended:\n{self.log_path.read_text()}")
+        return json.loads(line)
+
+    def close(self, timeout: float = 30.0) -> int:
+        """End the session as leaving IPython does (its exit hooks run), then by force."""
+        with contextlib.suppress(OSError):
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+        self.selector.close()
+        self.answers.close()
+        return self.process.returncode
