@@ -2,7 +2,8 @@
 # Prepare .venv at the repository root so demo.sh and test.sh can run.
 # Safe to run before every command: each step is skipped when already done.
 #
-#   bash scripts/bootstrap.sh [--extras GROUP[,GROUP]]   (test is always installed)
+#   bash scripts/bootstrap.sh [--extras GROUP[,GROUP]]   (e.g. --extras test; default: none,
+#                                                         which is all the demo needs)
 #   IPK_APT_PACKAGES="pkg ..."   extra Debian/Ubuntu packages to ensure are installed
 #   IPK_APT_WHY="..."            what they are for, said when installing or asking for them
 set -euo pipefail
@@ -10,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 die() { echo "bootstrap: $*" >&2; exit 1; }
 
-extras=test
+extras=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --extras) [ $# -ge 2 ] || die "--extras needs a value"; extras="$extras,$2"; shift 2 ;;
@@ -66,14 +67,19 @@ if ! venv_ok; then
     "$py" -m venv --system-site-packages --clear .venv
 fi
 
-# Reinstall only when the dependency list or the requested extras change, so
-# repeated runs are quick and need no network.
+# Reinstall only when the dependency list changes or an extra is asked for that is not
+# installed yet, so repeated runs are quick and need no network. Extras installed
+# before are kept: the demo after the tests must not uninstall what the tests need.
 stamp=.venv/.ipk-installed
-want_stamp="$(sha256sum pyproject.toml | cut -d' ' -f1) $extras"
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want_stamp" ]; then
-    echo "bootstrap: installing the package and its [$extras] dependencies into .venv" >&2
+hash=$(sha256sum pyproject.toml | cut -d' ' -f1)
+read -r had_hash had_extras 2>/dev/null <"$stamp" || true
+want_extras=$( (tr ',' '\n' <<<"${had_extras:-},$extras") | sed '/^$/d' | sort -u | paste -sd, -)
+if [ "${had_hash:-}" != "$hash" ] || [ "${had_extras:-}" != "$want_extras" ]; then
+    spec=.
+    [ -n "$want_extras" ] && spec=".[$want_extras]"
+    echo "bootstrap: installing the package${want_extras:+ and its [$want_extras] dependencies} into .venv" >&2
     rm -f "$stamp"
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e ".[$extras]"
-    echo "$want_stamp" >"$stamp"
+    .venv/bin/python -m pip install -q -e "$spec"
+    echo "$hash $want_extras" >"$stamp"
 fi

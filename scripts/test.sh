@@ -19,7 +19,7 @@ qt_packages="libegl1 libgl1 libfontconfig1 libdbus-1-3 libx11-6 libx11-xcb1 libx
     libxcb-randr0 libxcb-render0 libxcb-render-util0 libxcb-shape0 libxcb-shm0 libxcb-sync1
     libxcb-util1 libxcb-xfixes0 libxcb-xkb1"
 IPK_APT_PACKAGES="${IPK_APT_PACKAGES:-} $gui_packages $qt_packages" \
-    IPK_APT_WHY="the GUI tests (wx, tk, Qt under Xvfb)" bash scripts/bootstrap.sh
+    IPK_APT_WHY="the GUI tests (wx, tk, Qt under Xvfb)" bash scripts/bootstrap.sh --extras test
 
 # Only directories that exist yet: ruff treats a missing path as an error.
 paths=()
