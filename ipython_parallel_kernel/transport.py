@@ -20,6 +20,9 @@ empty, so a 1 GiB array is received without being copied through ``bytes`` objec
 Under TLS the socket belongs to the TLS layer: frames are written with the
 transport's own ``writeSequence`` from the reactor thread, and read through
 ``dataReceived`` alone.
+
+Ending a connection: whatever the decoder holds of a partly received frame is
+released the moment the connection is lost, not when the garbage collector runs.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from .errors import WireError
-from .wire import Buffer, Channel, Message, encode_alert
+from .wire import Buffer, Channel, FrameDecoder, Message, encode_alert
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +108,10 @@ class FrameProtocol(Protocol):
         with self._lock:
             self.open = False
             self._backlog.clear()
+            self._socket = None
         if self._linger is not None and self._linger.active():
             self._linger.cancel()
+        _release(self.decoder)
         self.connection_closed(reason)
 
     def resumeProducing(self) -> None:
@@ -263,6 +268,13 @@ class FrameProtocol(Protocol):
             self.progress += n
             messages += self.decoder.filled(n)
         return messages
+
+
+def _release(decoder: FrameDecoder) -> None:
+    # A decoder refers to itself through its current state (a bound method), so dropping
+    # it leaves a partly received frame, up to gigabytes, until the garbage collector
+    # runs: empty it instead, which frees that memory now.
+    vars(decoder).clear()
 
 
 def _flat(piece: Buffer) -> memoryview:

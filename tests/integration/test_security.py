@@ -1,14 +1,19 @@
-"""Who may talk to a kernel: allow/deny lists, keys, garbage, oversized frames, TLS."""
+"""Who may talk to a kernel: allow/deny lists, keys, garbage, oversized frames, TLS, and
+connections that end badly."""
 
 from __future__ import annotations
 
 import os
+import selectors
 import socket
 import stat
+import subprocess
+import sys
 
 import numpy as np
+import psutil
 import pytest
-from conftest import self_signed_certificate, start_kernel
+from conftest import kernel_env, self_signed_certificate, start_kernel, stop_process, wait_for
 
 from ipython_parallel_kernel import RemoteKernel
 from ipython_parallel_kernel.errors import ConnectionRefused, KernelDied
@@ -132,3 +137,68 @@ def test_tls_kernel(ipython_dir, tmp_path):
             assert b"IPK" not in raw.recv(4096)  # plain frames are not understood under TLS
     finally:
         process.stop()
+
+
+# -- connections that end badly ------------------------------------------------------
+
+#: A client that authenticates, sends half of a 500 MB push, then waits to be killed.
+HALF_A_PUSH = """
+import socket, sys, time
+from ipython_parallel_kernel.connection import read_connection_file
+from ipython_parallel_kernel.wire import Channel
+
+info = read_connection_file(sys.argv[1])
+channel = Channel(info.key)
+sock = socket.create_connection(info.address, timeout=30)
+sock.sendall(b"".join(channel.seal("connect_request", {"nonce": channel.nonce})))
+decoder = channel.decoder()
+while not (replies := decoder.feed(sock.recv(65536))):
+    pass
+channel.peer_nonce = replies[0].content["nonce"]
+size = 500 * 2**20
+pieces = channel.seal("push_request", {}, b"", [memoryview(bytearray(size))], id=1)
+left = sum(memoryview(p).nbytes for p in pieces) - size // 2
+for piece in pieces:
+    view = memoryview(piece).cast("B")[:left]
+    sock.sendall(view)
+    left -= view.nbytes
+print("half sent", flush=True)
+time.sleep(120)
+"""
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of process ``pid``, in MiB."""
+    return psutil.Process(pid).memory_info().rss / 2**20
+
+
+def test_memory_of_a_push_cut_short_is_released_at_once(kernel):
+    """A client killed (SIGKILL) halfway through a 500 MB push: the kernel's RSS comes
+    back to within 64 MiB of where it was, without waiting for a garbage collection."""
+    before = rss_mib(kernel.pid)
+    client = subprocess.Popen(
+        [sys.executable, "-c", HALF_A_PUSH, str(kernel.connection_file)],
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=kernel_env(kernel.ipython_dir),
+        text=True,
+    )
+    try:
+        assert read_line(client, 60) == "half sent"
+        wait_for(lambda: rss_mib(kernel.pid) > before + 200, timeout=30)
+        client.kill()
+        client.wait(10)
+        wait_for(lambda: rss_mib(kernel.pid) < before + 64, timeout=30)
+    finally:
+        stop_process(client)
+    survivor = RemoteKernel(kernel.address, timeout=30)
+    assert survivor.execute("'alive'").text == "'alive'"
+    survivor.disconnect()
+
+
+def read_line(process: subprocess.Popen, timeout: float) -> str:
+    """The next line ``process`` prints, waited for at most ``timeout`` seconds."""
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        assert selector.select(timeout), f"no output within {timeout} s"
+        return process.stdout.readline().strip()
