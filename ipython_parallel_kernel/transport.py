@@ -22,7 +22,9 @@ transport's own ``writeSequence`` from the reactor thread, and read through
 ``dataReceived`` alone.
 
 Ending a connection: whatever the decoder holds of a partly received frame is
-released the moment the connection is lost, not when the garbage collector runs.
+released the moment the connection is lost, not when the garbage collector runs. A
+peer's alert ends the connection: its text is logged once, escaped and cut short
+(``shown``), and nothing more is read.
 """
 
 from __future__ import annotations
@@ -47,6 +49,23 @@ log = logging.getLogger(__name__)
 _MAX_PIECES = 1024
 #: Seconds a refused peer has to read our alert and hang up before we cut it off.
 REFUSAL_LINGER = 5.0
+#: Characters of a peer's text (an alert) that are logged or shown; the rest is cut.
+SHOWN_TEXT = 300
+
+
+def shown(text: str, limit: int = SHOWN_TEXT) -> str:
+    r"""Text from a peer made safe to log or show: control characters escaped, cut short.
+
+    >>> print(shown("\x1b[2Jhi\n" + "x" * 500, 10))
+    \x1b[2Jhi\nxxx... (497 more characters)
+    """
+    cut = text[:limit]
+    safe = "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in cut
+    )
+    if len(text) > limit:
+        safe += f"... ({len(text) - limit} more characters)"
+    return safe
 
 
 @implementer(interfaces.IPullProducer)
@@ -69,6 +88,8 @@ class FrameProtocol(Protocol):
         self._close_when_sent = False
         self._refused = False
         self._linger: Any = None
+        # Set once we refused the peer or it sent an alert: what it sends is not read.
+        self._discarding = False
         #: Bytes the peer has received from us or sent to us: a long transfer is not silence.
         self.progress = 0
 
@@ -86,7 +107,7 @@ class FrameProtocol(Protocol):
             transport.registerProducer(self, False)
 
     def dataReceived(self, data: bytes) -> None:
-        if self._refused:
+        if self._discarding:
             return
         self.progress += len(data)
         try:
@@ -101,8 +122,9 @@ class FrameProtocol(Protocol):
                 return
             self.message_received(message)
         if self.decoder.alert is not None:
-            alert, self.decoder.alert = self.decoder.alert, None
-            self.alert_received(alert)
+            # An alert ends the connection: one per connection is all a peer gets heard.
+            self._discarding = True
+            self.alert_received(self.decoder.alert)
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         with self._lock:
@@ -136,8 +158,9 @@ class FrameProtocol(Protocol):
         raise NotImplementedError
 
     def alert_received(self, text: str) -> None:
-        """The peer refused us and said why; it closes the connection next."""
-        log.warning("peer refused the connection: %s", text)
+        """The peer refused us and said why: by default, log it (escaped) and hang up."""
+        log.warning("%s refused the connection: %s", self.peer_name(), shown(text))
+        self.transport.abortConnection()
 
     def wire_error(self, error: WireError) -> None:
         """A frame had to be refused: by default, tell the peer why and hang up."""
@@ -196,6 +219,7 @@ class FrameProtocol(Protocol):
             if not self.open:
                 return
             self._refused = True
+            self._discarding = True
             if self._socket is None:
                 self._in_reactor(self.transport.write, encode_alert(reason))
             else:

@@ -44,7 +44,7 @@ from ..errors import (
     RemoteError,
 )
 from ..record import CommandRecord
-from ..transport import FrameProtocol, OneShotFactory, tls_client_options, tls_wrapped
+from ..transport import FrameProtocol, OneShotFactory, shown, tls_client_options, tls_wrapped
 from ..wire import Channel, Message
 from .reactor import call, get_reactor
 
@@ -211,9 +211,10 @@ class KernelClientProtocol(FrameProtocol):
             waiter.deliver(message)
 
     def alert_received(self, text: str) -> None:
-        self.lost_reason = text
+        # The text is the peer's: whoever answers on that port, shown escaped and cut short.
+        self.lost_reason = shown(text)
         if not self.ready.done():
-            self.ready.set_exception(ConnectionRefused(text))
+            self.ready.set_exception(ConnectionRefused(self.lost_reason))
         self.transport.abortConnection()
 
     def wire_error(self, error: Exception) -> None:

@@ -29,10 +29,11 @@ from .. import __version__, serialize
 from ..connection import Address, format_address, parse_address
 from ..errors import WireError
 from ..record import CommandRecord
-from ..transport import FrameProtocol
+from ..transport import FrameProtocol, shown
 from ..wire import Channel, Message
 from .access import AccessList
 from .engine import Engine, error_record
+from .events import BurstLog
 from .notifier import Notifier
 from .peer import push_to_kernels
 
@@ -67,6 +68,7 @@ class KernelService:
         self.max_frame = max_frame
         self.sign_buffers = sign_buffers
         self.connections: set[KernelProtocol] = set()
+        self.events = BurstLog(log, reactor)
         self.watchers: set[Address] = set()
         self.notifier: Notifier | None = None
         self._streaming: Any = None
@@ -167,6 +169,15 @@ class KernelProtocol(FrameProtocol):
             f"kernel {self.service.name} refused a message: {error}. "
             "Is the key the one in this kernel's connection file?"
         )
+
+    def alert_received(self, text: str) -> None:
+        self.service.events.event(
+            "alerts from clients",
+            "disconnecting %s, which sent an alert: %s",
+            self.peer_name(),
+            shown(text),
+        )
+        self.transport.abortConnection()
 
     def message_received(self, message: Message) -> None:
         if not self.greeted:
