@@ -24,7 +24,10 @@ transport's own ``writeSequence`` from the reactor thread, and read through
 Ending a connection: whatever the decoder holds of a partly received frame is
 released the moment the connection is lost, not when the garbage collector runs. A
 peer's alert ends the connection: its text is logged once, escaped and cut short
-(``shown``), and nothing more is read.
+(``shown``), and nothing more is read. A refusal sends an alert and then lingers so
+the peer can read it, but only for ``REFUSAL_LINGER`` seconds and, per
+``Lingering``, only so many at once: a flood of refused connections cannot hold
+more than that many descriptors.
 """
 
 from __future__ import annotations
@@ -48,7 +51,9 @@ log = logging.getLogger(__name__)
 # sendmsg takes at most IOV_MAX (1024 on Linux) pieces at once.
 _MAX_PIECES = 1024
 #: Seconds a refused peer has to read our alert and hang up before we cut it off.
-REFUSAL_LINGER = 5.0
+REFUSAL_LINGER = 1.0
+#: Refused connections lingering at once, per ``Lingering``; a new one cuts off the oldest.
+MAX_LINGERING = 32
 #: Characters of a peer's text (an alert) that are logged or shown; the rest is cut.
 SHOWN_TEXT = 300
 
@@ -68,17 +73,54 @@ def shown(text: str, limit: int = SHOWN_TEXT) -> str:
     return safe
 
 
+class Lingering:
+    """Refused connections left open so their peers can read why, within bounds.
+
+    Each is cut off (``abortConnection``) after ``seconds``; holding one more than
+    ``limit`` cuts off the oldest at once. Reactor thread only.
+    """
+
+    def __init__(self, reactor: Any, seconds: float = REFUSAL_LINGER, limit: int = MAX_LINGERING):
+        self.reactor = reactor
+        self.seconds = seconds
+        self.limit = limit
+        self._timers: dict[Any, Any] = {}  # transport -> its DelayedCall, oldest first
+
+    def __len__(self) -> int:
+        return len(self._timers)
+
+    def hold(self, transport: Any) -> None:
+        """Let ``transport`` linger, cutting off the oldest if that makes too many."""
+        while self._timers and len(self._timers) >= self.limit:
+            self.cut(next(iter(self._timers)))
+        self._timers[transport] = self.reactor.callLater(self.seconds, self.cut, transport)
+
+    def cut(self, transport: Any) -> None:
+        """Stop waiting for the peer of ``transport``: abort the connection."""
+        self.release(transport)
+        transport.abortConnection()
+
+    def release(self, transport: Any) -> None:
+        """``transport`` is closed: forget it."""
+        timer = self._timers.pop(transport, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+
+
 @implementer(interfaces.IPullProducer)
 class FrameProtocol(Protocol):
     """A connection that sends and receives ``wire`` messages.
 
     Subclasses implement ``message_received`` (and may override ``alert_received``,
     ``wire_error`` and ``connection_closed``); all of these run on the reactor thread.
+    Refused connections linger in ``lingering``, which a server shares between all its
+    connections to bound them together.
     """
 
-    def __init__(self, channel: Channel, reactor: Any) -> None:
+    def __init__(self, channel: Channel, reactor: Any, lingering: Lingering | None = None) -> None:
         self.channel = channel
         self.reactor = reactor
+        self.lingering = lingering if lingering is not None else Lingering(reactor)
         self.decoder = channel.decoder()
         self.open = False
         self._lock = threading.Lock()
@@ -87,7 +129,7 @@ class FrameProtocol(Protocol):
         self._reactor_thread: int | None = None
         self._close_when_sent = False
         self._refused = False
-        self._linger: Any = None
+        self._tls = False
         # Set once we refused the peer or it sent an alert: what it sends is not read.
         self._discarding = False
         #: Bytes the peer has received from us or sent to us: a long transfer is not silence.
@@ -102,6 +144,8 @@ class FrameProtocol(Protocol):
         if interfaces.ITCPTransport.providedBy(transport):
             transport.setTcpNoDelay(True)
         handle = transport.getHandle() if hasattr(transport, "getHandle") else None
+        # Under TLS the handle is the TLS connection, and the socket is not ours to use.
+        self._tls = handle is not None and not isinstance(handle, socket.socket)
         if isinstance(handle, socket.socket) and not interfaces.ISSLTransport.providedBy(transport):
             self._socket = handle
             transport.registerProducer(self, False)
@@ -131,8 +175,7 @@ class FrameProtocol(Protocol):
             self.open = False
             self._backlog.clear()
             self._socket = None
-        if self._linger is not None and self._linger.active():
-            self._linger.cancel()
+        self.lingering.release(self.transport)
         _release(self.decoder)
         self.connection_closed(reason)
 
@@ -177,6 +220,18 @@ class FrameProtocol(Protocol):
         peer = self.transport.getPeer()
         return f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
 
+    def read_now(self) -> None:
+        """Read what the peer has sent so far without waiting for the reactor's next turn
+        (reactor thread; plain TCP only, a no-op under TLS)."""
+        if self._socket is None:
+            return
+        try:
+            data = self._socket.recv(65536)
+        except OSError:
+            return  # nothing yet, or an error Twisted's next read reports
+        if data:
+            self.dataReceived(data)
+
     def send(
         self,
         msg_type: str,
@@ -212,7 +267,7 @@ class FrameProtocol(Protocol):
         """Send an alert saying why, then close (any thread).
 
         Our side stops writing but keeps reading (and discarding) until the peer hangs
-        up or ``REFUSAL_LINGER`` passes: closing a socket with unread input makes the OS
+        up or ``lingering`` cuts it off: closing a socket with unread input makes the OS
         reset the connection, which can destroy the alert before the peer reads it.
         """
         with self._lock:
@@ -247,11 +302,15 @@ class FrameProtocol(Protocol):
         transport = self.transport
         if getattr(transport, "producer", None) is self:
             transport.unregisterProducer()
-        if self._refused and hasattr(transport, "loseWriteConnection"):
-            transport.loseWriteConnection()
-            self._linger = self.reactor.callLater(REFUSAL_LINGER, transport.abortConnection)
-        else:
+        if not self._refused:
             transport.loseConnection()
+            return
+        if hasattr(transport, "loseWriteConnection") and not self._tls:
+            transport.loseWriteConnection()
+        else:
+            # Under TLS, half-closing the socket would cut the TLS layer's pending writes.
+            transport.loseConnection()
+        self.lingering.hold(transport)
 
     def _send_now(self, views: deque[memoryview]) -> int:
         """Write what the socket takes now; leave the rest in ``views``; return the bytes

@@ -29,7 +29,7 @@ import types
 from pathlib import Path
 from typing import Any
 
-from traitlets import Bool, Enum, Int, List, Unicode
+from traitlets import Bool, Enum, Float, Int, List, Unicode
 from traitlets.config import Application
 
 from .. import __version__
@@ -99,6 +99,16 @@ class KernelApp(Application):
         False, help="Sign the bytes of array buffers too (integrity without TLS; slower)."
     ).tag(config=True)
     history_length = Int(10_000, help="Commands kept in the history.").tag(config=True)
+    handshake_timeout = Float(
+        5.0,
+        help="Seconds a new connection has to authenticate (send a valid connect_request) "
+        "before it is closed.",
+    ).tag(config=True)
+    max_unauthenticated = Int(
+        0,
+        help="Connections waiting to authenticate at once; a new one past this closes the "
+        "oldest. 0: a quarter of the file descriptor limit, at most 256.",
+    ).tag(config=True)
 
     log_level = Enum(
         (0, 10, 20, 30, 40, 50, "DEBUG", "INFO", "WARN", "WARNING", "ERROR", "CRITICAL"),
@@ -241,6 +251,8 @@ class KernelApp(Application):
             gui=self.gui,
             max_frame=self.max_frame,
             sign_buffers=self.sign_buffers,
+            handshake_timeout=self.handshake_timeout,
+            max_unauthenticated=self.max_unauthenticated,
         )
         factory = KernelFactory(self.service)
         try:

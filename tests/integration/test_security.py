@@ -1,5 +1,5 @@
 """Who may talk to a kernel: allow/deny lists, keys, garbage, oversized frames, TLS, and
-connections that end badly."""
+connections that end badly: cut short, idle."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from conftest import kernel_env, self_signed_certificate, start_kernel, stop_pro
 
 from ipython_parallel_kernel import RemoteKernel
 from ipython_parallel_kernel.errors import ConnectionRefused, KernelDied
-from ipython_parallel_kernel.wire import Channel
+from ipython_parallel_kernel.wire import ALERT_MAGIC, Channel
 
 
 def test_client_outside_allow_list_is_refused(kernel, rk):
@@ -202,3 +202,19 @@ def read_line(process: subprocess.Popen, timeout: float) -> str:
         selector.register(process.stdout, selectors.EVENT_READ)
         assert selector.select(timeout), f"no output within {timeout} s"
         return process.stdout.readline().strip()
+
+
+def test_idle_connection_is_closed_at_the_handshake_deadline(ipython_dir):
+    """With --KernelApp.handshake_timeout=0.5, a connection that sends nothing is closed
+    with an alert saying why."""
+    process = start_kernel(ipython_dir, "--KernelApp.handshake_timeout=0.5")
+    try:
+        with socket.create_connection(process.address, timeout=10) as raw:
+            raw.settimeout(10)
+            received = b""
+            while chunk := raw.recv(4096):
+                received += chunk
+        assert received.startswith(ALERT_MAGIC)
+        assert b"no valid connect_request within 0.5 s" in received
+    finally:
+        process.stop()

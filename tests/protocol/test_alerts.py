@@ -37,6 +37,7 @@ def test_alert_from_a_client_is_logged_once_escaped_and_ends_the_connection(
     assert line.isprintable() and len(line) < SHOWN_TEXT + 200
     assert "\\x1b[2J" in line and "\\u202e" in line and "more characters" in line
     assert transport.disconnected
+    assert not service.waiting
 
 
 def test_alerts_on_many_connections_cost_two_log_lines_per_window(
