@@ -234,6 +234,7 @@ class KernelApp(Application):
 
     def init_server(self) -> None:
         """Bind the port (not yet serving: the reactor starts in ``start``)."""
+        from .listener import KernelPort
         from .server import KernelFactory, KernelService
 
         if self.gui == "none":
@@ -255,10 +256,19 @@ class KernelApp(Application):
             max_unauthenticated=self.max_unauthenticated,
         )
         factory = KernelFactory(self.service)
+        service = self.service
         try:
             if self.tls_cert:
                 factory = tls_wrapped(reactor, factory, self._tls_context(), client=False)
-            self.listening = reactor.listenTCP(self.port, factory, interface=self.ip)
+            self.listening = KernelPort(
+                self.port,
+                factory,
+                interface=self.ip,
+                reactor=reactor,
+                out_of_descriptors=service.out_of_descriptors,
+                events=service.events,
+            )
+            self.listening.startListening()
         except Exception as e:
             self.exit_with(f"cannot listen on {format_address((self.ip, self.port))}: {e}")
         self.port = self.listening.getHost().port

@@ -185,6 +185,14 @@ class KernelService:
             )
         self.waiting[protocol] = None
 
+    def out_of_descriptors(self) -> str:
+        """The alert for a client the kernel cannot take for lack of file descriptors."""
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        return (
+            f"kernel {self.name} is out of file descriptors (limit {soft}) and cannot take "
+            "this connection; try again later, or restart it with a higher limit (ulimit -n)"
+        )
+
     def say_goodbye(self) -> None:
         """Tell every client the kernel is shutting down, then hang up (reactor thread)."""
         for connection in list(self.connections):
