@@ -185,6 +185,15 @@ class KernelService:
             )
         self.waiting[protocol] = None
 
+    def drop_denied(self) -> None:
+        """Close the connections of hosts the access list now refuses, telling each why
+        (reactor thread)."""
+        for connection in list(self.connections):
+            host = getattr(connection.transport.getPeer(), "host", "")
+            if connection.open and not self.access.allowed(host):
+                log.warning("disconnecting %s: %s is now denied", connection.peer_name(), host)
+                connection.refuse(f"{host} is now denied by kernel {self.name}")
+
     def out_of_descriptors(self) -> str:
         """The alert for a client the kernel cannot take for lack of file descriptors."""
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -460,6 +469,7 @@ class KernelProtocol(FrameProtocol):
             return
         log.info("%s: %s", request.type.removesuffix("_request"), request.content.get("network"))
         self.reply(request, {"status": "ok", "value": self.service.access.describe()})
+        self.service.drop_denied()
 
     def handle_notify(self, request: Message) -> None:
         try:

@@ -1,5 +1,5 @@
 """Who may talk to a kernel: allow/deny lists, keys, garbage, oversized frames, TLS, and
-connections that end badly: cut short, idle."""
+connections that end badly: cut short, idle, denied at run time."""
 
 from __future__ import annotations
 
@@ -202,6 +202,26 @@ def read_line(process: subprocess.Popen, timeout: float) -> str:
         selector.register(process.stdout, selectors.EVENT_READ)
         assert selector.select(timeout), f"no output within {timeout} s"
         return process.stdout.readline().strip()
+
+
+def test_deny_at_run_time_disconnects_the_denied_host(ipython_dir):
+    """Started with -a 127.0.0.2, the kernel drops a client connected from 127.0.0.2 as
+    soon as deny("127.0.0.2") runs, telling it why; other clients carry on."""
+    process = start_kernel(ipython_dir, "-a", "127.0.0.2")
+    name = f"127.0.0.1:{process.port}"
+    try:
+        guest = RemoteKernel(process.address, source_address="127.0.0.2", timeout=30)
+        owner = RemoteKernel(process.address, timeout=30)
+        assert guest.execute("'guest'").text == "'guest'"
+        owner.deny("127.0.0.2")
+        with pytest.raises(KernelDied) as info:
+            guest.execute("'still here?'")
+        assert str(info.value) == f"lost kernel {name}: 127.0.0.2 is now denied by kernel {name}"
+        assert owner.execute("6 * 7").text == "42"
+        assert "127.0.0.2 is now denied" in process.log()
+        owner.disconnect()
+    finally:
+        process.stop()
 
 
 def test_idle_connection_is_closed_at_the_handshake_deadline(ipython_dir):
