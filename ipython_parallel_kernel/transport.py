@@ -32,11 +32,13 @@ more than that many descriptors.
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 import threading
 from collections import deque
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from twisted.internet import interfaces
 from twisted.internet.protocol import ClientFactory, Protocol
@@ -44,7 +46,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from .errors import WireError
-from .wire import Buffer, Channel, FrameDecoder, Message, encode_alert
+from .wire import MAGIC, Buffer, Channel, FrameDecoder, Message, encode_alert
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +114,9 @@ class FrameProtocol(Protocol):
     """A connection that sends and receives ``wire`` messages.
 
     Subclasses implement ``message_received`` (and may override ``alert_received``,
-    ``wire_error`` and ``connection_closed``); all of these run on the reactor thread.
-    Refused connections linger in ``lingering``, which a server shares between all its
-    connections to bound them together.
+    ``wire_error``, ``tls_hello_received`` and ``connection_closed``); all of these
+    run on the reactor thread. Refused connections linger in ``lingering``, which a
+    server shares between all its connections to bound them together.
     """
 
     def __init__(self, channel: Channel, reactor: Any, lingering: Lingering | None = None) -> None:
@@ -153,7 +155,12 @@ class FrameProtocol(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self._discarding:
             return
+        first = self.progress == 0
         self.progress += len(data)
+        if first and _looks_like_tls_hello(data):
+            self._discarding = True
+            self.tls_hello_received()
+            return
         try:
             messages = self.decoder.feed(data)
             if self._socket is not None:
@@ -209,6 +216,12 @@ class FrameProtocol(Protocol):
         """A frame had to be refused: by default, tell the peer why and hang up."""
         log.warning("refusing %s: %s", self.peer_name(), error)
         self.refuse(str(error))
+
+    def tls_hello_received(self) -> None:
+        """The peer opened this plain connection with a TLS handshake: by default, say
+        that this end does not speak TLS, and hang up."""
+        log.warning("refusing %s: it speaks TLS, this end does not", self.peer_name())
+        self.refuse("this end does not speak TLS")
 
     def connection_closed(self, reason: Failure | None) -> None:
         """The connection is gone (reactor thread)."""
@@ -360,6 +373,23 @@ def _release(decoder: FrameDecoder) -> None:
     vars(decoder).clear()
 
 
+def _alert_text(data: bytes) -> str | None:
+    """The text of the alert ``data`` begins with, or None if it does not hold one."""
+    decoder = Channel(b"").decoder()  # alerts are not signed: any key reads them
+    try:
+        decoder.feed(data)
+    except WireError:
+        return None
+    alert = decoder.alert
+    _release(decoder)
+    return alert
+
+
+def _looks_like_tls_hello(data: bytes) -> bool:
+    # A TLS record: handshake (22), protocol major version 3, minor 0 (SSL 3) to 4.
+    return len(data) >= 3 and data[0] == 22 and data[1] == 3 and data[2] <= 4
+
+
 def _flat(piece: Buffer) -> memoryview:
     view = memoryview(piece)
     return view if view.format == "B" and view.ndim == 1 else view.cast("B")
@@ -384,16 +414,82 @@ def private_reactor() -> Any:
     return Reactor()
 
 
-def tls_wrapped(reactor: Any, factory: Any, options: Any, *, client: bool) -> Any:
+def tls_wrapped(
+    reactor: Any,
+    factory: Any,
+    options: Any,
+    *,
+    client: bool,
+    plain_refusal: Callable[[], str] | None = None,
+) -> Any:
     """``factory`` behind TLS whose write batching runs on ``reactor``.
 
     ``reactor.listenSSL``/``connectSSL`` batch on Twisted's global reactor, which in a
     GUI kernel is the toolkit's, not the one serving the connection: wrap explicitly and
     use ``listenTCP``/``connectTCP``.
+
+    A peer whose first bytes are this protocol's plain frames does not speak TLS: the
+    connection is closed at once, after an alert with ``plain_refusal()``'s text when
+    given, and ``tls_failure`` reports it as ``"plain"``.
     """
     from twisted.protocols.tls import TLSMemoryBIOFactory
 
-    return TLSMemoryBIOFactory(options, client, factory, clock=reactor)
+    wrapping = TLSMemoryBIOFactory(options, client, factory, clock=reactor)
+    wrapping.protocol = _plain_aware_tls()
+    wrapping.plain_refusal = plain_refusal
+    return wrapping
+
+
+@functools.cache
+def _plain_aware_tls() -> type:
+    # Built on first use: importing Twisted's TLS loads OpenSSL, which plain kernels and
+    # clients never need.
+    from twisted.protocols.tls import BufferingTLSTransport
+
+    class PlainAwareTLS(BufferingTLSTransport):
+        """TLS that recognises a peer speaking our plain protocol instead."""
+
+        peer_speaks_plain = False
+        #: The text of the plain alert the peer sent, if it sent one.
+        plain_alert: str | None = None
+        _heard = False
+
+        def dataReceived(self, data: bytes) -> None:
+            first, self._heard = not self._heard, True
+            if first and data[:3] == MAGIC[:3]:
+                self.peer_speaks_plain = True
+                self.plain_alert = _alert_text(data)
+                refusal = self.factory.plain_refusal
+                if refusal is not None:
+                    self.transport.write(encode_alert(refusal()))
+                self.transport.loseConnection()
+                return
+            super().dataReceived(data)
+
+    return PlainAwareTLS
+
+
+class TLSFailure(NamedTuple):
+    """Why TLS failed. ``kind`` is ``"plain"``: the peer does not speak TLS, and
+    ``detail`` is the text of the alert it sent in plain, if any (escaped, cut short);
+    ``"certificate"``: its certificate was refused; or ``"handshake"``. For these two,
+    ``detail`` is OpenSSL's reason."""
+
+    kind: str
+    detail: str
+
+
+def tls_failure(transport: Any, reason: Failure | None) -> TLSFailure | None:
+    """What TLS had to do with losing the connection of ``transport``; None if nothing."""
+    if getattr(transport, "peer_speaks_plain", False):
+        alert = transport.plain_alert
+        return TLSFailure("plain", "" if alert is None else shown(alert))
+    if reason is None or not reason.check("OpenSSL.SSL.Error"):
+        return None
+    errors = reason.value.args[0] if reason.value.args else []
+    detail = ", ".join(e[-1] for e in errors if isinstance(e, tuple)) or str(reason.value)
+    kind = "certificate" if "certificate verify failed" in detail else "handshake"
+    return TLSFailure(kind, detail)
 
 
 def tls_client_options(certificate_pem: str | None) -> Any:

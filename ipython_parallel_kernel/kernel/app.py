@@ -259,7 +259,13 @@ class KernelApp(Application):
         service = self.service
         try:
             if self.tls_cert:
-                factory = tls_wrapped(reactor, factory, self._tls_context(), client=False)
+                factory = tls_wrapped(
+                    reactor,
+                    factory,
+                    self._tls_context(),
+                    client=False,
+                    plain_refusal=service.needs_tls,
+                )
             self.listening = KernelPort(
                 self.port,
                 factory,

@@ -37,7 +37,7 @@ from .. import __version__, serialize
 from ..connection import Address, format_address, parse_address
 from ..errors import WireError
 from ..record import CommandRecord
-from ..transport import FrameProtocol, Lingering, shown
+from ..transport import FrameProtocol, Lingering, shown, tls_failure
 from ..wire import Channel, Message
 from .access import AccessList
 from .engine import Engine, error_record
@@ -202,6 +202,13 @@ class KernelService:
             "this connection; try again later, or restart it with a higher limit (ulimit -n)"
         )
 
+    def needs_tls(self) -> str:
+        """The alert for a client that connects to this TLS kernel without TLS."""
+        return (
+            f"kernel {self.name} serves TLS, but this client connected without it: "
+            "use the kernel's connection file, which says so and holds its certificate"
+        )
+
     def say_goodbye(self) -> None:
         """Tell every client the kernel is shutting down, then hang up (reactor thread)."""
         for connection in list(self.connections):
@@ -263,6 +270,14 @@ class KernelProtocol(FrameProtocol):
     def connection_closed(self, reason: Failure | None) -> None:
         self.stop_waiting()
         self.service.connections.discard(self)
+        failure = tls_failure(self.transport, reason)
+        if failure is not None:
+            self.service.events.event(
+                "failed TLS handshakes",
+                "TLS handshake with client %s failed: %s",
+                self.peer_name(),
+                "it does not speak TLS" if failure.kind == "plain" else failure.detail,
+            )
         if self.greeted:
             log.info("client %s disconnected", self.peer_name())
 
@@ -285,6 +300,16 @@ class KernelProtocol(FrameProtocol):
             shown(text),
         )
         self.transport.abortConnection()
+
+    def tls_hello_received(self) -> None:
+        self.stop_waiting()
+        self.service.events.event(
+            "TLS clients", "refusing %s: it speaks TLS, this kernel does not", self.peer_name()
+        )
+        self.refuse(
+            f"kernel {self.service.name} does not serve TLS, but the client's connection file "
+            "says it does: is the file another kernel's, from an earlier run on this port?"
+        )
 
     def message_received(self, message: Message) -> None:
         if not self.greeted:

@@ -1,8 +1,9 @@
 """Who may talk to a kernel: allow/deny lists, keys, garbage, oversized frames, TLS, and
-connections that end badly: cut short, idle, denied at run time."""
+connections that end badly: cut short, idle, denied at run time, TLS on one end only."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import selectors
 import socket
@@ -16,7 +17,8 @@ import pytest
 from conftest import kernel_env, self_signed_certificate, start_kernel, stop_process, wait_for
 
 from ipython_parallel_kernel import RemoteKernel
-from ipython_parallel_kernel.errors import ConnectionRefused, KernelDied
+from ipython_parallel_kernel.connection import read_connection_file
+from ipython_parallel_kernel.errors import ConnectionFailed, ConnectionRefused, KernelDied
 from ipython_parallel_kernel.wire import ALERT_MAGIC, Channel
 
 
@@ -134,7 +136,9 @@ def test_tls_kernel(ipython_dir, tmp_path):
         with socket.create_connection(process.address, timeout=10) as raw:
             raw.sendall(b"IPK\x01" + b"\0" * 60)
             raw.settimeout(10)
-            assert b"IPK" not in raw.recv(4096)  # plain frames are not understood under TLS
+            # Plain frames are not understood under TLS: the answer is a plain refusal.
+            answer = raw.recv(4096)
+            assert answer.startswith(ALERT_MAGIC) and b"serves TLS" in answer
     finally:
         process.stop()
 
@@ -238,3 +242,57 @@ def test_idle_connection_is_closed_at_the_handshake_deadline(ipython_dir):
         assert b"no valid connect_request within 0.5 s" in received
     finally:
         process.stop()
+
+
+# -- TLS on one end only, or the wrong certificate --------------------------------------
+
+
+@pytest.fixture
+def tls_kernel(ipython_dir, tmp_path):
+    """A kernel serving TLS with a fresh self-signed certificate."""
+    cert, key = self_signed_certificate(tmp_path)
+    process = start_kernel(ipython_dir, "--tls-cert", str(cert), "--tls-key", str(key))
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def test_tls_certificate_mismatch_is_named(tls_kernel, tmp_path):
+    """A connection file pinning another certificate: the handshake fails with an error
+    saying the kernel's certificate is not the one in the file."""
+    other = tmp_path / "other"
+    other.mkdir()
+    other_cert, _ = self_signed_certificate(other)
+    info = read_connection_file(tls_kernel.connection_file)
+    stale = dataclasses.replace(info, tls_certificate=other_cert.read_text())
+    with pytest.raises(ConnectionFailed) as error:
+        RemoteKernel(stale, timeout=30)
+    assert str(error.value).startswith(
+        f"TLS handshake with kernel 127.0.0.1:{tls_kernel.port} failed: its certificate is "
+        "not the one in the connection file"
+    )
+
+
+def test_plain_client_is_told_the_kernel_serves_tls(tls_kernel):
+    """A client whose connection file says plain TCP gets the kernel's alert: it serves TLS."""
+    info = read_connection_file(tls_kernel.connection_file)
+    with pytest.raises(ConnectionRefused) as error:
+        RemoteKernel(dataclasses.replace(info, tls=False), timeout=30)
+    assert str(error.value).startswith(f"kernel 127.0.0.1:{tls_kernel.port} serves TLS")
+    assert "connection file" in str(error.value)
+
+
+def test_tls_client_is_told_the_kernel_does_not_serve_tls(kernel, tmp_path):
+    """A client whose connection file says TLS, talking to a plain kernel, is told the
+    kernel does not serve TLS though the file says it does."""
+    cert, _ = self_signed_certificate(tmp_path)
+    info = read_connection_file(kernel.connection_file)
+    wrong = dataclasses.replace(info, tls=True, tls_certificate=cert.read_text())
+    with pytest.raises(ConnectionRefused) as error:
+        RemoteKernel(wrong, timeout=30)
+    assert str(error.value).startswith(
+        f"kernel 127.0.0.1:{kernel.port} does not serve TLS, but the client's connection "
+        "file says it does"
+    )
+    assert "speaks TLS" in kernel.log()

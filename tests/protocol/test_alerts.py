@@ -1,12 +1,13 @@
-"""Socket-free: alerts, the one frame a peer without the key can send. What a peer
-says is logged escaped, cut short and once, and ends its connection."""
+"""Socket-free: alerts, the one frame a peer without the key can send, and TLS
+spoken to a plain kernel. What a peer says is logged escaped, cut short and once,
+and ends its connection."""
 
 from __future__ import annotations
 
 import logging
 
 import pytest
-from protocol_support import connect, kernel_service
+from protocol_support import alert_sent, connect, kernel_service
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
 from ipython_parallel_kernel.client.kernel import KernelClientProtocol
@@ -69,3 +70,16 @@ def test_client_shows_a_kernel_alert_escaped_and_cut_short() -> None:
     message = str(info.value)
     assert message.isprintable() and len(message) < SHOWN_TEXT + 100
     assert message.startswith("\\x1b[2J")
+
+
+def test_plain_kernel_answers_a_tls_hello_with_an_alert_naming_tls() -> None:
+    """A TLS ClientHello on a plain kernel gets an alert saying the kernel does not serve
+    TLS, not a signature error."""
+    service = kernel_service()
+    protocol, transport = connect(service)
+    client_hello = bytes.fromhex("16030100f4010000f00303") + bytes(240)
+    protocol.dataReceived(client_hello)
+    alert = alert_sent(transport)
+    assert alert is not None
+    assert alert.startswith("kernel 127.0.0.1:10105 does not serve TLS, but the client's")
+    assert transport.write_closed
