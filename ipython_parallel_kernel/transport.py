@@ -20,15 +20,25 @@ empty, so a 1 GiB array is received without being copied through ``bytes`` objec
 Under TLS the socket belongs to the TLS layer: frames are written with the
 transport's own ``writeSequence`` from the reactor thread, and read through
 ``dataReceived`` alone.
+
+Ending a connection: whatever the decoder holds of a partly received frame is
+released the moment the connection is lost, not when the garbage collector runs. A
+peer's alert ends the connection: its text is logged once, escaped and cut short
+(``shown``), and nothing more is read. A refusal sends an alert and then lingers so
+the peer can read it, but only for ``REFUSAL_LINGER`` seconds and, per
+``Lingering``, only so many at once: a flood of refused connections cannot hold
+more than that many descriptors.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 import threading
 from collections import deque
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from twisted.internet import interfaces
 from twisted.internet.protocol import ClientFactory, Protocol
@@ -36,14 +46,67 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from .errors import WireError
-from .wire import Buffer, Channel, Message, encode_alert
+from .wire import MAGIC, Buffer, Channel, FrameDecoder, Message, encode_alert
 
 log = logging.getLogger(__name__)
 
 # sendmsg takes at most IOV_MAX (1024 on Linux) pieces at once.
 _MAX_PIECES = 1024
 #: Seconds a refused peer has to read our alert and hang up before we cut it off.
-REFUSAL_LINGER = 5.0
+REFUSAL_LINGER = 1.0
+#: Refused connections lingering at once, per ``Lingering``; a new one cuts off the oldest.
+MAX_LINGERING = 32
+#: Characters of a peer's text (an alert) that are logged or shown; the rest is cut.
+SHOWN_TEXT = 300
+
+
+def shown(text: str, limit: int = SHOWN_TEXT) -> str:
+    r"""Text from a peer made safe to log or show: control characters escaped, cut short.
+
+    >>> print(shown("\x1b[2Jhi\n" + "x" * 500, 10))
+    \x1b[2Jhi\nxxx... (497 more characters)
+    """
+    cut = text[:limit]
+    safe = "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in cut
+    )
+    if len(text) > limit:
+        safe += f"... ({len(text) - limit} more characters)"
+    return safe
+
+
+class Lingering:
+    """Refused connections left open so their peers can read why, within bounds.
+
+    Each is cut off (``abortConnection``) after ``seconds``; holding one more than
+    ``limit`` cuts off the oldest at once. Reactor thread only.
+    """
+
+    def __init__(self, reactor: Any, seconds: float = REFUSAL_LINGER, limit: int = MAX_LINGERING):
+        self.reactor = reactor
+        self.seconds = seconds
+        self.limit = limit
+        self._timers: dict[Any, Any] = {}  # transport -> its DelayedCall, oldest first
+
+    def __len__(self) -> int:
+        return len(self._timers)
+
+    def hold(self, transport: Any) -> None:
+        """Let ``transport`` linger, cutting off the oldest if that makes too many."""
+        while self._timers and len(self._timers) >= self.limit:
+            self.cut(next(iter(self._timers)))
+        self._timers[transport] = self.reactor.callLater(self.seconds, self.cut, transport)
+
+    def cut(self, transport: Any) -> None:
+        """Stop waiting for the peer of ``transport``: abort the connection."""
+        self.release(transport)
+        transport.abortConnection()
+
+    def release(self, transport: Any) -> None:
+        """``transport`` is closed: forget it."""
+        timer = self._timers.pop(transport, None)
+        if timer is not None and timer.active():
+            timer.cancel()
 
 
 @implementer(interfaces.IPullProducer)
@@ -51,12 +114,15 @@ class FrameProtocol(Protocol):
     """A connection that sends and receives ``wire`` messages.
 
     Subclasses implement ``message_received`` (and may override ``alert_received``,
-    ``wire_error`` and ``connection_closed``); all of these run on the reactor thread.
+    ``wire_error``, ``tls_hello_received`` and ``connection_closed``); all of these
+    run on the reactor thread. Refused connections linger in ``lingering``, which a
+    server shares between all its connections to bound them together.
     """
 
-    def __init__(self, channel: Channel, reactor: Any) -> None:
+    def __init__(self, channel: Channel, reactor: Any, lingering: Lingering | None = None) -> None:
         self.channel = channel
         self.reactor = reactor
+        self.lingering = lingering if lingering is not None else Lingering(reactor)
         self.decoder = channel.decoder()
         self.open = False
         self._lock = threading.Lock()
@@ -65,7 +131,9 @@ class FrameProtocol(Protocol):
         self._reactor_thread: int | None = None
         self._close_when_sent = False
         self._refused = False
-        self._linger: Any = None
+        self._tls = False
+        # Set once we refused the peer or it sent an alert: what it sends is not read.
+        self._discarding = False
         #: Bytes the peer has received from us or sent to us: a long transfer is not silence.
         self.progress = 0
 
@@ -78,14 +146,21 @@ class FrameProtocol(Protocol):
         if interfaces.ITCPTransport.providedBy(transport):
             transport.setTcpNoDelay(True)
         handle = transport.getHandle() if hasattr(transport, "getHandle") else None
+        # Under TLS the handle is the TLS connection, and the socket is not ours to use.
+        self._tls = handle is not None and not isinstance(handle, socket.socket)
         if isinstance(handle, socket.socket) and not interfaces.ISSLTransport.providedBy(transport):
             self._socket = handle
             transport.registerProducer(self, False)
 
     def dataReceived(self, data: bytes) -> None:
-        if self._refused:
+        if self._discarding:
             return
+        first = self.progress == 0
         self.progress += len(data)
+        if first and _looks_like_tls_hello(data):
+            self._discarding = True
+            self.tls_hello_received()
+            return
         try:
             messages = self.decoder.feed(data)
             if self._socket is not None:
@@ -98,15 +173,17 @@ class FrameProtocol(Protocol):
                 return
             self.message_received(message)
         if self.decoder.alert is not None:
-            alert, self.decoder.alert = self.decoder.alert, None
-            self.alert_received(alert)
+            # An alert ends the connection: one per connection is all a peer gets heard.
+            self._discarding = True
+            self.alert_received(self.decoder.alert)
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         with self._lock:
             self.open = False
             self._backlog.clear()
-        if self._linger is not None and self._linger.active():
-            self._linger.cancel()
+            self._socket = None
+        self.lingering.release(self.transport)
+        _release(self.decoder)
         self.connection_closed(reason)
 
     def resumeProducing(self) -> None:
@@ -131,13 +208,20 @@ class FrameProtocol(Protocol):
         raise NotImplementedError
 
     def alert_received(self, text: str) -> None:
-        """The peer refused us and said why; it closes the connection next."""
-        log.warning("peer refused the connection: %s", text)
+        """The peer refused us and said why: by default, log it (escaped) and hang up."""
+        log.warning("%s refused the connection: %s", self.peer_name(), shown(text))
+        self.transport.abortConnection()
 
     def wire_error(self, error: WireError) -> None:
         """A frame had to be refused: by default, tell the peer why and hang up."""
         log.warning("refusing %s: %s", self.peer_name(), error)
         self.refuse(str(error))
+
+    def tls_hello_received(self) -> None:
+        """The peer opened this plain connection with a TLS handshake: by default, say
+        that this end does not speak TLS, and hang up."""
+        log.warning("refusing %s: it speaks TLS, this end does not", self.peer_name())
+        self.refuse("this end does not speak TLS")
 
     def connection_closed(self, reason: Failure | None) -> None:
         """The connection is gone (reactor thread)."""
@@ -148,6 +232,18 @@ class FrameProtocol(Protocol):
         """``host:port`` of the other end."""
         peer = self.transport.getPeer()
         return f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
+
+    def read_now(self) -> None:
+        """Read what the peer has sent so far without waiting for the reactor's next turn
+        (reactor thread; plain TCP only, a no-op under TLS)."""
+        if self._socket is None:
+            return
+        try:
+            data = self._socket.recv(65536)
+        except OSError:
+            return  # nothing yet, or an error Twisted's next read reports
+        if data:
+            self.dataReceived(data)
 
     def send(
         self,
@@ -184,13 +280,14 @@ class FrameProtocol(Protocol):
         """Send an alert saying why, then close (any thread).
 
         Our side stops writing but keeps reading (and discarding) until the peer hangs
-        up or ``REFUSAL_LINGER`` passes: closing a socket with unread input makes the OS
+        up or ``lingering`` cuts it off: closing a socket with unread input makes the OS
         reset the connection, which can destroy the alert before the peer reads it.
         """
         with self._lock:
             if not self.open:
                 return
             self._refused = True
+            self._discarding = True
             if self._socket is None:
                 self._in_reactor(self.transport.write, encode_alert(reason))
             else:
@@ -218,11 +315,15 @@ class FrameProtocol(Protocol):
         transport = self.transport
         if getattr(transport, "producer", None) is self:
             transport.unregisterProducer()
-        if self._refused and hasattr(transport, "loseWriteConnection"):
-            transport.loseWriteConnection()
-            self._linger = self.reactor.callLater(REFUSAL_LINGER, transport.abortConnection)
-        else:
+        if not self._refused:
             transport.loseConnection()
+            return
+        if hasattr(transport, "loseWriteConnection") and not self._tls:
+            transport.loseWriteConnection()
+        else:
+            # Under TLS, half-closing the socket would cut the TLS layer's pending writes.
+            transport.loseConnection()
+        self.lingering.hold(transport)
 
     def _send_now(self, views: deque[memoryview]) -> int:
         """Write what the socket takes now; leave the rest in ``views``; return the bytes
@@ -265,6 +366,30 @@ class FrameProtocol(Protocol):
         return messages
 
 
+def _release(decoder: FrameDecoder) -> None:
+    # A decoder refers to itself through its current state (a bound method), so dropping
+    # it leaves a partly received frame, up to gigabytes, until the garbage collector
+    # runs: empty it instead, which frees that memory now.
+    vars(decoder).clear()
+
+
+def _alert_text(data: bytes) -> str | None:
+    """The text of the alert ``data`` begins with, or None if it does not hold one."""
+    decoder = Channel(b"").decoder()  # alerts are not signed: any key reads them
+    try:
+        decoder.feed(data)
+    except WireError:
+        return None
+    alert = decoder.alert
+    _release(decoder)
+    return alert
+
+
+def _looks_like_tls_hello(data: bytes) -> bool:
+    # A TLS record: handshake (22), protocol major version 3, minor 0 (SSL 3) to 4.
+    return len(data) >= 3 and data[0] == 22 and data[1] == 3 and data[2] <= 4
+
+
 def _flat(piece: Buffer) -> memoryview:
     view = memoryview(piece)
     return view if view.format == "B" and view.ndim == 1 else view.cast("B")
@@ -289,16 +414,82 @@ def private_reactor() -> Any:
     return Reactor()
 
 
-def tls_wrapped(reactor: Any, factory: Any, options: Any, *, client: bool) -> Any:
+def tls_wrapped(
+    reactor: Any,
+    factory: Any,
+    options: Any,
+    *,
+    client: bool,
+    plain_refusal: Callable[[], str] | None = None,
+) -> Any:
     """``factory`` behind TLS whose write batching runs on ``reactor``.
 
     ``reactor.listenSSL``/``connectSSL`` batch on Twisted's global reactor, which in a
     GUI kernel is the toolkit's, not the one serving the connection: wrap explicitly and
     use ``listenTCP``/``connectTCP``.
+
+    A peer whose first bytes are this protocol's plain frames does not speak TLS: the
+    connection is closed at once, after an alert with ``plain_refusal()``'s text when
+    given, and ``tls_failure`` reports it as ``"plain"``.
     """
     from twisted.protocols.tls import TLSMemoryBIOFactory
 
-    return TLSMemoryBIOFactory(options, client, factory, clock=reactor)
+    wrapping = TLSMemoryBIOFactory(options, client, factory, clock=reactor)
+    wrapping.protocol = _plain_aware_tls()
+    wrapping.plain_refusal = plain_refusal
+    return wrapping
+
+
+@functools.cache
+def _plain_aware_tls() -> type:
+    # Built on first use: importing Twisted's TLS loads OpenSSL, which plain kernels and
+    # clients never need.
+    from twisted.protocols.tls import BufferingTLSTransport
+
+    class PlainAwareTLS(BufferingTLSTransport):
+        """TLS that recognises a peer speaking our plain protocol instead."""
+
+        peer_speaks_plain = False
+        #: The text of the plain alert the peer sent, if it sent one.
+        plain_alert: str | None = None
+        _heard = False
+
+        def dataReceived(self, data: bytes) -> None:
+            first, self._heard = not self._heard, True
+            if first and data[:3] == MAGIC[:3]:
+                self.peer_speaks_plain = True
+                self.plain_alert = _alert_text(data)
+                refusal = self.factory.plain_refusal
+                if refusal is not None:
+                    self.transport.write(encode_alert(refusal()))
+                self.transport.loseConnection()
+                return
+            super().dataReceived(data)
+
+    return PlainAwareTLS
+
+
+class TLSFailure(NamedTuple):
+    """Why TLS failed. ``kind`` is ``"plain"``: the peer does not speak TLS, and
+    ``detail`` is the text of the alert it sent in plain, if any (escaped, cut short);
+    ``"certificate"``: its certificate was refused; or ``"handshake"``. For these two,
+    ``detail`` is OpenSSL's reason."""
+
+    kind: str
+    detail: str
+
+
+def tls_failure(transport: Any, reason: Failure | None) -> TLSFailure | None:
+    """What TLS had to do with losing the connection of ``transport``; None if nothing."""
+    if getattr(transport, "peer_speaks_plain", False):
+        alert = transport.plain_alert
+        return TLSFailure("plain", "" if alert is None else shown(alert))
+    if reason is None or not reason.check("OpenSSL.SSL.Error"):
+        return None
+    errors = reason.value.args[0] if reason.value.args else []
+    detail = ", ".join(e[-1] for e in errors if isinstance(e, tuple)) or str(reason.value)
+    kind = "certificate" if "certificate verify failed" in detail else "handshake"
+    return TLSFailure(kind, detail)
 
 
 def tls_client_options(certificate_pem: str | None) -> Any:

@@ -45,7 +45,15 @@ from ..errors import (
     RemoteError,
 )
 from ..record import CommandRecord
-from ..transport import FrameProtocol, OneShotFactory, tls_client_options, tls_wrapped
+from ..transport import (
+    FrameProtocol,
+    OneShotFactory,
+    TLSFailure,
+    shown,
+    tls_client_options,
+    tls_failure,
+    tls_wrapped,
+)
 from ..wire import Channel, Message
 from .reactor import call, get_reactor
 
@@ -212,9 +220,10 @@ class KernelClientProtocol(FrameProtocol):
             waiter.deliver(message)
 
     def alert_received(self, text: str) -> None:
-        self.lost_reason = text
+        # The text is the peer's: whoever answers on that port, shown escaped and cut short.
+        self.lost_reason = shown(text)
         if not self.ready.done():
-            self.ready.set_exception(ConnectionRefused(text))
+            self.ready.set_exception(ConnectionRefused(self.lost_reason))
         self.transport.abortConnection()
 
     def wire_error(self, error: Exception) -> None:
@@ -224,14 +233,36 @@ class KernelClientProtocol(FrameProtocol):
     def connection_closed(self, reason: Failure | None) -> None:
         if self._beat is not None and self._beat.active():
             self._beat.cancel()
-        why = self.lost_reason or "it closed the connection"
-        error = KernelDied(f"lost kernel {self.name}: {why}")
+        failure = None if self.lost_reason else tls_failure(self.transport, reason)
+        if failure is not None and not self.ready.done():
+            error: ConnectionFailed = self._tls_error(failure)
+        else:
+            if failure is not None:
+                self.lost_reason = f"TLS failed ({failure.detail})"
+            why = self.lost_reason or "it closed the connection"
+            error = KernelDied(f"lost kernel {self.name}: {why}")
         if not self.ready.done():
             self.ready.set_exception(error)
         for waiter in list(self.pending.values()):
             if not waiter.done():
                 waiter.set_exception(error)
         self.pending.clear()
+
+    def _tls_error(self, failure: TLSFailure) -> ConnectionFailed:
+        if failure.kind == "plain" and failure.detail:
+            return ConnectionRefused(failure.detail)  # the kernel's own words, sent in plain
+        if failure.kind == "plain":
+            return ConnectionFailed(
+                f"kernel {self.name} does not serve TLS, but the connection file says it "
+                "does: is the file another kernel's, from an earlier run on this port?"
+            )
+        if failure.kind == "certificate":
+            return ConnectionFailed(
+                f"TLS handshake with kernel {self.name} failed: its certificate is not the "
+                f"one in the connection file ({failure.detail}); use the file the kernel "
+                "wrote when it started"
+            )
+        return ConnectionFailed(f"TLS handshake with kernel {self.name} failed: {failure.detail}")
 
     def request(
         self,

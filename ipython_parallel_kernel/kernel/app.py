@@ -29,7 +29,7 @@ import types
 from pathlib import Path
 from typing import Any
 
-from traitlets import Bool, Enum, Int, List, Unicode
+from traitlets import Bool, Enum, Float, Int, List, Unicode
 from traitlets.config import Application
 
 from .. import __version__
@@ -107,6 +107,16 @@ class KernelApp(Application):
         "without TLS; slower). Written into the connection file, so clients sign too.",
     ).tag(config=True)
     history_length = Int(10_000, help="Commands kept in the history.").tag(config=True)
+    handshake_timeout = Float(
+        5.0,
+        help="Seconds a new connection has to authenticate (send a valid connect_request) "
+        "before it is closed.",
+    ).tag(config=True)
+    max_unauthenticated = Int(
+        0,
+        help="Connections waiting to authenticate at once; a new one past this closes the "
+        "oldest. 0: a quarter of the file descriptor limit, at most 256.",
+    ).tag(config=True)
 
     log_level = Enum(
         (0, 10, 20, 30, 40, 50, "DEBUG", "INFO", "WARN", "WARNING", "ERROR", "CRITICAL"),
@@ -240,6 +250,7 @@ class KernelApp(Application):
 
     def init_server(self) -> None:
         """Bind the port (not yet serving: the reactor starts in ``start``)."""
+        from .listener import KernelPort
         from .server import KernelFactory, KernelService
 
         if self.gui == "none":
@@ -258,12 +269,29 @@ class KernelApp(Application):
             max_frame=self.max_frame,
             max_head=self.max_head,
             sign_buffers=self.sign_buffers,
+            handshake_timeout=self.handshake_timeout,
+            max_unauthenticated=self.max_unauthenticated,
         )
         factory = KernelFactory(self.service)
+        service = self.service
         try:
             if self.tls_cert:
-                factory = tls_wrapped(reactor, factory, self._tls_context(), client=False)
-            self.listening = reactor.listenTCP(self.port, factory, interface=self.ip)
+                factory = tls_wrapped(
+                    reactor,
+                    factory,
+                    self._tls_context(),
+                    client=False,
+                    plain_refusal=service.needs_tls,
+                )
+            self.listening = KernelPort(
+                self.port,
+                factory,
+                interface=self.ip,
+                reactor=reactor,
+                out_of_descriptors=service.out_of_descriptors,
+                events=service.events,
+            )
+            self.listening.startListening()
         except Exception as e:
             self.exit_with(f"cannot listen on {format_address((self.ip, self.port))}: {e}")
         self.port = self.listening.getHost().port

@@ -9,12 +9,20 @@ shutdown) are answered at once on the reactor thread, even while a job runs.
 
 Every reply has ``status`` ``"ok"`` or ``"error"``; an error reply carries
 ``error = {ename, evalue, traceback}``.
+
+Before a connection is authenticated (its first message, a valid connect_request),
+it costs the kernel a descriptor and little else, within bounds: it has
+``handshake_timeout`` seconds, at most ``max_unauthenticated`` wait at once (a new
+one past that closes the oldest, so a flood delays clients instead of locking them
+out), and refused ones linger in ``KernelService.lingering``. What such peers cause
+is logged once per burst (``BurstLog``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import resource
 import signal
 import socket
 import sys
@@ -29,10 +37,11 @@ from .. import __version__, serialize
 from ..connection import Address, format_address, parse_address
 from ..errors import WireError
 from ..record import CommandRecord
-from ..transport import FrameProtocol
+from ..transport import FrameProtocol, Lingering, shown, tls_failure
 from ..wire import Channel, Message
 from .access import AccessList
 from .engine import Engine, error_record
+from .events import BurstLog
 from .notifier import Notifier
 from .peer import push_to_kernels
 
@@ -42,10 +51,28 @@ log = logging.getLogger("ipython_parallel_kernel.kernel")
 STREAM_INTERVAL = 0.1
 #: Seconds a kernel-to-kernel copy may take before the targets still missing are reported.
 COPY_TIMEOUT = 600.0
+#: Seconds a new connection has to authenticate (send a valid connect_request).
+HANDSHAKE_TIMEOUT = 5.0
+#: Most connections waiting to authenticate at once, whatever the descriptor limit.
+MAX_UNAUTHENTICATED = 256
+
+
+def unauthenticated_limit() -> int:
+    """How many connections may wait to authenticate at once, by default: a quarter of
+    this process's file descriptor limit, at most ``MAX_UNAUTHENTICATED``."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_UNAUTHENTICATED
+    return max(1, min(MAX_UNAUTHENTICATED, soft // 4))
 
 
 class KernelService:
-    """What all connections to one kernel share: engine, key, access list, watchers."""
+    """What all connections to one kernel share: engine, key, access list, watchers,
+    and the bounds on connections that have not authenticated.
+
+    ``max_unauthenticated`` 0 means ``unauthenticated_limit()``, read at each new
+    connection, so a descriptor limit changed at run time is followed.
+    """
 
     def __init__(
         self,
@@ -58,6 +85,8 @@ class KernelService:
         max_frame: int | None = None,
         max_head: int | None = None,
         sign_buffers: bool = False,
+        handshake_timeout: float = HANDSHAKE_TIMEOUT,
+        max_unauthenticated: int = 0,
     ) -> None:
         self.engine = engine
         self.key = key
@@ -68,7 +97,13 @@ class KernelService:
         self.max_frame = max_frame
         self.max_head = max_head
         self.sign_buffers = sign_buffers
+        self.handshake_timeout = handshake_timeout
+        self.max_unauthenticated = max_unauthenticated
         self.connections: set[KernelProtocol] = set()
+        #: Connections that have not authenticated yet, oldest first.
+        self.waiting: dict[KernelProtocol, None] = {}
+        self.lingering = Lingering(reactor)
+        self.events = BurstLog(log, reactor)
         self.watchers: set[Address] = set()
         self.notifier: Notifier | None = None
         self._streaming: Any = None
@@ -134,41 +169,149 @@ class KernelService:
         self._streaming.clock = self.reactor
         self._streaming.start(STREAM_INTERVAL, now=False)
 
+    def admit(self, protocol: KernelProtocol) -> None:
+        """Count ``protocol`` as waiting to authenticate; if that makes too many, close
+        the oldest waiting (reactor thread)."""
+        limit = self.max_unauthenticated or unauthenticated_limit()
+        while self.waiting and len(self.waiting) >= limit:
+            oldest = next(iter(self.waiting))
+            oldest.stop_waiting()
+            self.events.event(
+                "connections closed before they authenticated",
+                "closing %s before it authenticated: %d newer connections are waiting",
+                oldest.peer_name(),
+                limit,
+            )
+            oldest.refuse(
+                f"kernel {self.name} closed this connection before it authenticated, to make "
+                f"room: {limit} newer connections were waiting; try again"
+            )
+        self.waiting[protocol] = None
+
+    def drop_denied(self) -> None:
+        """Close the connections of hosts the access list now refuses, telling each why
+        (reactor thread)."""
+        for connection in list(self.connections):
+            host = getattr(connection.transport.getPeer(), "host", "")
+            if connection.open and not self.access.allowed(host):
+                log.warning("disconnecting %s: %s is now denied", connection.peer_name(), host)
+                connection.refuse(f"{host} is now denied by kernel {self.name}")
+
+    def out_of_descriptors(self) -> str:
+        """The alert for a client the kernel cannot take for lack of file descriptors."""
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        return (
+            f"kernel {self.name} is out of file descriptors (limit {soft}) and cannot take "
+            "this connection; try again later, or restart it with a higher limit (ulimit -n)"
+        )
+
+    def needs_tls(self) -> str:
+        """The alert for a client that connects to this TLS kernel without TLS."""
+        return (
+            f"kernel {self.name} serves TLS, but this client connected without it: "
+            "use the kernel's connection file, which says so and holds its certificate"
+        )
+
     def say_goodbye(self) -> None:
         """Tell every client the kernel is shutting down, then hang up (reactor thread)."""
         for connection in list(self.connections):
-            connection.send("shutdown_notice", {"reason": "the kernel is shutting down"})
-            connection.close()
+            if connection.greeted:
+                connection.send("shutdown_notice", {"reason": "the kernel is shutting down"})
+                connection.close()
+            else:
+                connection.refuse(f"kernel {self.name} is shutting down")
 
 
 class KernelProtocol(FrameProtocol):
     """One client's connection to the kernel."""
 
     def __init__(self, service: KernelService, refusal: str | None = None) -> None:
-        super().__init__(service.new_channel(), service.reactor)
+        super().__init__(service.new_channel(), service.reactor, service.lingering)
         self.service = service
         self.refusal = refusal
         self.greeted = False
+        self._deadline: Any = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
         if self.refusal:
-            log.warning("refused connection: %s", self.refusal)
+            self.service.events.event(
+                "refused connections", "refusing %s: %s", self.peer_name(), self.refusal
+            )
             self.refuse(self.refusal)
             return
         self.service.connections.add(self)
-        log.info("client %s connected", self.peer_name())
+        self.service.admit(self)
+        self._deadline = self.reactor.callLater(
+            self.service.handshake_timeout, self._handshake_expired
+        )
+        # A client's connect_request is usually here by the time it is accepted: read it
+        # now, before a flood of newer connections can push this one out of the waiting.
+        self.read_now()
+
+    def stop_waiting(self) -> None:
+        """No longer count this connection as waiting to authenticate (reactor thread)."""
+        self.service.waiting.pop(self, None)
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+
+    def _handshake_expired(self) -> None:
+        self.stop_waiting()
+        timeout = self.service.handshake_timeout
+        self.service.events.event(
+            "connections that did not authenticate in time",
+            "closing %s: no valid connect_request within %g s",
+            self.peer_name(),
+            timeout,
+        )
+        self.refuse(
+            f"kernel {self.service.name} closed the connection: "
+            f"no valid connect_request within {timeout:g} s"
+        )
 
     def connection_closed(self, reason: Failure | None) -> None:
-        if self in self.service.connections:
-            self.service.connections.discard(self)
+        self.stop_waiting()
+        self.service.connections.discard(self)
+        failure = tls_failure(self.transport, reason)
+        if failure is not None:
+            self.service.events.event(
+                "failed TLS handshakes",
+                "TLS handshake with client %s failed: %s",
+                self.peer_name(),
+                "it does not speak TLS" if failure.kind == "plain" else failure.detail,
+            )
+        if self.greeted:
             log.info("client %s disconnected", self.peer_name())
 
     def wire_error(self, error: WireError) -> None:
-        log.warning("refusing message from %s: %s", self.peer_name(), error)
+        self.stop_waiting()
+        self.service.events.event(
+            "refused messages", "refusing message from %s: %s", self.peer_name(), error
+        )
         self.refuse(
             f"kernel {self.service.name} refused a message: {error}. "
             "Is the key the one in this kernel's connection file?"
+        )
+
+    def alert_received(self, text: str) -> None:
+        self.stop_waiting()
+        self.service.events.event(
+            "alerts from clients",
+            "disconnecting %s, which sent an alert: %s",
+            self.peer_name(),
+            shown(text),
+        )
+        self.transport.abortConnection()
+
+    def tls_hello_received(self) -> None:
+        self.stop_waiting()
+        self.service.events.event(
+            "TLS clients", "refusing %s: it speaks TLS, this kernel does not", self.peer_name()
+        )
+        self.refuse(
+            f"kernel {self.service.name} does not serve TLS, but the client's connection file "
+            "says it does: is the file another kernel's, from an earlier run on this port?"
         )
 
     def message_received(self, message: Message) -> None:
@@ -187,11 +330,13 @@ class KernelProtocol(FrameProtocol):
 
     def greet(self, message: Message) -> None:
         nonce = message.content.get("nonce")
+        self.stop_waiting()
         if message.type != "connect_request" or not isinstance(nonce, str):
             self.refuse(f"kernel {self.service.name} expected a connect_request first")
             return
         self.channel.peer_nonce = nonce
         self.greeted = True
+        log.info("client %s connected", self.peer_name())
         self.reply(
             message, {"status": "ok", "nonce": self.channel.nonce, **self.service.describe()}
         )
@@ -352,6 +497,7 @@ class KernelProtocol(FrameProtocol):
             return
         log.info("%s: %s", request.type.removesuffix("_request"), request.content.get("network"))
         self.reply(request, {"status": "ok", "value": self.service.access.describe()})
+        self.service.drop_denied()
 
     def handle_notify(self, request: Message) -> None:
         try:
