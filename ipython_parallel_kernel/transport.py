@@ -46,7 +46,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from .errors import WireError
-from .wire import MAGIC, Buffer, Channel, FrameDecoder, Message, encode_alert
+from .wire import MAGIC, Buffer, Channel, Message, encode_alert
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ class FrameProtocol(Protocol):
             self._backlog.clear()
             self._socket = None
         self.lingering.release(self.transport)
-        _release(self.decoder)
+        self.decoder.close()
         self.connection_closed(reason)
 
     def resumeProducing(self) -> None:
@@ -366,13 +366,6 @@ class FrameProtocol(Protocol):
         return messages
 
 
-def _release(decoder: FrameDecoder) -> None:
-    # A decoder refers to itself through its current state (a bound method), so dropping
-    # it leaves a partly received frame, up to gigabytes, until the garbage collector
-    # runs: empty it instead, which frees that memory now.
-    vars(decoder).clear()
-
-
 def _alert_text(data: bytes) -> str | None:
     """The text of the alert ``data`` begins with, or None if it does not hold one."""
     decoder = Channel(b"").decoder()  # alerts are not signed: any key reads them
@@ -380,9 +373,7 @@ def _alert_text(data: bytes) -> str | None:
         decoder.feed(data)
     except WireError:
         return None
-    alert = decoder.alert
-    _release(decoder)
-    return alert
+    return decoder.alert
 
 
 def _looks_like_tls_hello(data: bytes) -> bool:

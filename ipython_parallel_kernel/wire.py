@@ -464,6 +464,24 @@ class FrameDecoder:
         self._expect(_PREFIX.size, self._on_prefix)
         return []
 
+    def close(self) -> None:
+        """Free a partly received frame now and refuse any further input.
+
+        The decoder refers to itself through its current state (a bound method), so
+        merely dropping it would keep a half-received payload, up to gigabytes, until
+        the garbage collector runs.
+        """
+        self._pending = bytearray()
+        self._filling = None
+        self._message = None
+        self._buffers = []
+        self._prefix = b""
+        self._expect(_PREFIX.size, self._on_closed)
+        self._on_filled = self._on_closed
+
+    def _on_closed(self, chunk: memoryview) -> list[Message]:
+        raise MalformedFrame("bytes arrived after the connection was closed")
+
 
 # -- records for gatherers (UDP) ------------------------------------------------------
 #

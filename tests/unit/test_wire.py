@@ -670,3 +670,17 @@ def test_64_mib_buffer_in_64_kib_chunks_is_not_copied_through_the_heap() -> None
     out, peak = feed_in_64_kib_chunks(receiver.decoder(), data)
     assert np.array_equal(np.frombuffer(out[0].buffers[0], dtype=np.int64), array)
     assert peak < 0.1 * size
+
+
+def test_closed_decoder_frees_a_partial_frame_and_refuses_more_input() -> None:
+    """close() drops what a half-received frame holds and refuses bytes after it."""
+    sender, receiver = Channel(b"k"), Channel(b"k")
+    decoder = receiver.decoder()
+    pieces = sender.seal("push_request", {}, b"p" * 100_000)
+    frame = b"".join(bytes(p) for p in pieces)
+    decoder.feed(frame[: len(frame) // 2])
+    assert decoder.buffer_to_fill() is not None
+    decoder.close()
+    assert decoder.buffer_to_fill() is None
+    with pytest.raises(MalformedFrame, match="after the connection was closed"):
+        decoder.feed(frame[len(frame) // 2 :])
