@@ -174,8 +174,9 @@ class FrameProtocol(Protocol):
             self.message_received(message)
         if self.decoder.alert is not None:
             # An alert ends the connection: one per connection is all a peer gets heard.
+            # Its text is whatever the peer chose: escaped and cut short here, once.
             self._discarding = True
-            self.alert_received(self.decoder.alert)
+            self.alert_received(shown(self.decoder.alert))
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         with self._lock:
@@ -208,8 +209,9 @@ class FrameProtocol(Protocol):
         raise NotImplementedError
 
     def alert_received(self, text: str) -> None:
-        """The peer refused us and said why: by default, log it (escaped) and hang up."""
-        log.warning("%s refused the connection: %s", self.peer_name(), shown(text))
+        """The peer refused us and said why (``text`` already escaped and cut short):
+        by default, log it and hang up."""
+        log.warning("%s refused the connection: %s", self.peer_name(), text)
         self.transport.abortConnection()
 
     def wire_error(self, error: WireError) -> None:

@@ -49,7 +49,6 @@ from ..transport import (
     FrameProtocol,
     OneShotFactory,
     TLSFailure,
-    shown,
     tls_client_options,
     tls_failure,
     tls_wrapped,
@@ -220,8 +219,7 @@ class KernelClientProtocol(FrameProtocol):
             waiter.deliver(message)
 
     def alert_received(self, text: str) -> None:
-        # The text is the peer's: whoever answers on that port, shown escaped and cut short.
-        self.lost_reason = shown(text)
+        self.lost_reason = text
         if not self.ready.done():
             self.ready.set_exception(ConnectionRefused(self.lost_reason))
         self.transport.abortConnection()

@@ -37,7 +37,7 @@ from .. import __version__, serialize
 from ..connection import Address, format_address, parse_address
 from ..errors import WireError
 from ..record import CommandRecord
-from ..transport import FrameProtocol, Lingering, shown, tls_failure
+from ..transport import FrameProtocol, Lingering, tls_failure
 from ..wire import Channel, Message
 from .access import AccessList
 from .engine import Engine, error_record
@@ -300,7 +300,7 @@ class KernelProtocol(FrameProtocol):
             "alerts from clients",
             "disconnecting %s, which sent an alert: %s",
             self.peer_name(),
-            shown(text),
+            text,
         )
         self.transport.abortConnection()
 
