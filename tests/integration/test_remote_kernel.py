@@ -427,3 +427,21 @@ def test_a_kernel_can_drive_another_kernel(rk, ipython_dir):
         assert rk.execute("client.disconnect()").error is None
     finally:
         other.stop()
+
+
+@pytest.mark.parametrize("exit_type", ["SystemExit", "KeyboardInterrupt", "GeneratorExit"])
+def test_result_whose_pickling_exits_is_an_error_reply(rk, kernel, exit_type):
+    """A pull or apply result whose pickling raises SystemExit (or kin) is an error reply;
+    the kernel and its namespace live on."""
+    rk.execute(
+        f"class Unpicklable:\n    def __reduce__(self):\n        raise {exit_type}('no')\n"
+        "bad = Unpicklable()\nkept = 42"
+    )
+    with pytest.raises(RemoteError) as pulled:
+        rk.pull("bad")
+    assert pulled.value.ename == exit_type
+    with pytest.raises(RemoteError) as applied:
+        rk.apply(lambda: __import__("__main__").bad)
+    assert applied.value.ename == exit_type
+    assert kernel.process.poll() is None
+    assert rk["kept"] == 42
