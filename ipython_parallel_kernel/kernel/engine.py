@@ -105,6 +105,8 @@ class Engine:
         self.streams = streams
         self.history: OrderedDict[int, CommandRecord] = OrderedDict()
         self.history_length = history_length
+        #: The linecache entry each command in the history put there, by number.
+        self._sources: dict[int, tuple[str, tuple[Any, ...]]] = {}
         self.commands_run = 0
         self.thread_id: int | None = None
         self._queue: deque[Job] = deque()
@@ -287,7 +289,7 @@ class Engine:
         record = CommandRecord(self._next_number, source, submitted=time.time())
         self._next_number += 1
         name = f"<ipk-input-{record.number}>" if filename is None else filename
-        self._remember(record)
+        self._remember(record, name)
         if self.streams:
             for stream in self.streams:
                 stream.start()
@@ -329,7 +331,6 @@ class Engine:
                     sink(stream.name, text)
 
     def _run_source(self, source: str, filename: str) -> Any:
-        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         body, last = _compile(source, filename)
         exec(body, self.namespace)
         return None if last is None else eval(last, self.namespace)
@@ -342,10 +343,19 @@ class Engine:
         """
         return rich.format_value(value)
 
-    def _remember(self, record: CommandRecord) -> None:
+    def _remember(self, record: CommandRecord, filename: str) -> None:
+        """Keep the record, and its source where tracebacks find it, while in the history."""
+        source = record.source
+        entry = (len(source), None, source.splitlines(True), filename)
+        linecache.cache[filename] = entry
+        self._sources[record.number] = (filename, entry)
         self.history[record.number] = record
         while len(self.history) > self.history_length:
-            self.history.popitem(last=False)
+            number, _ = self.history.popitem(last=False)
+            name, old = self._sources.pop(number)
+            # A later command run from the same file has replaced the entry: keep that one.
+            if linecache.cache.get(name) is old:
+                del linecache.cache[name]
 
     def result(self, number: int | None = None) -> CommandRecord:
         """Command ``number`` from the history; the last one by default."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import linecache
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -142,6 +143,31 @@ def test_history_is_bounded() -> None:
     assert list(engine.history) == [3, 4]
     with pytest.raises(LookupError, match="holds 3 to 4"):
         engine.result(1)
+
+
+def test_sources_leave_linecache_with_the_history() -> None:
+    """linecache holds the sources of the commands in the history, and no others."""
+    engine = Engine(history_length=3)
+    for i in range(10):
+        engine.execute(f"value = {i}")
+    for number in range(1, 11):
+        entry = linecache.cache.get(f"<ipk-input-{number}>")
+        if number <= 7:
+            assert entry is None
+        else:
+            assert entry is not None and entry[2] == [f"value = {number - 1}"]
+
+
+def test_a_file_run_again_keeps_its_newest_source(tmp_path) -> None:
+    """Dropping an old run of a file from the history keeps a newer run's source."""
+    engine = Engine(history_length=2)
+    path = str(tmp_path / "job.py")
+    engine.execute("first = 1", filename=path)
+    engine.execute("second = 2", filename=path)
+    engine.execute("other = 3")
+    assert linecache.cache[path][2] == ["second = 2"]
+    engine.execute("more = 4")
+    assert path not in linecache.cache
 
 
 def test_record_contents_and_timings() -> None:
