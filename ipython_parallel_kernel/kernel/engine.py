@@ -5,10 +5,12 @@ kernel's main thread, or the GUI thread in a GUI kernel) takes jobs off the queu
 order and runs them, so one client's execute, push, pull and apply take effect in the
 order sent.
 
-Interrupting: ``interrupt()`` raises KeyboardInterrupt in the running job only. When
-the engine runs on the main thread it does so with a real SIGINT sent to that thread,
+Interrupting: ``interrupt()`` raises KeyboardInterrupt in the running job. When the
+engine runs on the main thread it does so with a real SIGINT sent to that thread,
 which also wakes blocking calls such as ``time.sleep``; elsewhere (tests, helpers) it
-sets an asynchronous exception, which takes effect at the next bytecode.
+sets an asynchronous exception, which takes effect at the next bytecode. When no job
+runs yet, the interrupt is for the next one to run, submitted before it: an interrupt
+sent right behind a command stops that command even if it had not started.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from .capture import CapturedStream
 INTERRUPT_RESEND = 0.05
 #: How many times, at most, one interrupt's SIGINT is sent again.
 RESENDS = 20
+#: The kind of the job ``stop`` queues: an interrupt never cancels it.
+STOP = "stop"
 
 
 class EngineShutdown(BaseException):
@@ -111,7 +115,12 @@ class Engine:
         self.thread_id: int | None = None
         self._queue: deque[Job] = deque()
         self._wake = threading.Condition()
+        #: The job taken off the queue, until its ``done`` has returned.
         self._current: Job | None = None
+        #: Whether ``_current`` has started its action (or is past it).
+        self._began = False
+        #: A job that was interrupted before it started: it fails as it would start.
+        self._interrupt_target: Job | None = None
         self._interruptible = False
         self._interrupt_requested = False
         self._interrupt_signals_until = 0.0
@@ -144,17 +153,20 @@ class Engine:
 
     def abort(self) -> list[Job]:
         """Drop every queued job (not the running one); return them, oldest first."""
-        with self._wake:
+        with self._interrupt_lock, self._wake:
             dropped = list(self._queue)
             self._queue.clear()
+            if self._interrupt_target in dropped:
+                self._interrupt_target = None
         return dropped
 
     def interrupt(self) -> bool:
-        """Raise KeyboardInterrupt in the running job; False when nothing runs."""
+        """Raise KeyboardInterrupt in the running job, or, when none has started yet, in
+        the next one as it starts; False when no job runs or waits."""
         with self._interrupt_lock:
             ident = self.thread_id
             if not self._interruptible or ident is None:
-                return False
+                return self._interrupt_next()
             if ident == threading.main_thread().ident:
                 self._interrupt_requested = True
                 self._send_interrupt_signal()
@@ -164,6 +176,21 @@ class Engine:
             else:
                 _set_async_exception(ident, KeyboardInterrupt)
                 self._async_interrupt_pending = True
+        return True
+
+    def _interrupt_next(self) -> bool:
+        """Mark the job that runs next (taken off the queue, or first in it) to fail as it
+        starts. ``_interrupt_lock`` held."""
+        with self._wake:
+            if self._current is not None and not self._began:
+                target = self._current
+            elif self._queue:
+                target = self._queue[0]
+            else:
+                return False
+        if target.kind == STOP:
+            return False
+        self._interrupt_target = target
         return True
 
     def _send_interrupt_signal(self) -> None:
@@ -219,7 +246,7 @@ class Engine:
             with self._wake:
                 while not self._queue:
                     self._wake.wait()
-                job = self._queue.popleft()
+                job = self._take()
             self.run_job(job)
 
     def run_next(self) -> None:
@@ -227,8 +254,15 @@ class Engine:
         with self._wake:
             if not self._queue:
                 return
-            job = self._queue.popleft()
+            job = self._take()
         self.run_job(job)
+
+    def _take(self) -> Job:
+        """The oldest queued job, now current: an interrupt from here on is for it.
+        ``_wake`` held."""
+        job = self._queue.popleft()
+        self._current, self._began = job, False
+        return job
 
     def stop(self) -> None:
         """Make ``serve`` return: queues a job that raises EngineShutdown."""
@@ -236,7 +270,7 @@ class Engine:
         def halt() -> None:
             raise EngineShutdown
 
-        self.submit("stop", halt, lambda value, error: None)
+        self.submit(STOP, halt, lambda value, error: None)
 
     def run_job(self, job: Job) -> None:
         """Run one job on this thread and hand its outcome to ``job.done``.
@@ -246,13 +280,21 @@ class Engine:
         the engine's own code.
         """
         self.thread_id = threading.get_ident()
-        self._current = job
+        with self._wake:
+            if self._current is not job:
+                self._current, self._began = job, False
         value, error = None, None
         try:
             try:
                 if self._shutdown_requested:
                     raise EngineShutdown("stop requested before this job started")
-                self._interruptible = True
+                with self._interrupt_lock:
+                    self._began = self._interruptible = True
+                    interrupted = self._interrupt_target is job
+                    if interrupted:
+                        self._interrupt_target = None
+                if interrupted:
+                    raise KeyboardInterrupt("interrupted before it started")
                 value = job.action()
             finally:
                 self._end_interruptible()

@@ -516,6 +516,47 @@ def test_interrupt_when_idle_is_false() -> None:
     assert engine.interrupt() is False
 
 
+def test_interrupt_before_the_job_starts_stops_it() -> None:
+    """An interrupt that arrives while the job sent before it waits fails that job as it
+    starts, without running it; the job after it runs."""
+    engine = Engine()
+    ran: list[str] = []
+    outcomes: list[Any] = []
+    engine.submit("first", lambda: ran.append("first"), lambda v, e: outcomes.append(e))
+    assert engine.interrupt() is True
+    engine.submit("second", lambda: ran.append("second"), lambda v, e: outcomes.append(e))
+    engine.run_next()
+    engine.run_next()
+    assert ran == ["second"]
+    assert outcomes[0]["ename"] == "KeyboardInterrupt" and outcomes[1] is None
+    assert engine.interrupt() is False
+
+
+def test_aborted_target_takes_its_interrupt_along() -> None:
+    """abort() of a job an interrupt was waiting for leaves later jobs uninterrupted."""
+    engine = Engine()
+    engine.submit("doomed", lambda: None, lambda v, e: None)
+    assert engine.interrupt() is True
+    assert len(engine.abort()) == 1
+    outcomes: list[Any] = []
+    engine.submit("later", lambda: 1, lambda v, e: outcomes.append((v, e)))
+    engine.run_next()
+    assert outcomes == [(1, None)]
+
+
+def test_interrupted_execute_before_start_is_an_error_without_a_number() -> None:
+    """An execute interrupted before it started fails with KeyboardInterrupt and takes
+    no command number."""
+    engine = Engine()
+    outcomes: list[Any] = []
+    engine.submit("execute", lambda: engine.execute("ran = True"), lambda v, e: outcomes.append(e))
+    assert engine.interrupt()
+    engine.run_next()
+    assert outcomes[0]["ename"] == "KeyboardInterrupt"
+    assert "ran" not in engine.namespace
+    assert engine.execute("1").number == 1
+
+
 def test_interrupt_running_execute(served: Served) -> None:
     """interrupt() stops `while True: pass` with a KeyboardInterrupt record; serving goes on."""
     engine = served.engine
