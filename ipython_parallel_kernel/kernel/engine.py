@@ -16,8 +16,10 @@ sent right behind a command stops that command even if it had not started.
 from __future__ import annotations
 
 import ast
+import contextlib
 import ctypes
 import linecache
+import os
 import signal
 import threading
 import time
@@ -38,6 +40,9 @@ INTERRUPT_RESEND = 0.05
 RESENDS = 20
 #: The kind of the job ``stop`` queues: an interrupt never cancels it.
 STOP = "stop"
+#: Sent to the main thread to have it handle a stop signal that another thread received:
+#: the kernel has no other use for it, and its default action is to do nothing.
+WAKE_SIGNAL = signal.SIGURG
 
 
 class EngineShutdown(BaseException):
@@ -63,6 +68,62 @@ def _set_async_exception(ident: int, exc_type: type[BaseException] | None) -> No
     ctypes.pythonapi.PyThreadState_SetAsyncExc(
         ctypes.c_ulong(ident), ctypes.py_object(exc_type) if exc_type else ctypes.c_void_p(0)
     )
+
+
+class SignalRelay:
+    """Has the main thread handle some signals at once, whichever thread receives them.
+
+    Python runs a signal's handler on the main thread, the next time that thread runs
+    Python code; but the OS may deliver a signal sent to the process to any thread that
+    does not block it (Linux prefers the sender, so a thread's ``os.kill(os.getpid(), ...)``
+    lands on that thread). The main thread, waiting for a job or sleeping in one, would
+    see it only when that wait ends, if ever. Whatever thread it interrupts, a signal's
+    number is written to the wakeup file descriptor; a relay thread reads it and sends
+    ``WAKE_SIGNAL`` to the main thread, which breaks its wait and runs every pending
+    handler. As with interrupts, it is sent again until handled: one that lands just
+    before the main thread starts to wait is only handled when the wait ends.
+
+    Create on the main thread, once the handlers of ``signals`` are installed.
+    """
+
+    def __init__(self, signals: Iterable[int]) -> None:
+        self.signals = frozenset(signals)
+        #: How many times the main thread has handled ``WAKE_SIGNAL``.
+        self.wakes_handled = 0
+        self._main = threading.main_thread().ident
+        self._read_end, self._write_end = os.pipe()
+        os.set_blocking(self._write_end, False)
+        self._passed_on_to: int | None = None
+        signal.signal(WAKE_SIGNAL, self._on_wake)
+        self.install()
+        threading.Thread(target=self._relay, name="ipk-signal-relay", daemon=True).start()
+
+    def install(self) -> None:
+        """Make the relay's pipe the wakeup file descriptor, again if something replaced
+        it; what it reads is passed on to the one it replaces. Main thread only."""
+        previous = signal.set_wakeup_fd(self._write_end, warn_on_full_buffer=False)
+        if previous not in (-1, self._write_end):
+            self._passed_on_to = previous
+
+    def _on_wake(self, signum: int, frame: Any) -> None:
+        self.wakes_handled += 1
+
+    def _relay(self) -> None:
+        while True:
+            numbers = os.read(self._read_end, 512)
+            if self._passed_on_to is not None:
+                with contextlib.suppress(OSError):
+                    os.write(self._passed_on_to, numbers)
+            if self.signals.intersection(numbers):
+                self._wake_main_thread()
+
+    def _wake_main_thread(self) -> None:
+        handled = self.wakes_handled
+        for _ in range(RESENDS):
+            signal.pthread_kill(self._main, WAKE_SIGNAL)
+            time.sleep(INTERRUPT_RESEND)
+            if self.wakes_handled != handled:
+                return
 
 
 def error_record(exc: BaseException, skip_frames: int = 0) -> dict[str, Any]:
@@ -125,6 +186,8 @@ class Engine:
         self._interrupt_requested = False
         self._interrupt_signals_until = 0.0
         self._shutdown_requested = False
+        #: Set by ``install_signal_handlers``.
+        self.signal_relay: SignalRelay | None = None
         self._interrupt_lock = threading.Lock()
         self._async_interrupt_pending = False
         self._output_sink: Callable[[str, str], None] | None = None
@@ -217,8 +280,9 @@ class Engine:
         """SIGTERM, and a SIGINT from outside, stop the engine; our own SIGINT interrupts.
 
         Call from the main thread, which must be the one running jobs. A stop signal
-        raises EngineShutdown there; but between jobs, when given, ``on_shutdown()`` is
-        called instead (a GUI event loop, which must not see the exception, stops itself).
+        raises EngineShutdown there, whichever thread received it (see ``SignalRelay``);
+        but between jobs, when given, ``on_shutdown()`` is called instead (a GUI event
+        loop, which must not see the exception, stops itself).
         """
 
         def on_signal(signum: int, frame: Any) -> None:
@@ -238,6 +302,7 @@ class Engine:
 
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
+        self.signal_relay = SignalRelay((signal.SIGINT, signal.SIGTERM))
 
     def serve(self) -> None:
         """Run jobs until ``EngineShutdown`` is raised in this thread (by ``stop``)."""

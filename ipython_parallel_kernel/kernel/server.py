@@ -18,6 +18,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -377,7 +378,9 @@ class KernelProtocol(FrameProtocol):
     def handle_shutdown(self, request: Message) -> None:
         log.info("shutdown requested by %s", self.peer_name())
         self.reply(request, {"status": "ok"})
-        os.kill(os.getpid(), signal.SIGTERM)
+        # To the main thread, whose handler stops the kernel (even in a running job): sent
+        # to the process, the signal could land on this thread instead.
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
 
 
 def _load(request: Message) -> Any:
