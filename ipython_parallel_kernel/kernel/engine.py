@@ -346,7 +346,7 @@ class Engine:
         """
         self.thread_id = threading.get_ident()
         with self._wake:
-            if self._current is not job:
+            if self._current is not job:  # given here, not taken off the queue
                 self._current, self._began = job, False
         value, error = None, None
         try:
