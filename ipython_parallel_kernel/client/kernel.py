@@ -17,8 +17,10 @@ take effect on the kernel in the order they were sent::
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import os
+import socket
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -54,6 +56,7 @@ from ..transport import (
     tls_wrapped,
 )
 from ..wire import Channel, Message
+from . import liveness
 from .reactor import call, get_reactor
 
 #: Deadline, in seconds, for requests the kernel answers at once (status, interrupt...).
@@ -158,10 +161,11 @@ class KernelClientProtocol(FrameProtocol):
     """The client end of one connection: handshake, then replies matched to requests.
 
     A heartbeat runs on the reactor thread: every ``heartbeat / 4`` seconds without
-    word from the kernel it sends a ping, and after ``heartbeat`` seconds of silence it
-    declares the kernel lost, so a kernel that stops answering without closing the
-    connection (SIGSTOP, a vanished host) fails its requests instead of hanging them.
-    Bytes moving either way count as word: a long transfer is not silence.
+    word from the kernel it sends a ping. After ``heartbeat`` seconds of silence it asks
+    the OS whether the kernel can still answer (see ``liveness``): a kernel that is
+    stopped (SIGSTOP) or whose host vanished is declared lost, and its requests fail
+    instead of hanging; one that is only busy (a long C call holding the GIL) is waited
+    for. Bytes moving either way count as word: a long transfer is not silence.
     """
 
     def __init__(self, channel: Channel, reactor: Any, name: str, heartbeat: float) -> None:
@@ -189,15 +193,43 @@ class KernelClientProtocol(FrameProtocol):
             self._last_heard = self.reactor.seconds()
         silence = self.reactor.seconds() - self._last_heard
         if silence >= self.heartbeat:
-            self.lost_reason = (
-                f"no answer for {silence:.1f} s (heartbeat {self.heartbeat} s): "
-                "the kernel is stopped, overloaded or unreachable"
-            )
-            self.transport.abortConnection()
-            return
+            why = liveness.why_lost(self._local_pid(), self._tcp_socket(), self.heartbeat)
+            if why is not None:
+                self.lost_reason = (
+                    f"no answer for {silence:.1f} s (heartbeat {self.heartbeat} s): {why}"
+                )
+                self.transport.abortConnection()
+                return
         if silence >= self.heartbeat / 4 and self.ready.done():
             self.send("ping_request", {}, id=0)
         self._beat = self.reactor.callLater(self.heartbeat / 4, self._check_heartbeat)
+
+    def _local_pid(self) -> int | None:
+        """The kernel's pid, if it runs on this machine (so its state can be read)."""
+        if not self.ready.done() or self.ready.exception() is not None:
+            return None
+        described = self.ready.result()
+        pid = described.get("pid")
+        # A kernel in a container on this host may share its address, not its pids.
+        if not isinstance(pid, int) or described.get("host") != socket.gethostname():
+            return None
+        peer, here = self.transport.getPeer(), self.transport.getHost()
+        peer_ip = getattr(peer, "host", "")
+        try:
+            same_machine = ipaddress.ip_address(peer_ip).is_loopback
+        except ValueError:
+            return None
+        return pid if same_machine or peer_ip == getattr(here, "host", None) else None
+
+    def _tcp_socket(self) -> socket.socket | None:
+        """The connection's TCP socket, under TLS too (whose transport wraps it)."""
+        transport = self.transport
+        while transport is not None:
+            handle = transport.getHandle() if hasattr(transport, "getHandle") else None
+            if isinstance(handle, socket.socket):
+                return handle
+            transport = getattr(transport, "transport", None)
+        return None
 
     def message_received(self, message: Message) -> None:
         self._last_heard = self.reactor.seconds()

@@ -5,17 +5,21 @@ kernel's main thread, or the GUI thread in a GUI kernel) takes jobs off the queu
 order and runs them, so one client's execute, push, pull and apply take effect in the
 order sent.
 
-Interrupting: ``interrupt()`` raises KeyboardInterrupt in the running job only. When
-the engine runs on the main thread it does so with a real SIGINT sent to that thread,
+Interrupting: ``interrupt()`` raises KeyboardInterrupt in the running job. When the
+engine runs on the main thread it does so with a real SIGINT sent to that thread,
 which also wakes blocking calls such as ``time.sleep``; elsewhere (tests, helpers) it
-sets an asynchronous exception, which takes effect at the next bytecode.
+sets an asynchronous exception, which takes effect at the next bytecode. When no job
+runs yet, the interrupt is for the next one to run, submitted before it: an interrupt
+sent right behind a command stops that command even if it had not started.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import ctypes
 import linecache
+import os
 import signal
 import threading
 import time
@@ -34,6 +38,11 @@ from .capture import CapturedStream
 INTERRUPT_RESEND = 0.05
 #: How many times, at most, one interrupt's SIGINT is sent again.
 RESENDS = 20
+#: The kind of the job ``stop`` queues: an interrupt never cancels it.
+STOP = "stop"
+#: Sent to the main thread to have it handle a stop signal that another thread received:
+#: the kernel has no other use for it, and its default action is to do nothing.
+WAKE_SIGNAL = signal.SIGURG
 
 
 class EngineShutdown(BaseException):
@@ -59,6 +68,62 @@ def _set_async_exception(ident: int, exc_type: type[BaseException] | None) -> No
     ctypes.pythonapi.PyThreadState_SetAsyncExc(
         ctypes.c_ulong(ident), ctypes.py_object(exc_type) if exc_type else ctypes.c_void_p(0)
     )
+
+
+class SignalRelay:
+    """Has the main thread handle some signals at once, whichever thread receives them.
+
+    Python runs a signal's handler on the main thread, the next time that thread runs
+    Python code; but the OS may deliver a signal sent to the process to any thread that
+    does not block it (Linux prefers the sender, so a thread's ``os.kill(os.getpid(), ...)``
+    lands on that thread). The main thread, waiting for a job or sleeping in one, would
+    see it only when that wait ends, if ever. Whatever thread it interrupts, a signal's
+    number is written to the wakeup file descriptor; a relay thread reads it and sends
+    ``WAKE_SIGNAL`` to the main thread, which breaks its wait and runs every pending
+    handler. As with interrupts, it is sent again until handled: one that lands just
+    before the main thread starts to wait is only handled when the wait ends.
+
+    Create on the main thread, once the handlers of ``signals`` are installed.
+    """
+
+    def __init__(self, signals: Iterable[int]) -> None:
+        self.signals = frozenset(signals)
+        #: How many times the main thread has handled ``WAKE_SIGNAL``.
+        self.wakes_handled = 0
+        self._main = threading.main_thread().ident
+        self._read_end, self._write_end = os.pipe()
+        os.set_blocking(self._write_end, False)
+        self._passed_on_to: int | None = None
+        signal.signal(WAKE_SIGNAL, self._on_wake)
+        self.install()
+        threading.Thread(target=self._relay, name="ipk-signal-relay", daemon=True).start()
+
+    def install(self) -> None:
+        """Make the relay's pipe the wakeup file descriptor, again if something replaced
+        it; what it reads is passed on to the one it replaces. Main thread only."""
+        previous = signal.set_wakeup_fd(self._write_end, warn_on_full_buffer=False)
+        if previous not in (-1, self._write_end):
+            self._passed_on_to = previous
+
+    def _on_wake(self, signum: int, frame: Any) -> None:
+        self.wakes_handled += 1
+
+    def _relay(self) -> None:
+        while True:
+            numbers = os.read(self._read_end, 512)
+            if self._passed_on_to is not None:
+                with contextlib.suppress(OSError):
+                    os.write(self._passed_on_to, numbers)
+            if self.signals.intersection(numbers):
+                self._wake_main_thread()
+
+    def _wake_main_thread(self) -> None:
+        handled = self.wakes_handled
+        for _ in range(RESENDS):
+            signal.pthread_kill(self._main, WAKE_SIGNAL)
+            time.sleep(INTERRUPT_RESEND)
+            if self.wakes_handled != handled:
+                return
 
 
 def error_record(exc: BaseException, skip_frames: int = 0) -> dict[str, Any]:
@@ -105,15 +170,24 @@ class Engine:
         self.streams = streams
         self.history: OrderedDict[int, CommandRecord] = OrderedDict()
         self.history_length = history_length
+        #: The linecache entry each command in the history put there, by number.
+        self._sources: dict[int, tuple[str, tuple[Any, ...]]] = {}
         self.commands_run = 0
         self.thread_id: int | None = None
         self._queue: deque[Job] = deque()
         self._wake = threading.Condition()
+        #: The job taken off the queue, until its ``done`` has returned.
         self._current: Job | None = None
+        #: Whether ``_current`` has started its action (or is past it).
+        self._began = False
+        #: A job that was interrupted before it started: it fails as it would start.
+        self._interrupt_target: Job | None = None
         self._interruptible = False
         self._interrupt_requested = False
         self._interrupt_signals_until = 0.0
         self._shutdown_requested = False
+        #: Set by ``install_signal_handlers``.
+        self.signal_relay: SignalRelay | None = None
         self._interrupt_lock = threading.Lock()
         self._async_interrupt_pending = False
         self._output_sink: Callable[[str, str], None] | None = None
@@ -142,17 +216,20 @@ class Engine:
 
     def abort(self) -> list[Job]:
         """Drop every queued job (not the running one); return them, oldest first."""
-        with self._wake:
+        with self._interrupt_lock, self._wake:
             dropped = list(self._queue)
             self._queue.clear()
+            if self._interrupt_target in dropped:
+                self._interrupt_target = None
         return dropped
 
     def interrupt(self) -> bool:
-        """Raise KeyboardInterrupt in the running job; False when nothing runs."""
+        """Raise KeyboardInterrupt in the running job, or, when none has started yet, in
+        the next one as it starts; False when no job runs or waits."""
         with self._interrupt_lock:
             ident = self.thread_id
             if not self._interruptible or ident is None:
-                return False
+                return self._interrupt_next()
             if ident == threading.main_thread().ident:
                 self._interrupt_requested = True
                 self._send_interrupt_signal()
@@ -162,6 +239,21 @@ class Engine:
             else:
                 _set_async_exception(ident, KeyboardInterrupt)
                 self._async_interrupt_pending = True
+        return True
+
+    def _interrupt_next(self) -> bool:
+        """Mark the job that runs next (taken off the queue, or first in it) to fail as it
+        starts. ``_interrupt_lock`` held."""
+        with self._wake:
+            if self._current is not None and not self._began:
+                target = self._current
+            elif self._queue:
+                target = self._queue[0]
+            else:
+                return False
+        if target.kind == STOP:
+            return False
+        self._interrupt_target = target
         return True
 
     def _send_interrupt_signal(self) -> None:
@@ -188,8 +280,9 @@ class Engine:
         """SIGTERM, and a SIGINT from outside, stop the engine; our own SIGINT interrupts.
 
         Call from the main thread, which must be the one running jobs. A stop signal
-        raises EngineShutdown there; but between jobs, when given, ``on_shutdown()`` is
-        called instead (a GUI event loop, which must not see the exception, stops itself).
+        raises EngineShutdown there, whichever thread received it (see ``SignalRelay``);
+        but between jobs, when given, ``on_shutdown()`` is called instead (a GUI event
+        loop, which must not see the exception, stops itself).
         """
 
         def on_signal(signum: int, frame: Any) -> None:
@@ -209,6 +302,7 @@ class Engine:
 
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
+        self.signal_relay = SignalRelay((signal.SIGINT, signal.SIGTERM))
 
     def serve(self) -> None:
         """Run jobs until ``EngineShutdown`` is raised in this thread (by ``stop``)."""
@@ -217,7 +311,7 @@ class Engine:
             with self._wake:
                 while not self._queue:
                     self._wake.wait()
-                job = self._queue.popleft()
+                job = self._take()
             self.run_job(job)
 
     def run_next(self) -> None:
@@ -225,8 +319,15 @@ class Engine:
         with self._wake:
             if not self._queue:
                 return
-            job = self._queue.popleft()
+            job = self._take()
         self.run_job(job)
+
+    def _take(self) -> Job:
+        """The oldest queued job, now current: an interrupt from here on is for it.
+        ``_wake`` held."""
+        job = self._queue.popleft()
+        self._current, self._began = job, False
+        return job
 
     def stop(self) -> None:
         """Make ``serve`` return: queues a job that raises EngineShutdown."""
@@ -234,7 +335,7 @@ class Engine:
         def halt() -> None:
             raise EngineShutdown
 
-        self.submit("stop", halt, lambda value, error: None)
+        self.submit(STOP, halt, lambda value, error: None)
 
     def run_job(self, job: Job) -> None:
         """Run one job on this thread and hand its outcome to ``job.done``.
@@ -244,13 +345,21 @@ class Engine:
         the engine's own code.
         """
         self.thread_id = threading.get_ident()
-        self._current = job
+        with self._wake:
+            if self._current is not job:  # given here, not taken off the queue
+                self._current, self._began = job, False
         value, error = None, None
         try:
             try:
                 if self._shutdown_requested:
                     raise EngineShutdown("stop requested before this job started")
-                self._interruptible = True
+                with self._interrupt_lock:
+                    self._began = self._interruptible = True
+                    interrupted = self._interrupt_target is job
+                    if interrupted:
+                        self._interrupt_target = None
+                if interrupted:
+                    raise KeyboardInterrupt("interrupted before it started")
                 value = job.action()
             finally:
                 self._end_interruptible()
@@ -287,7 +396,7 @@ class Engine:
         record = CommandRecord(self._next_number, source, submitted=time.time())
         self._next_number += 1
         name = f"<ipk-input-{record.number}>" if filename is None else filename
-        self._remember(record)
+        self._remember(record, name)
         if self.streams:
             for stream in self.streams:
                 stream.start()
@@ -329,7 +438,6 @@ class Engine:
                     sink(stream.name, text)
 
     def _run_source(self, source: str, filename: str) -> Any:
-        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         body, last = _compile(source, filename)
         exec(body, self.namespace)
         return None if last is None else eval(last, self.namespace)
@@ -342,10 +450,19 @@ class Engine:
         """
         return rich.format_value(value)
 
-    def _remember(self, record: CommandRecord) -> None:
+    def _remember(self, record: CommandRecord, filename: str) -> None:
+        """Keep the record, and its source where tracebacks find it, while in the history."""
+        source = record.source
+        entry = (len(source), None, source.splitlines(True), filename)
+        linecache.cache[filename] = entry
+        self._sources[record.number] = (filename, entry)
         self.history[record.number] = record
         while len(self.history) > self.history_length:
-            self.history.popitem(last=False)
+            number, _ = self.history.popitem(last=False)
+            name, old = self._sources.pop(number)
+            # A later command run from the same file has replaced the entry: keep that one.
+            if linecache.cache.get(name) is old:
+                del linecache.cache[name]
 
     def result(self, number: int | None = None) -> CommandRecord:
         """Command ``number`` from the history; the last one by default."""

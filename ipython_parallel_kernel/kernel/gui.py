@@ -380,6 +380,11 @@ class GuiLoop:
         # install the engine's instead.
         self.reactor.sigInt = signal.getsignal(signal.SIGINT)
         self.reactor.sigTerm = signal.getsignal(signal.SIGTERM)
+        relay = self.engine.signal_relay
+        if relay is not None:
+            # With its handlers, Twisted sets a wakeup descriptor of its own: the relay's
+            # goes back in front of it once they are in place.
+            self.reactor.callWhenRunning(relay.install)
         self.reactor.run(installSignalHandlers=False)
 
     def _wake(self) -> None:

@@ -26,6 +26,7 @@ import resource
 import signal
 import socket
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -365,21 +366,22 @@ class KernelProtocol(FrameProtocol):
     ) -> None:
         """Run ``action`` as an engine job; reply with its value (pickled if asked)."""
 
+        def pickled() -> tuple[bytes, list[memoryview]]:
+            # Pickling runs the value's own code (``__reduce__``): inside the job, so
+            # whatever it raises, SystemExit included, is an error reply, and an
+            # interrupt reaches it.
+            return serialize.dumps(action())
+
         def done(value: Any, error: dict[str, Any] | None) -> None:
-            if error is None and with_payload:
-                try:
-                    payload, buffers = serialize.dumps(value)
-                except Exception as exc:
-                    error = error_record(exc)
-                else:
-                    self.reply(request, {"status": "ok"}, payload, buffers)
-                    return
             if error is not None:
                 self.reply(request, {"status": "error", "error": error})
+            elif with_payload:
+                payload, buffers = value
+                self.reply(request, {"status": "ok"}, payload, buffers)
             else:
                 self.reply(request, {"status": "ok", "value": value})
 
-        self.service.engine.submit(request.type, action, done)
+        self.service.engine.submit(request.type, pickled if with_payload else action, done)
 
     # -- handlers: namespace work, queued ----------------------------------------------
 
@@ -525,7 +527,9 @@ class KernelProtocol(FrameProtocol):
     def handle_shutdown(self, request: Message) -> None:
         log.info("shutdown requested by %s", self.peer_name())
         self.reply(request, {"status": "ok"})
-        os.kill(os.getpid(), signal.SIGTERM)
+        # To the main thread, whose handler stops the kernel (even in a running job): sent
+        # to the process, the signal could land on this thread instead.
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
 
 
 def _load(request: Message) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -230,27 +229,43 @@ def test_abort_drops_the_queue(rk):
     check_abort_drops_the_queue(rk)
 
 
+def running(rk, loop: str) -> AsyncResult:
+    """Start ``loop`` without blocking; return once it runs (it prints first)."""
+    started = threading.Event()
+    source = f"print('started', flush=True)\n{loop}"
+    result = rk.execute(source, block=False, on_output=lambda name, text: started.set())
+    assert started.wait(30), "the command did not start"
+    return result
+
+
 def test_interrupt_busy_loop_then_use_again(rk):
-    """interrupt() stops `while True: pass`; the kernel then runs commands as before."""
-    running = rk.execute("while True: pass", block=False)
-    # "busy" counts a queued command too: interrupt() is False until it runs.
-    wait_for(rk.interrupt)
+    """interrupt() stops a running `while True: pass`; the kernel then runs commands as before."""
+    looping = running(rk, "while True: pass")
+    assert rk.interrupt() is True
     with pytest.raises(RemoteError) as info:
-        running.get(30)
+        looping.get(30)
     assert info.value.ename == "KeyboardInterrupt"
     assert rk.execute("40 + 2").text == "42"
 
 
 def test_interrupt_wakes_sleep(rk):
     """interrupt() also stops a blocking call such as time.sleep (a real SIGINT)."""
-    running = rk.execute("import time; time.sleep(60)", block=False)
-    wait_for(lambda: rk.status()["state"] == "busy")
-    started = time.monotonic()
+    sleeping = running(rk, "import time; time.sleep(60)")
     rk.interrupt()
     with pytest.raises(RemoteError, match="KeyboardInterrupt"):
-        running.get(30)
-    assert time.monotonic() - started < 30
+        sleeping.get(30)
     assert rk.interrupt() is False
+
+
+def test_interrupt_right_behind_a_command_reaches_it(rk):
+    """An interrupt sent right after a non-blocking execute stops that command, every
+    time, whether or not it had started when the interrupt arrived."""
+    for _ in range(60):
+        sleeping = rk.execute("import time\ntime.sleep(60)", block=False)
+        assert rk.interrupt() is True
+        with pytest.raises(RemoteError, match="KeyboardInterrupt"):
+            sleeping.get(30)
+    assert rk.execute("'alive'").text == "'alive'"
 
 
 def test_interrupt_when_idle_is_harmless(rk):
@@ -427,3 +442,21 @@ def test_a_kernel_can_drive_another_kernel(rk, ipython_dir):
         assert rk.execute("client.disconnect()").error is None
     finally:
         other.stop()
+
+
+@pytest.mark.parametrize("exit_type", ["SystemExit", "KeyboardInterrupt", "GeneratorExit"])
+def test_result_whose_pickling_exits_is_an_error_reply(rk, kernel, exit_type):
+    """A pull or apply result whose pickling raises SystemExit (or kin) is an error reply;
+    the kernel and its namespace live on."""
+    rk.execute(
+        f"class Unpicklable:\n    def __reduce__(self):\n        raise {exit_type}('no')\n"
+        "bad = Unpicklable()\nkept = 42"
+    )
+    with pytest.raises(RemoteError) as pulled:
+        rk.pull("bad")
+    assert pulled.value.ename == exit_type
+    with pytest.raises(RemoteError) as applied:
+        rk.apply(lambda: __import__("__main__").bad)
+    assert applied.value.ename == exit_type
+    assert kernel.process.poll() is None
+    assert rk["kept"] == 42

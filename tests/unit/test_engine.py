@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import linecache
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -142,6 +143,31 @@ def test_history_is_bounded() -> None:
     assert list(engine.history) == [3, 4]
     with pytest.raises(LookupError, match="holds 3 to 4"):
         engine.result(1)
+
+
+def test_sources_leave_linecache_with_the_history() -> None:
+    """linecache holds the sources of the commands in the history, and no others."""
+    engine = Engine(history_length=3)
+    for i in range(10):
+        engine.execute(f"value = {i}")
+    for number in range(1, 11):
+        entry = linecache.cache.get(f"<ipk-input-{number}>")
+        if number <= 7:
+            assert entry is None
+        else:
+            assert entry is not None and entry[2] == [f"value = {number - 1}"]
+
+
+def test_a_file_run_again_keeps_its_newest_source(tmp_path) -> None:
+    """Dropping an old run of a file from the history keeps a newer run's source."""
+    engine = Engine(history_length=2)
+    path = str(tmp_path / "job.py")
+    engine.execute("first = 1", filename=path)
+    engine.execute("second = 2", filename=path)
+    engine.execute("other = 3")
+    assert linecache.cache[path][2] == ["second = 2"]
+    engine.execute("more = 4")
+    assert path not in linecache.cache
 
 
 def test_record_contents_and_timings() -> None:
@@ -488,6 +514,47 @@ def test_interrupt_when_idle_is_false() -> None:
     """interrupt() with nothing running does nothing and says so."""
     engine = Engine()
     assert engine.interrupt() is False
+
+
+def test_interrupt_before_the_job_starts_stops_it() -> None:
+    """An interrupt that arrives while the job sent before it waits fails that job as it
+    starts, without running it; the job after it runs."""
+    engine = Engine()
+    ran: list[str] = []
+    outcomes: list[Any] = []
+    engine.submit("first", lambda: ran.append("first"), lambda v, e: outcomes.append(e))
+    assert engine.interrupt() is True
+    engine.submit("second", lambda: ran.append("second"), lambda v, e: outcomes.append(e))
+    engine.run_next()
+    engine.run_next()
+    assert ran == ["second"]
+    assert outcomes[0]["ename"] == "KeyboardInterrupt" and outcomes[1] is None
+    assert engine.interrupt() is False
+
+
+def test_aborted_target_takes_its_interrupt_along() -> None:
+    """abort() of a job an interrupt was waiting for leaves later jobs uninterrupted."""
+    engine = Engine()
+    engine.submit("doomed", lambda: None, lambda v, e: None)
+    assert engine.interrupt() is True
+    assert len(engine.abort()) == 1
+    outcomes: list[Any] = []
+    engine.submit("later", lambda: 1, lambda v, e: outcomes.append((v, e)))
+    engine.run_next()
+    assert outcomes == [(1, None)]
+
+
+def test_interrupted_execute_before_start_is_an_error_without_a_number() -> None:
+    """An execute interrupted before it started fails with KeyboardInterrupt and takes
+    no command number."""
+    engine = Engine()
+    outcomes: list[Any] = []
+    engine.submit("execute", lambda: engine.execute("ran = True"), lambda v, e: outcomes.append(e))
+    assert engine.interrupt()
+    engine.run_next()
+    assert outcomes[0]["ename"] == "KeyboardInterrupt"
+    assert "ran" not in engine.namespace
+    assert engine.execute("1").number == 1
 
 
 def test_interrupt_running_execute(served: Served) -> None:
