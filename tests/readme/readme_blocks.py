@@ -12,10 +12,12 @@ The fence's info string says what a block is; its first word is the kind:
 - ``output``: what the code block before it prints, possibly later (e.g. from a thread).
 - ``text``: not code (a layout, a table of figures); shown only.
 
-Further words are options, ``key=value`` in shell quoting: ``skip="reason"`` marks a code
-block that is not run here, with the reason. Shown output is compared on its stable parts
-(``stable``): addresses, pids, the home directory and colours are ignored, and a line
-``...`` stands for lines left out.
+Further words are options, ``key=value`` in shell quoting: ``run-by=FILE`` marks a console
+block that is not run here because FILE runs its commands (the test suite's own command,
+which CI's script runs); the test checks that FILE really does.
+
+Shown output is compared on its stable parts (``stable``): addresses, pids, the home
+directory and colours are ignored, and a line ``...`` stands for lines left out.
 """
 
 from __future__ import annotations

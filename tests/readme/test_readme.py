@@ -214,6 +214,17 @@ def reader(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reader]:
         person.close()
 
 
+def check_run_by(block: Block, script: Path) -> None:
+    """Every command of a block marked ``run-by=FILE`` is one that FILE runs."""
+    lines = [line.strip() for line in script.read_text().splitlines()]
+    for step in block.steps():
+        command = re.sub(r"\s+#.*", "", step.source).strip()
+        assert command in lines or f"exec {command}" in lines, (
+            f"README.md:{step.line}: {command!r} is said to be run by {script.name}, "
+            f"which does not run it"
+        )
+
+
 def _param(block: Block) -> Any:
     code = "\n".join(re.sub(r"\s#.*", "", line) for line in block.lines)
     toolkits = sorted(set(re.findall(r"--gui (\w+)", code)))
@@ -230,8 +241,9 @@ def test_block(block: Block, toolkits: list[str], reader: Reader, request: pytes
         f"README.md:{block.line}: a ```{block.kind} block the README test cannot run: fence "
         f"code as python, console or ipython, output as output, and anything else as text"
     )
-    if "skip" in block.options:
-        pytest.skip(f"README.md:{block.line}: {block.options['skip']}")
+    if "run-by" in block.options:
+        check_run_by(block, ROOT / block.options["run-by"])
+        return
     if "requires" in block.options and not (ROOT / block.options["requires"]).exists():
         needed = block.options["requires"]
         skip_or_fail(f"README.md:{block.line} needs {needed} at the repository's root")
