@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import os
 import pickle
 import random
 import socket
@@ -26,13 +27,14 @@ Pieces = list[bytes]
 
 
 class CreatesFile:
-    """Unpickling this creates the file at ``path``: the proof that something was unpickled."""
+    """Unpickling this makes a directory at ``path``: the proof that something was unpickled
+    (a directory rather than a file, so nothing is left open)."""
 
     def __init__(self, path: Path) -> None:
         self.path = str(path)
 
     def __reduce__(self) -> tuple:
-        return (open, (self.path, "w"))
+        return (os.mkdir, (self.path,))
 
 
 def evil_payload(path: Path) -> bytes:
