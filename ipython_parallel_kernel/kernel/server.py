@@ -36,7 +36,7 @@ from twisted.python.failure import Failure
 
 from .. import __version__, serialize
 from ..connection import Address, format_address, parse_address
-from ..errors import WireError
+from ..errors import InvalidSignature, WireError
 from ..record import CommandRecord
 from ..transport import FrameProtocol, Lingering, tls_failure
 from ..wire import Channel, Message
@@ -290,10 +290,14 @@ class KernelProtocol(FrameProtocol):
         self.service.events.event(
             "refused messages", "refusing message from %s: %s", self.peer_name(), error
         )
-        self.refuse(
-            f"kernel {self.service.name} refused a message: {error}. "
-            "Is the key the one in this kernel's connection file?"
+        # Only a bad signature points at the key; a version mismatch or altered buffers
+        # say what they are by themselves.
+        hint = (
+            " Is the key the one in this kernel's connection file?"
+            if isinstance(error, InvalidSignature)
+            else ""
         )
+        self.refuse(f"kernel {self.service.name} refused a message: {error}.{hint}")
 
     def alert_received(self, text: str) -> None:
         self.stop_waiting()

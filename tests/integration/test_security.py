@@ -71,6 +71,18 @@ def test_wrong_key_is_refused_and_kernel_keeps_serving(kernel, rk):
     assert "signature does not match" in kernel.log()
 
 
+def test_only_a_bad_signature_is_blamed_on_the_key(kernel):
+    """A peer of another protocol version is told so, without the wrong-key hint."""
+    with socket.create_connection(kernel.address, timeout=10) as raw:
+        raw.sendall(b"IPK\x01" + bytes(16))
+        raw.settimeout(10)
+        received = b""
+        while chunk := raw.recv(4096):
+            received += chunk
+    assert b"version 1 of the wire protocol" in received
+    assert b"Is the key" not in received
+
+
 def test_kernel_survives_garbage(kernel, rk):
     """Random bytes, a truncated frame and an unsigned frame never hurt the kernel."""
     for junk in (os.urandom(4096), b"IPK\x01" + b"\xff" * 20, b"GET / HTTP/1.1\r\n\r\n"):
