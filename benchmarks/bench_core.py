@@ -503,7 +503,7 @@ def spawn_kernel(
     """
     env = dict(os.environ, IPYTHONDIR=str(ipython_dir), PYTHONUNBUFFERED="1")
     stderr_path = ipython_dir / f"{name}.stderr"
-    command = [sys.executable, "-m", "ipython_parallel_kernel.kernel.app", "--port", "0", *args]
+    command = [sys.executable, "-m", "ipython_parallel_kernel.apps.kernel", "--port", "0", *args]
     with open(stderr_path, "w") as stderr:
         process = subprocess.Popen(
             command,
@@ -800,7 +800,7 @@ def bench_gui(results: Results, settings: Settings, scratch: Path) -> None:
 
 # -- 3. cluster -------------------------------------------------------------------------
 
-CLUSTER_APP = "ipython_parallel_kernel.cluster_app"
+CLUSTER_APP = "ipython_parallel_kernel.apps.cluster"
 #: Kernels the push / move comparison runs on.
 MOVE_KERNELS = 4
 

@@ -23,7 +23,7 @@ import time
 from ipython_parallel_kernel import RemoteKernel
 from ipython_parallel_kernel.errors import KernelError
 
-KERNEL = [sys.executable, "-m", "ipython_parallel_kernel.kernel.app"]
+KERNEL = [sys.executable, "-m", "ipython_parallel_kernel.apps.kernel"]
 TITLE = "ipk random walk"
 SIZE = (640, 480)
 STEPS_PER_CLICK = 100

@@ -16,7 +16,7 @@ from ipython_parallel_kernel import InteractiveCluster
 
 KERNELS = 4
 DARTS_PER_KERNEL = 2_000_000
-CLUSTER = [sys.executable, "-m", "ipython_parallel_kernel.cluster_app"]
+CLUSTER = [sys.executable, "-m", "ipython_parallel_kernel.apps.cluster"]
 
 
 def start_cluster(cluster_id: str) -> str:

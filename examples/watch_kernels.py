@@ -24,8 +24,8 @@ import time
 from ipython_parallel_kernel import InteractiveCluster
 
 CLUSTER_ID = "watch-demo"
-CLUSTER = [sys.executable, "-m", "ipython_parallel_kernel.cluster_app"]
-GATHER = [sys.executable, "-m", "ipython_parallel_kernel.gather_app"]
+CLUSTER = [sys.executable, "-m", "ipython_parallel_kernel.apps.cluster"]
+GATHER = [sys.executable, "-m", "ipython_parallel_kernel.apps.gather"]
 
 
 def start_cluster() -> str:

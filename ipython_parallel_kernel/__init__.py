@@ -35,7 +35,7 @@ _LAZY = {
     "ClusterResult": "ipython_parallel_kernel.client.cluster",
     "RemoteError": "ipython_parallel_kernel.errors",
     "CompositeError": "ipython_parallel_kernel.errors",
-    "ResultGatherer": "ipython_parallel_kernel.gatherer",
+    "ResultGatherer": "ipython_parallel_kernel.client.gatherer",
 }
 
 

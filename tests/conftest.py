@@ -166,7 +166,7 @@ def kernel_env(ipython_dir: Path) -> dict[str, str]:
 
 def start_kernel(ipython_dir: Path, *args: str, timeout: float = START_TIMEOUT) -> KernelProcess:
     """Start ``ipk-kernel --port 0 ARGS`` and wait (bounded) for its ready line."""
-    command = [sys.executable, "-m", "ipython_parallel_kernel.kernel.app", "--port", "0", *args]
+    command = [sys.executable, "-m", "ipython_parallel_kernel.apps.kernel", "--port", "0", *args]
     log_path = ipython_dir / f"kernel-{time.monotonic_ns()}.log"
     with open(log_path, "w") as log:
         process = subprocess.Popen(

@@ -29,8 +29,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ..clusterfile import read_cluster_file
-from ..connection import Address, ConnectionInfo, security_dir, write_json_private
+from ..core.clusterfile import read_cluster_file
+from ..core.connection import Address, ConnectionInfo, security_dir, write_json_private
 from ..errors import CompositeError
 from .kernel import HEARTBEAT, AsyncResult, FutureResult, RemoteKernel
 

@@ -29,8 +29,8 @@ from typing import Any
 
 from twisted.python.failure import Failure
 
-from .. import serialize
-from ..connection import (
+from ..core import serialize
+from ..core.connection import (
     Address,
     ConnectionInfo,
     find_connection,
@@ -39,6 +39,16 @@ from ..connection import (
     read_connection_file,
     stale_key_hint,
 )
+from ..core.reactors import (
+    OneShotFactory,
+    TLSFailure,
+    tls_client_options,
+    tls_failure,
+    tls_wrapped,
+)
+from ..core.records import CommandRecord
+from ..core.transport import FrameProtocol
+from ..core.wire import Channel, Message
 from ..errors import (
     ConnectionFailed,
     ConnectionRefused,
@@ -46,16 +56,6 @@ from ..errors import (
     KernelTimeout,
     RemoteError,
 )
-from ..record import CommandRecord
-from ..transport import (
-    FrameProtocol,
-    OneShotFactory,
-    TLSFailure,
-    tls_client_options,
-    tls_failure,
-    tls_wrapped,
-)
-from ..wire import Channel, Message
 from . import liveness
 from .reactor import call, get_reactor
 

@@ -18,8 +18,8 @@ from typing import Any
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.python.failure import Failure
 
+from ..core.reactors import private_reactor
 from ..errors import KernelTimeout
-from ..transport import private_reactor
 
 _lock = threading.Lock()
 _reactor: Any = None

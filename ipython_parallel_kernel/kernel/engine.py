@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..record import CommandRecord
+from ..core.records import CommandRecord
 from . import rich
 from .capture import CapturedStream
 

@@ -31,8 +31,8 @@ from typing import Any
 
 from twisted.internet import tcp
 
-from ..transport import REFUSAL_LINGER
-from ..wire import encode_alert
+from ..core.transport import REFUSAL_LINGER
+from ..core.wire import encode_alert
 from .events import BurstLog
 
 log = logging.getLogger("ipython_parallel_kernel.kernel")

@@ -17,8 +17,8 @@ from typing import Any
 
 from twisted.internet.protocol import DatagramProtocol
 
-from ..connection import Address
-from ..wire import seal_record
+from ..core.connection import Address
+from ..core.records import seal_record
 
 log = logging.getLogger("ipython_parallel_kernel.kernel")
 

@@ -15,10 +15,11 @@ from typing import Any
 
 from twisted.python.failure import Failure
 
-from ..connection import ConnectionInfo, format_address
+from ..core.connection import ConnectionInfo, format_address
+from ..core.reactors import OneShotFactory, tls_client_options, tls_wrapped
+from ..core.transport import FrameProtocol
+from ..core.wire import Channel, Message
 from ..errors import ConnectionRefused, KernelDied, KernelTimeout
-from ..transport import FrameProtocol, OneShotFactory, tls_client_options, tls_wrapped
-from ..wire import Channel, Message
 
 
 class PeerPush(FrameProtocol):

@@ -34,12 +34,14 @@ from twisted.internet.protocol import Factory
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
-from .. import __version__, serialize
-from ..connection import Address, format_address, parse_address
+from .. import __version__
+from ..core import serialize
+from ..core.connection import Address, format_address, parse_address
+from ..core.reactors import tls_failure
+from ..core.records import CommandRecord
+from ..core.transport import FrameProtocol, Lingering
+from ..core.wire import Channel, Message
 from ..errors import InvalidSignature, WireError
-from ..record import CommandRecord
-from ..transport import FrameProtocol, Lingering, tls_failure
-from ..wire import Channel, Message
 from .access import AccessList
 from .engine import Engine, error_record
 from .events import BurstLog

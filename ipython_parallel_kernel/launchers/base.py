@@ -27,8 +27,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..clusterfile import PREFIX, check_cluster_id, kernel_connection_file_path
-from ..connection import ConnectionInfo, read_connection_file
+from ..core.clusterfile import PREFIX, check_cluster_id, kernel_connection_file_path
+from ..core.connection import ConnectionInfo, read_connection_file
 from ..errors import KernelError
 
 READY = "ipk-kernel ready:"

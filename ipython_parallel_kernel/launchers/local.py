@@ -1,6 +1,6 @@
 """Kernels as local processes, each in its own session so they outlive ``ipk-cluster``.
 
-Each kernel is ``python -m ipython_parallel_kernel.kernel.app --port 0 ...`` with its
+Each kernel is ``python -m ipython_parallel_kernel.apps.kernel --port 0 ...`` with its
 output in a log file and no terminal, started with ``start_new_session`` so that
 neither the exit of ``ipk-cluster start`` nor a Ctrl-C in its terminal reaches it.
 They are stopped by pid; a pid is signalled only while ``/proc/<pid>/cmdline`` still
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .base import LaunchedKernel, Launcher, LaunchError, Stoppable, remove_file
 
-KERNEL_MODULE = "ipython_parallel_kernel.kernel.app"
+KERNEL_MODULE = "ipython_parallel_kernel.apps.kernel"
 # What a kernel's command line contains, whether started by us or as ``ipk-kernel``.
 KERNEL_MARKERS = (KERNEL_MODULE, "ipk-kernel")
 POLL_INTERVAL = 0.02

@@ -13,9 +13,10 @@ from pathlib import Path
 
 from hostile import MiB, PeakRss
 
-from ipython_parallel_kernel import RemoteKernel, serialize
+from ipython_parallel_kernel import RemoteKernel
+from ipython_parallel_kernel.core import serialize
+from ipython_parallel_kernel.core.wire import Channel, Message
 from ipython_parallel_kernel.errors import WireError
-from ipython_parallel_kernel.wire import Channel, Message
 
 KEY = b"fuzz-key"
 OTHER_KEY = b"not-the-key"

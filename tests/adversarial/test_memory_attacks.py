@@ -16,7 +16,7 @@ import pytest
 from conftest import kernel_env
 from hostile import MiB, PeakRss
 
-from ipython_parallel_kernel.wire import MAC_LEN, MAGIC, Channel
+from ipython_parallel_kernel.core.wire import MAC_LEN, MAGIC, Channel
 
 GiB = 1024**3
 PREFIX = struct.Struct(">4sBBHIQ")  # the layout documented in wire.py's docstring

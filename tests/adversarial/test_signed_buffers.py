@@ -13,7 +13,7 @@ import pytest
 from conftest import start_kernel, wait_for
 
 from ipython_parallel_kernel import RemoteKernel
-from ipython_parallel_kernel.connection import ConnectionInfo, read_connection_file
+from ipython_parallel_kernel.core.connection import ConnectionInfo, read_connection_file
 from ipython_parallel_kernel.errors import KernelDied
 
 ARRAY_BYTES = 8 * 1024**2

@@ -17,7 +17,7 @@ from conftest import skip_or_fail
 TIMEOUT = 60
 PROMPT = re.compile(r"In \[(\d+)\]: ")
 GONE_TIMEOUT = 30.0
-KERNEL_MODULE = "ipython_parallel_kernel.kernel.app"
+KERNEL_MODULE = "ipython_parallel_kernel.apps.kernel"
 
 
 def _alive(pid: int) -> bool:

@@ -22,7 +22,7 @@ from conftest import (
 from ipython_parallel_kernel import InteractiveCluster, RemoteKernel
 from ipython_parallel_kernel.errors import KernelDied
 
-KERNEL = [sys.executable, "-m", "ipython_parallel_kernel.kernel.app", "--port", "0"]
+KERNEL = [sys.executable, "-m", "ipython_parallel_kernel.apps.kernel", "--port", "0"]
 TOOLKITS = ["wx", "tk", "qt"]
 #: A module that fails to import, as an absent one does, and what the kernel then advises.
 MISSING = {
@@ -249,7 +249,7 @@ def test_kernel_start_magic_passes_gui_on(display, ipython_dir, capsys):
 def test_cluster_start_passes_gui_on(display, ipython_dir):
     """ipk-cluster start --gui tk starts tk kernels; ipk-cluster stop ends them."""
     require_toolkit("tk")
-    cluster = [sys.executable, "-m", "ipython_parallel_kernel.cluster_app"]
+    cluster = [sys.executable, "-m", "ipython_parallel_kernel.apps.cluster"]
     run = dict(capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     started = subprocess.run(
         [*cluster, "start", "-n", "2", "--gui", "tk", "--cluster-id", "g"], **run

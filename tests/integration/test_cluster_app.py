@@ -22,10 +22,10 @@ import psutil
 import pytest
 
 from ipython_parallel_kernel import RemoteKernel
-from ipython_parallel_kernel.clusterfile import read_cluster_file
-from ipython_parallel_kernel.connection import ConnectionInfo
+from ipython_parallel_kernel.core.clusterfile import read_cluster_file
+from ipython_parallel_kernel.core.connection import ConnectionInfo
 
-CLUSTER = [sys.executable, "-m", "ipython_parallel_kernel.cluster_app"]
+CLUSTER = [sys.executable, "-m", "ipython_parallel_kernel.apps.cluster"]
 
 
 def ipk_cluster(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:

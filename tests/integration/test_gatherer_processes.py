@@ -15,9 +15,9 @@ import pytest
 from conftest import kernel_env, start_kernel, stop_process
 
 from ipython_parallel_kernel import RemoteKernel
-from ipython_parallel_kernel.gatherer import ResultGatherer
+from ipython_parallel_kernel.client.gatherer import ResultGatherer
 
-GATHER = [sys.executable, "-m", "ipython_parallel_kernel.gather_app"]
+GATHER = [sys.executable, "-m", "ipython_parallel_kernel.apps.gather"]
 LISTENING = re.compile(r"ipk-gather listening on 127\.0\.0\.1:(\d+)")
 IN_LINE = re.compile(r"^\[127\.0\.0\.1:(\d+)\] In \[(\d+)\]: (.*)$")
 WAIT = 60.0
@@ -219,7 +219,7 @@ def test_ipk_gather_sees_cluster_kernels_started_after_it(ipython_dir, tmp_path)
     names once a kernel whose key it cannot read, instead of dropping its records silently."""
     from ipython_parallel_kernel import InteractiveCluster
 
-    cluster = [sys.executable, "-m", "ipython_parallel_kernel.cluster_app"]
+    cluster = [sys.executable, "-m", "ipython_parallel_kernel.apps.cluster"]
     run = dict(capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     gather, out, port = start_gatherer(ipython_dir, [])
     elsewhere = tmp_path / "elsewhere"

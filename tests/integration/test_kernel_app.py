@@ -16,7 +16,7 @@ from conftest import kernel_env, parse_ready_line, start_kernel
 from ipython_parallel_kernel import RemoteKernel
 from ipython_parallel_kernel.errors import ConnectionRefused, KernelDied
 
-KERNEL = [sys.executable, "-m", "ipython_parallel_kernel.kernel.app"]
+KERNEL = [sys.executable, "-m", "ipython_parallel_kernel.apps.kernel"]
 
 
 def run_kernel_command(ipython_dir: Path, *args: str) -> subprocess.CompletedProcess:

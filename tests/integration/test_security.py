@@ -17,9 +17,9 @@ import pytest
 from conftest import kernel_env, self_signed_certificate, start_kernel, stop_process, wait_for
 
 from ipython_parallel_kernel import RemoteKernel
-from ipython_parallel_kernel.connection import read_connection_file
+from ipython_parallel_kernel.core.connection import read_connection_file
+from ipython_parallel_kernel.core.wire import ALERT_MAGIC, Channel
 from ipython_parallel_kernel.errors import ConnectionFailed, ConnectionRefused, KernelDied
-from ipython_parallel_kernel.wire import ALERT_MAGIC, Channel
 
 
 def test_client_outside_allow_list_is_refused(kernel, rk):
@@ -160,8 +160,8 @@ def test_tls_kernel(ipython_dir, tmp_path):
 #: A client that authenticates, sends half of a 500 MB push, then waits to be killed.
 HALF_A_PUSH = """
 import socket, sys, time
-from ipython_parallel_kernel.connection import read_connection_file
-from ipython_parallel_kernel.wire import Channel
+from ipython_parallel_kernel.core.connection import read_connection_file
+from ipython_parallel_kernel.core.wire import Channel
 
 info = read_connection_file(sys.argv[1])
 channel = Channel(info.key)

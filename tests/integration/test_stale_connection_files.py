@@ -13,13 +13,13 @@ import pytest
 from conftest import kernel_env, read_ready_line, start_kernel, stop_process
 
 from ipython_parallel_kernel import RemoteKernel
-from ipython_parallel_kernel.connection import connection_file_path
+from ipython_parallel_kernel.core.connection import connection_file_path
 from ipython_parallel_kernel.errors import ConnectionRefused
 
 
 def kernel_on_port(ipython_dir: Path, port: int, *args: str) -> subprocess.Popen:
     """``ipk-kernel --port PORT ARGS``, once it is ready."""
-    command = [sys.executable, "-m", "ipython_parallel_kernel.kernel.app", "--port", str(port)]
+    command = [sys.executable, "-m", "ipython_parallel_kernel.apps.kernel", "--port", str(port)]
     process = subprocess.Popen(
         [*command, *args],
         stdout=subprocess.PIPE,

@@ -46,7 +46,7 @@ def run_installed(site: Path, ipython_dir: Path, *args: str) -> subprocess.Compl
     """``ipk-kernel ARGS`` from the installed copy (not this checkout), until it exits."""
     env = kernel_env(ipython_dir)
     env["PYTHONPATH"] = str(site)
-    command = [sys.executable, "-m", "ipython_parallel_kernel.kernel.app", "--port", "0", *args]
+    command = [sys.executable, "-m", "ipython_parallel_kernel.apps.kernel", "--port", "0", *args]
     return subprocess.run(
         command,
         capture_output=True,

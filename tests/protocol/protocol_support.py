@@ -12,9 +12,9 @@ from typing import Any
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
+from ipython_parallel_kernel.core.wire import Channel
 from ipython_parallel_kernel.kernel.engine import Engine
 from ipython_parallel_kernel.kernel.server import KernelFactory, KernelProtocol, KernelService
-from ipython_parallel_kernel.wire import Channel
 
 KEY = "protocol-test-key"
 KERNEL = ("127.0.0.1", 10105)

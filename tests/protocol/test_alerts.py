@@ -11,10 +11,10 @@ from protocol_support import alert_sent, connect, kernel_service
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
 from ipython_parallel_kernel.client.kernel import KernelClientProtocol
+from ipython_parallel_kernel.core.transport import SHOWN_TEXT
+from ipython_parallel_kernel.core.wire import Channel, encode_alert
 from ipython_parallel_kernel.errors import ConnectionRefused
 from ipython_parallel_kernel.kernel.events import BURST_WINDOW
-from ipython_parallel_kernel.transport import SHOWN_TEXT
-from ipython_parallel_kernel.wire import Channel, encode_alert
 
 #: What a hostile peer would like a terminal showing the log to do: clear it, retitle it.
 HOSTILE = "\x1b[2J\x1b]0;pwned\x07\r\nfake log line\u202e" + "A" * 60_000

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from protocol_support import alert_sent, connect, hello, kernel_service
 
+from ipython_parallel_kernel.core.transport import MAX_LINGERING, REFUSAL_LINGER
 from ipython_parallel_kernel.kernel.server import HANDSHAKE_TIMEOUT
-from ipython_parallel_kernel.transport import MAX_LINGERING, REFUSAL_LINGER
 
 
 def test_silent_connection_is_closed_with_an_alert_at_the_deadline() -> None:

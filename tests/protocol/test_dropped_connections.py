@@ -12,7 +12,7 @@ from protocol_support import KEY, connect, hello, kernel_service
 from twisted.internet.error import ConnectionLost
 from twisted.python.failure import Failure
 
-from ipython_parallel_kernel.wire import Channel
+from ipython_parallel_kernel.core.wire import Channel
 
 #: Under memory.MMAP_MIN, so the buffer lives on the Python heap that tracemalloc sees.
 BUFFER = 900_000

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ipython_parallel_kernel.clusterfile import (
+from ipython_parallel_kernel.core.clusterfile import (
     check_cluster_id,
     cluster_file_path,
     cluster_id_of,
@@ -17,7 +17,7 @@ from ipython_parallel_kernel.clusterfile import (
     read_cluster_file,
     write_cluster_file,
 )
-from ipython_parallel_kernel.connection import ConnectionInfo
+from ipython_parallel_kernel.core.connection import ConnectionInfo
 
 
 def make_infos(n: int, directory: Path) -> list[ConnectionInfo]:

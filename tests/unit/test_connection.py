@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from ipython_parallel_kernel import connection
-from ipython_parallel_kernel.clusterfile import kernel_connection_file_path
-from ipython_parallel_kernel.connection import (
+from ipython_parallel_kernel.core import connection
+from ipython_parallel_kernel.core.clusterfile import kernel_connection_file_path
+from ipython_parallel_kernel.core.connection import (
     ConnectionInfo,
     connection_file_path,
     find_connection,

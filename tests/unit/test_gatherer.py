@@ -8,15 +8,15 @@ import time
 
 import pytest
 
-from ipython_parallel_kernel import gatherer
-from ipython_parallel_kernel.clusterfile import (
+from ipython_parallel_kernel.client import gatherer
+from ipython_parallel_kernel.client.gatherer import ResultGatherer
+from ipython_parallel_kernel.core.clusterfile import (
     cluster_file_path,
     kernel_connection_file_path,
     write_cluster_file,
 )
-from ipython_parallel_kernel.connection import ConnectionInfo, write_connection_file
-from ipython_parallel_kernel.gatherer import ResultGatherer
-from ipython_parallel_kernel.wire import RECORD_PIECE, seal_record
+from ipython_parallel_kernel.core.connection import ConnectionInfo, write_connection_file
+from ipython_parallel_kernel.core.records import RECORD_PIECE, seal_record
 
 KEY = "a" * 64
 KERNEL = "127.0.0.1:10105"
@@ -282,7 +282,7 @@ def test_sequence_window_refuses_what_fell_below_it(rg, monkeypatch):
 @pytest.mark.parametrize("text", ['["not a kernel"]', '{"ip": "127.0.0.1"}', "{broken"])
 def test_ipk_gather_says_which_watch_file_it_cannot_read(ipython_dir, tmp_path, capsys, text):
     """ipk-gather --watch with a file that is no connection or cluster file: one line, status 1."""
-    from ipython_parallel_kernel import gather_app
+    from ipython_parallel_kernel.apps import gather as gather_app
 
     bad = tmp_path / "bad.json"
     bad.write_text(text)

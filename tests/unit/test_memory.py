@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import wait_for
 
-from ipython_parallel_kernel import memory
-from ipython_parallel_kernel.memory import (
+from ipython_parallel_kernel.core import memory
+from ipython_parallel_kernel.core.memory import (
     MMAP_MIN,
     POPULATE_WINDOW,
     PREFAULT_MIN,

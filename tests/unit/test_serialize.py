@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ipython_parallel_kernel.serialize import OUT_OF_BAND_MIN, dumps, loads
-from ipython_parallel_kernel.wire import Channel
+from ipython_parallel_kernel.core.serialize import OUT_OF_BAND_MIN, dumps, loads
+from ipython_parallel_kernel.core.wire import Channel
 
 
 def over_the_wire(payload: bytes, buffers: list[memoryview]) -> tuple[memoryview, list[memoryview]]:

@@ -13,16 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ipython_parallel_kernel import wire
-from ipython_parallel_kernel.errors import (
-    FrameTooLarge,
-    InvalidSignature,
-    MalformedFrame,
-    ReplayedMessage,
-    UnsignedMessage,
-    WireError,
-)
-from ipython_parallel_kernel.wire import (
+from ipython_parallel_kernel.core import wire
+from ipython_parallel_kernel.core.wire import (
     MAC_LEN,
     MAGIC,
     MAX_BUFFERS,
@@ -31,6 +23,14 @@ from ipython_parallel_kernel.wire import (
     FrameDecoder,
     Message,
     encode_alert,
+)
+from ipython_parallel_kernel.errors import (
+    FrameTooLarge,
+    InvalidSignature,
+    MalformedFrame,
+    ReplayedMessage,
+    UnsignedMessage,
+    WireError,
 )
 
 KEY = b"unit-test-key"

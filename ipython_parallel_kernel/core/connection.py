@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import KeyNotFound
+from ..errors import KeyNotFound
 
 PREFIX = "ipk-kernel-"
 ANY_ADDRESS = ("0.0.0.0", "::")

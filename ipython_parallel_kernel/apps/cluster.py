@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from traitlets import Bool, Enum, Float, Int, List, Unicode
 from traitlets.config import Application
 
-from . import __version__
-from .clusterfile import (
+from .. import __version__
+from ..core.clusterfile import (
     check_cluster_id,
     cluster_file_path,
     cluster_id_of,
@@ -41,9 +41,9 @@ from .clusterfile import (
     read_cluster_file,
     write_cluster_file,
 )
-from .connection import ConnectionInfo, format_address, profile_dir
-from .errors import KernelError, KernelTimeout
-from .launchers import (
+from ..core.connection import ConnectionInfo, format_address, profile_dir
+from ..errors import KernelError, KernelTimeout
+from ..launchers import (
     LAUNCHERS,
     PLANNED,
     LaunchedKernel,
@@ -51,10 +51,10 @@ from .launchers import (
     LaunchTimeout,
     get_launcher,
 )
-from .launchers.local import is_kernel_process
+from ..launchers.local import is_kernel_process
 
 if TYPE_CHECKING:
-    from .client.kernel import RemoteKernel
+    from ..client.kernel import RemoteKernel
 
 CONFIG_FILE = "ipk_cluster_config.py"
 #: How long ``list`` waits for a kernel before calling it dead.
@@ -67,7 +67,7 @@ T = TypeVar("T")
 
 def connect(info: ConnectionInfo, timeout: float) -> RemoteKernel:
     """A client for a cluster's kernel, every wait bounded by ``timeout``."""
-    from .client.kernel import RemoteKernel
+    from ..client.kernel import RemoteKernel
 
     if info.path and os.path.exists(info.path):
         # The kernel's own file also carries its TLS certificate, if it serves TLS.

@@ -33,18 +33,18 @@ from traitlets import Bool, Enum, Float, Int, List, Unicode
 from traitlets.config import Application
 
 from .. import __version__
-from ..connection import (
+from ..core.connection import (
     ConnectionInfo,
     connection_file_path,
     format_address,
     profile_dir,
     write_connection_file,
 )
-from ..transport import private_reactor, tls_wrapped
-from ..wire import DEFAULT_MAX_FRAME, DEFAULT_MAX_HEAD, PREAUTH_MAX_HEAD, new_key
-from . import capture
-from .access import AccessList, parse_network
-from .engine import Engine, EngineShutdown
+from ..core.reactors import private_reactor, tls_wrapped
+from ..core.wire import DEFAULT_MAX_FRAME, DEFAULT_MAX_HEAD, PREAUTH_MAX_HEAD, new_key
+from ..kernel import capture
+from ..kernel.access import AccessList, parse_network
+from ..kernel.engine import Engine, EngineShutdown
 
 #: Ready-made profiles shipped inside the package (package data, so installed with it).
 BUNDLED_PROFILES = Path(__file__).resolve().parent.parent / "profiles"
@@ -186,7 +186,7 @@ class KernelApp(Application):
             except ValueError as e:
                 self.exit_with(str(e))
         if self.gui != "none":
-            from .gui import TOOLKITS, GuiUnavailable
+            from ..kernel.gui import TOOLKITS, GuiUnavailable
 
             self.toolkit = TOOLKITS[self.gui]()
             try:
@@ -212,7 +212,7 @@ class KernelApp(Application):
         """Start the GUI toolkit and install its reactor, before anything binds."""
         if self.gui == "none":
             return
-        from .gui import GuiUnavailable
+        from ..kernel.gui import GuiUnavailable
 
         try:
             self.toolkit.install()
@@ -243,15 +243,15 @@ class KernelApp(Application):
         if self.gui == "none":
             self.engine.install_signal_handlers()
         else:
-            from .gui import GuiLoop
+            from ..kernel.gui import GuiLoop
 
             self.gui_loop = GuiLoop(self.toolkit, self.engine)
             self.engine.install_signal_handlers(on_shutdown=self.gui_loop.stop_soon)
 
     def init_server(self) -> None:
         """Bind the port (not yet serving: the reactor starts in ``start``)."""
-        from .listener import KernelPort
-        from .server import KernelFactory, KernelService
+        from ..kernel.listener import KernelPort
+        from ..kernel.server import KernelFactory, KernelService
 
         if self.gui == "none":
             from twisted.internet import reactor

@@ -22,8 +22,8 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from .connection import format_address
-from .gatherer import ResultGatherer
+from ..client.gatherer import ResultGatherer
+from ..core.connection import format_address
 
 DEFAULT_PORT = 10104
 

@@ -41,9 +41,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from .connection import Address, format_address, ipython_dir, parse_address
-from .errors import InvalidSignature, WireError
-from .wire import RecordPiece, decode_record, open_record_piece, peek_record_piece
+from ..core.connection import Address, format_address, ipython_dir, parse_address
+from ..core.records import RecordPiece, decode_record, open_record_piece, peek_record_piece
+from ..errors import InvalidSignature, WireError
 
 #: Seconds a partial record waits for its missing pieces before it is reported lost.
 PIECE_TIMEOUT = 2.0

@@ -41,14 +41,14 @@ from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from traitlets import Bool, Enum, Float
 
-from . import display
-from .client.cluster import InteractiveCluster, parse_targets
-from .client.kernel import RemoteKernel
-from .connection import format_address
-from .errors import CompositeError, KernelError
-from .gatherer import ResultGatherer
+from ..client import display
+from ..client.cluster import InteractiveCluster, parse_targets
+from ..client.gatherer import ResultGatherer
+from ..client.kernel import RemoteKernel
+from ..core.connection import format_address
+from ..errors import CompositeError, KernelError
 
-CLUSTER_APP = [sys.executable, "-m", "ipython_parallel_kernel.cluster_app"]
+CLUSTER_APP = [sys.executable, "-m", "ipython_parallel_kernel.apps.cluster"]
 DEFAULT_GATHER_PORT = 10104
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from .errors import RemoteError
+from ..errors import RemoteError
 
 RED, BOLD, RESET = "\x1b[31m", "\x1b[1m", "\x1b[0m"
 #: Orders in which the outputs of several kernels can be shown.
