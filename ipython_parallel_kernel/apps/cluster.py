@@ -482,6 +482,7 @@ class ClusterApp(Application):
                 message = "give a subcommand"
             print(f"{self.name}: {message} ({', '.join(self.subcommands)})", file=sys.stderr)
             self.exit(2)
+        assert self.subapp is not None  # exit() raised otherwise
         self.subapp.start()
 
 

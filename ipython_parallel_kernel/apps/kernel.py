@@ -124,7 +124,8 @@ class KernelApp(Application):
         help="Set the log level by value or name.",
     ).tag(config=True)
 
-    aliases = {
+    # traitlets takes a tuple of names for one alias; its annotation says only str.
+    aliases: dict[Any, Any] = {
         ("p", "port"): "KernelApp.port",
         "ip": "KernelApp.ip",
         ("a", "allow"): "KernelApp.allow",
@@ -174,7 +175,7 @@ class KernelApp(Application):
         handler.setFormatter(logging.Formatter("[%(asctime)s %(name)s %(levelname)s] %(message)s"))
         root = logging.getLogger("ipython_parallel_kernel")
         root.handlers[:] = [handler]
-        root.setLevel(self.log_level)
+        root.setLevel(self.log_level)  # type: ignore[arg-type]  # an Enum trait of levels
         root.propagate = False
         self.log = root
 
@@ -253,6 +254,7 @@ class KernelApp(Application):
         from ..kernel.listener import KernelPort
         from ..kernel.server import KernelFactory, KernelService
 
+        reactor: Any
         if self.gui == "none":
             from twisted.internet import reactor
         else:

@@ -49,7 +49,7 @@ def tls_wrapped(
     """
     from twisted.protocols.tls import TLSMemoryBIOFactory
 
-    wrapping = TLSMemoryBIOFactory(options, client, factory, clock=reactor)
+    wrapping: Any = TLSMemoryBIOFactory(options, client, factory, clock=reactor)
     wrapping.protocol = _plain_aware_tls()
     wrapping.plain_refusal = plain_refusal
     return wrapping
@@ -64,6 +64,8 @@ def _plain_aware_tls() -> type:
     class PlainAwareTLS(BufferingTLSTransport):
         """TLS that recognises a peer speaking our plain protocol instead."""
 
+        factory: Any
+        transport: Any
         peer_speaks_plain = False
         #: The text of the plain alert the peer sent, if it sent one.
         plain_alert: str | None = None
@@ -101,7 +103,8 @@ def tls_failure(transport: Any, reason: Failure | None) -> TLSFailure | None:
         return TLSFailure("plain", "" if alert is None else shown(alert))
     if reason is None or not reason.check("OpenSSL.SSL.Error"):
         return None
-    errors = reason.value.args[0] if reason.value.args else []
+    args = reason.value.args if reason.value is not None else ()
+    errors = args[0] if args else []
     detail = ", ".join(e[-1] for e in errors if isinstance(e, tuple)) or str(reason.value)
     kind = "certificate" if "certificate verify failed" in detail else "handshake"
     return TLSFailure(kind, detail)

@@ -37,7 +37,7 @@ class RecordingPublisher(DisplayPublisher):
         super().__init__(shell=shell, **kwargs)
         self.capture = capture
 
-    def publish(  # type: ignore[override]
+    def publish(
         self,
         data: dict[str, Any],
         metadata: dict[str, Any] | None = None,

@@ -30,6 +30,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from .engine import Engine, EngineShutdown
 from .importhook import after_import
@@ -57,6 +58,8 @@ class Toolkit:
     modules: tuple[str, ...] = ()
     needs = ""
     install_hint = ""
+    #: Twisted's reactor for this toolkit, once ``install_reactor`` has run.
+    reactor: Any = None
 
     def check(self) -> None:
         """Import the toolkit; GuiUnavailable (with an install hint) if it is missing,
@@ -124,8 +127,9 @@ class WxToolkit(Toolkit):
 
         wxreactor.install()
         import wx
-        from twisted.internet import reactor
+        from twisted.internet import reactor as wx_reactor
 
+        reactor: Any = wx_reactor
         self.app = wx.App(False)
         self.app.SetExitOnFrameDelete(False)
         # wx's main loop returns as soon as no window exists: this one, never shown,
@@ -204,9 +208,10 @@ class QtToolkit(Toolkit):
 
         # The application must exist before qreactor is installed, or qreactor makes a
         # QCoreApplication, with which no widget can be made.
-        self.app = QApplication.instance() or QApplication([sys.argv[0]])
-        self.app.setQuitOnLastWindowClosed(False)
-        import qreactor
+        app: Any = QApplication.instance() or QApplication([sys.argv[0]])
+        app.setQuitOnLastWindowClosed(False)
+        self.app = app
+        import qreactor  # type: ignore[import-untyped]
 
         qreactor.install()
         from twisted.internet import reactor
@@ -264,7 +269,7 @@ def _qt_platform_plugins() -> dict[str, list[str]]:
         for entry in sorted(os.listdir(directory)):
             path = os.path.join(directory, entry)
             # Read from the file without loading it: loading is the step that may fail.
-            meta = QPluginLoader(path).metaData().get("MetaData", {})
+            meta: Any = QPluginLoader(path).metaData().get("MetaData", {})
             for key in meta.get("Keys", []):
                 plugins.setdefault(str(key).lower(), []).append(path)
     return plugins

@@ -58,6 +58,8 @@ class KernelPort(tcp.Port):
     Create it, then ``startListening()``.
     """
 
+    reactor: Any
+
     def __init__(
         self,
         port: int,
@@ -116,6 +118,7 @@ class KernelPort(tcp.Port):
         if len(address) == 4:  # IPv6: keep the scope id
             host, _ = socket.getnameinfo(address, socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)
             address = (host, *address[1:])
+        assert self.factory is not None  # set by the constructor
         protocol = self.factory.buildProtocol(self._buildAddr(address))
         if protocol is None:
             client.close()
@@ -144,7 +147,7 @@ class KernelPort(tcp.Port):
             self.events.event(
                 "clients refused for lack of file descriptors",
                 "out of file descriptors (%s): telling clients so and disconnecting them",
-                os.strerror(error.errno),
+                os.strerror(error.errno or 0),
             )
             _tell(client, alert)
             self._told = client

@@ -33,6 +33,9 @@ MAX_BACKLOG = 64 * 1024 * 1024
 class Notifier(DatagramProtocol):
     """The kernel's UDP sender of command records (reactor thread only)."""
 
+    #: Set by ``listenUDP`` before anything is sent.
+    transport: Any
+
     def __init__(self, reactor: Any, key: str, kernel: str) -> None:
         self.reactor = reactor
         self.key = key
