@@ -79,6 +79,8 @@ from typing import Any
 import numpy as np
 import psutil
 
+from ipython_parallel_kernel.core.toolkits import TOOLKITS
+
 HOST = "127.0.0.1"
 MiB = 1 << 20
 GiB = 1 << 30
@@ -728,9 +730,6 @@ def bench_ipk(results: Results, settings: Settings, scratch: Path) -> None:
 
 # -- GUI kernels ----------------------------------------------------------------------
 
-#: Module each toolkit needs, checked here (the kernel shares this interpreter).
-GUI_TOOLKITS = {"wx": "wx", "tk": "tkinter", "qt": "qreactor"}
-
 
 @contextlib.contextmanager
 def screen() -> Iterator[str | None]:
@@ -772,11 +771,12 @@ def bench_gui(results: Results, settings: Settings, scratch: Path) -> None:
     ipython_dir.mkdir()
     os.environ["IPYTHONDIR"] = str(ipython_dir)
     with screen() as display:
-        for toolkit, module in GUI_TOOLKITS.items():
+        # Checked here: the kernel shares this interpreter.
+        for toolkit, info in TOOLKITS.items():
             section, label = f"gui_{toolkit}", f"--gui {toolkit}"
-            missing = importlib.util.find_spec(module) is None
+            missing = not info.installed()
             if missing or display is None:
-                reason = f"{module} not installed" if missing else "no screen and no Xvfb"
+                reason = f"{info.needs} not installed" if missing else "no screen and no Xvfb"
                 results.problems.append(f"{label} unavailable: {reason}")
                 results.add(section, f"{section}_unavailable", label, None, "", reason)
                 continue
@@ -1217,7 +1217,7 @@ def add_ratios(results: Results, settings: Settings) -> None:
     push, pull = f"ipk_push_{size_key(largest_size)}", f"ipk_pull_{size_key(largest_size)}"
     ratio("ipk execute / raw ping-pong", "ipk_exec_median", "raw_rtt_unpinned", "medians")
     ratio("ipk execute / Twisted echo", "ipk_exec_median", "twisted_rtt_across_CPUs", "medians")
-    for toolkit in GUI_TOOLKITS:
+    for toolkit in TOOLKITS:
         if results.get(f"gui_{toolkit}_exec_median") is not None:
             ratio(
                 f"--gui {toolkit} / plain execute",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import importlib.util
 import json
 import os
 import selectors
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from ipython_parallel_kernel.core.toolkits import TOOLKITS
 
 REQUIRE_ALL = os.environ.get("IPK_REQUIRE_ALL") == "1"
 START_TIMEOUT = 30.0
@@ -321,21 +322,14 @@ def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
 
 SCREEN = "1280x800x24"
 XVFB_OPTIONS = ("-noreset", "-nolisten", "tcp", "-screen", "0", SCREEN)
-#: What a user lacking each toolkit would install; checked in the test process, which
-#: shares the kernel's interpreter.
-TOOLKIT_MODULES = {
-    "wx": ("wx", "apt install python3-wxgtk4.0"),
-    "tk": ("tkinter", "apt install python3-tk"),
-    "qt": ("qreactor", "pip install PySide6-Essentials qt-reactor"),
-}
 ARTIFACTS = Path(os.environ.get("IPK_ARTIFACTS", Path(__file__).resolve().parents[1] / "artifacts"))
 
 
 def require_toolkit(name: str) -> None:
     """Skip (fail in CI) when the toolkit cannot be imported here."""
-    module, hint = TOOLKIT_MODULES[name]
-    if importlib.util.find_spec(module) is None:
-        skip_or_fail(f"--gui {name} needs {module}: {hint}")
+    info = TOOLKITS[name]
+    if not info.installed():
+        skip_or_fail(f"--gui {name} needs {info.needs}: {info.install_hint}")
 
 
 @pytest.fixture(scope="session")
@@ -369,7 +363,7 @@ def display() -> Iterator[str]:
         stop_process(process, 5)
 
 
-@pytest.fixture(scope="module", params=["wx", "tk", "qt"])
+@pytest.fixture(scope="module", params=list(TOOLKITS))
 def gui_kernel(
     request: pytest.FixtureRequest, display: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[KernelProcess]:

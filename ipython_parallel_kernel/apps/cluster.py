@@ -42,6 +42,7 @@ from ..core.clusterfile import (
     write_cluster_file,
 )
 from ..core.connection import ConnectionInfo, format_address, profile_dir
+from ..core.toolkits import GUI_CHOICES
 from ..errors import KernelError, KernelTimeout
 from ..launchers import (
     LAUNCHERS,
@@ -232,9 +233,9 @@ class StartCommand(LauncherCommand):
     timeout = Float(
         30.0, help="Seconds to wait until every kernel answers; then give up and stop them."
     ).tag(config=True)
-    gui = Enum(
-        ["none", "wx", "tk", "qt"], "none", help="GUI toolkit whose event loop each kernel runs."
-    ).tag(config=True)
+    gui = Enum(GUI_CHOICES, "none", help="GUI toolkit whose event loop each kernel runs.").tag(
+        config=True
+    )
     kernel_args = List(
         Unicode(), help="More arguments for every kernel, e.g. ['--allow', '10.0.0.0/8']."
     ).tag(config=True)

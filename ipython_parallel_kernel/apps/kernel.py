@@ -41,6 +41,7 @@ from ..core.connection import (
     write_connection_file,
 )
 from ..core.reactors import private_reactor, tls_wrapped
+from ..core.toolkits import GUI_CHOICES
 from ..core.wire import DEFAULT_MAX_FRAME, DEFAULT_MAX_HEAD, PREAUTH_MAX_HEAD, new_key
 from ..kernel import capture
 from ..kernel.access import AccessList, parse_network
@@ -79,7 +80,7 @@ class KernelApp(Application):
     ).tag(config=True)
     deny = List(Unicode(), help="Refuse clients from these, even if allowed.").tag(config=True)
     gui = Enum(
-        ["none", "wx", "tk", "qt"],
+        GUI_CHOICES,
         "none",
         help="Run this GUI toolkit's event loop on the main thread, and user code in it, so "
         "windows and matplotlib figures stay live between commands (needs a screen).",
@@ -187,9 +188,9 @@ class KernelApp(Application):
             except ValueError as e:
                 self.exit_with(str(e))
         if self.gui != "none":
-            from ..kernel.gui import TOOLKITS, GuiUnavailable
+            from ..kernel.gui import TOOLKIT_LOOPS, GuiUnavailable
 
-            self.toolkit = TOOLKITS[self.gui]()
+            self.toolkit = TOOLKIT_LOOPS[self.gui]()
             try:
                 self.toolkit.check()
             except GuiUnavailable as e:

@@ -32,6 +32,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..core.toolkits import TOOLKITS as TOOLKIT_INFO
+from ..core.toolkits import ToolkitInfo
 from .engine import Engine, EngineShutdown
 from .importhook import after_import
 
@@ -51,13 +53,8 @@ class GuiUnavailable(Exception):
 class Toolkit:
     """One GUI toolkit: how to import it, start it under Twisted, and plot in it."""
 
-    name = ""
-    #: matplotlib backend drawing into this toolkit's windows.
-    backend = ""
-    #: Modules it takes, what they are called for users, and how to get them.
-    modules: tuple[str, ...] = ()
-    needs = ""
-    install_hint = ""
+    #: Its entry in the toolkit table: name, matplotlib backend, modules, install hint.
+    info: ToolkitInfo
     #: Twisted's reactor for this toolkit, once ``install_reactor`` has run.
     reactor: Any = None
 
@@ -65,11 +62,11 @@ class Toolkit:
         """Import the toolkit; GuiUnavailable (with an install hint) if it is missing,
         or if it needs a screen and there is none."""
         try:
-            for module in self.modules:
+            for module in self.info.modules:
                 importlib.import_module(module)
         except ImportError as e:
             raise GuiUnavailable(
-                f"--gui {self.name} needs {self.needs} ({e}); {self.install_hint}"
+                f"--gui {self.name} needs {self.info.needs} ({e}); {self.info.install_hint}"
             ) from None
         if self.needs_screen() and not _has_screen():
             raise GuiUnavailable(
@@ -77,6 +74,11 @@ class Toolkit:
                 "without one, run the kernel under a virtual screen: xvfb-run -a ipk-kernel "
                 f"--gui {self.name}"
             )
+
+    @property
+    def name(self) -> str:
+        """The toolkit's name, as ``--gui`` takes it."""
+        return self.info.name
 
     def needs_screen(self) -> bool:
         """Whether the toolkit draws on a real (or virtual) screen here."""
@@ -96,7 +98,7 @@ class Toolkit:
 
     def use_for_matplotlib(self) -> None:
         """Make matplotlib, whenever user code loads it, draw live windows here."""
-        os.environ["MPLBACKEND"] = self.backend
+        os.environ["MPLBACKEND"] = self.info.backend
         if "matplotlib" in sys.modules:
             sys.modules["matplotlib"].interactive(True)
         else:
@@ -113,14 +115,7 @@ def _has_screen() -> bool:
 class WxToolkit(Toolkit):
     """wxPython, through Twisted's ``wxreactor``."""
 
-    name = "wx"
-    backend = "WXAgg"
-    modules = ("wx",)
-    needs = "wxPython"
-    install_hint = (
-        "on Debian/Ubuntu: sudo apt install python3-wxgtk4.0, then use /usr/bin/python3 or "
-        "a venv made with --system-site-packages; on macOS or Windows: pip install wxPython"
-    )
+    info = TOOLKIT_INFO["wx"]
 
     def install(self) -> None:
         from twisted.internet import wxreactor
@@ -149,14 +144,7 @@ class WxToolkit(Toolkit):
 class TkToolkit(Toolkit):
     """tkinter, polled by Twisted's ``tksupport`` on the default reactor."""
 
-    name = "tk"
-    backend = "TkAgg"
-    modules = ("tkinter",)
-    needs = "tkinter"
-    install_hint = (
-        "on Debian/Ubuntu: sudo apt install python3-tk; elsewhere use a Python built with "
-        "Tk (python.org installers have it)"
-    )
+    info = TOOLKIT_INFO["tk"]
 
     def install(self) -> None:
         import tkinter
@@ -177,11 +165,7 @@ class TkToolkit(Toolkit):
 class QtToolkit(Toolkit):
     """Qt through PySide6 and the ``qt-reactor`` package (module ``qreactor``)."""
 
-    name = "qt"
-    backend = "QtAgg"
-    modules = ("PySide6.QtWidgets", "qreactor")
-    needs = "PySide6 and qt-reactor"
-    install_hint = "install them with: pip install 'ipython_parallel_kernel[qt]'"
+    info = TOOLKIT_INFO["qt"]
 
     def check(self) -> None:
         """As every toolkit's, then load the platform plugin Qt will use: where it cannot
@@ -219,7 +203,9 @@ class QtToolkit(Toolkit):
         self.reactor = reactor
 
 
-TOOLKITS: dict[str, type[Toolkit]] = {t.name: t for t in (WxToolkit, TkToolkit, QtToolkit)}
+TOOLKIT_LOOPS: dict[str, type[Toolkit]] = {
+    t.info.name: t for t in (WxToolkit, TkToolkit, QtToolkit)
+}
 
 #: Qt platform plugins that draw on a screen named by DISPLAY or WAYLAND_DISPLAY.
 SCREEN_PLATFORMS = ("xcb", "wayland", "wayland-egl")

@@ -20,10 +20,10 @@ from conftest import (
 )
 
 from ipython_parallel_kernel import InteractiveCluster, RemoteKernel
+from ipython_parallel_kernel.core.toolkits import TOOLKITS
 from ipython_parallel_kernel.errors import KernelDied
 
 KERNEL = [sys.executable, "-m", "ipython_parallel_kernel.apps.kernel", "--port", "0"]
-TOOLKITS = ["wx", "tk", "qt"]
 #: A module that fails to import, as an absent one does, and what the kernel then advises.
 MISSING = {
     "wx": ("wx/__init__.py", "sudo apt install python3-wxgtk4.0"),

@@ -16,6 +16,7 @@ import pytest
 from conftest import KernelProcess, require_toolkit, start_kernel
 
 from ipython_parallel_kernel import RemoteKernel
+from ipython_parallel_kernel.core.toolkits import TOOLKITS
 
 ROUNDS = 50
 GUI_ROUNDS = 3
@@ -99,7 +100,7 @@ def test_stop_signal_on_another_thread_shuts_down(ipython_dir, signum, busy):
     rk.disconnect()
 
 
-@pytest.mark.parametrize("toolkit", ["wx", "tk", "qt"])
+@pytest.mark.parametrize("toolkit", list(TOOLKITS))
 def test_gui_kernel_start_work_kill_rounds(ipython_dir, display, toolkit):
     """GUI kernels too exit 0 and remove their file after kill(), round after round."""
     require_toolkit(toolkit)
@@ -109,7 +110,7 @@ def test_gui_kernel_start_work_kill_rounds(ipython_dir, display, toolkit):
 
 
 @pytest.mark.parametrize("busy", [False, True], ids=["idle", "in time.sleep"])
-@pytest.mark.parametrize("toolkit", ["wx", "tk", "qt"])
+@pytest.mark.parametrize("toolkit", list(TOOLKITS))
 def test_gui_kernel_stop_signal_on_another_thread_shuts_down(ipython_dir, display, toolkit, busy):
     """A GUI kernel shuts down on a SIGTERM another thread received, idle or sleeping."""
     require_toolkit(toolkit)
