@@ -79,7 +79,17 @@ from typing import Any
 import numpy as np
 import psutil
 
+from ipython_parallel_kernel.core.connection import (
+    CLUSTER_READY,
+    KERNEL_READY,
+    KernelReady,
+    parse_cluster_ready_line,
+)
 from ipython_parallel_kernel.core.toolkits import TOOLKITS
+
+# The helpers the tests use too.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support import read_line
 
 HOST = "127.0.0.1"
 MiB = 1 << 20
@@ -309,31 +319,6 @@ def kill_pids(pids: set[int], grace: float = 5.0, timeout: float = STOP_TIMEOUT)
     return described
 
 
-def read_line(process: subprocess.Popen, prefix: str, timeout: float) -> str:
-    """The first stdout line of ``process`` starting with ``prefix``, waited for at most
-    ``timeout`` seconds; raises RuntimeError if the process exits or is too slow.
-    """
-    selector = selectors.DefaultSelector()
-    selector.register(process.stdout, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            if selector.select(timeout=0.2):
-                line = process.stdout.readline()
-                if line.startswith(prefix):
-                    return line.strip()
-                if not line and process.poll() is not None:
-                    break
-            elif process.poll() is not None:
-                break
-    finally:
-        selector.close()
-    raise RuntimeError(
-        f"{process.args!r} printed no line starting with {prefix!r} within {timeout} s "
-        f"(exit status {process.poll()})"
-    )
-
-
 def drain(stream: Any, keep: collections.deque) -> None:
     """Read a child's pipe until EOF, keeping the last lines: an undrained pipe would
     block the child once its buffer fills.
@@ -521,13 +506,12 @@ def spawn_kernel(
 def await_kernel(process: subprocess.Popen, stderr_path: Path, timeout: float) -> Kernel:
     """Wait at most ``timeout`` seconds for a spawned kernel's ready line."""
     try:
-        line = read_line(process, "ipk-kernel ready:", timeout)
+        ready = KernelReady.parse(read_line(process, KERNEL_READY, timeout))
     except RuntimeError as e:
         tail = stderr_path.read_text(errors="replace")[-2000:]
         raise RuntimeError(f"{e}\nkernel stderr:\n{tail}") from None
-    # ready line: "ipk-kernel ready: 127.0.0.1:PORT pid N connection file PATH"
-    port = int(line.split()[2].rpartition(":")[2])
-    connection_file = line.partition(" connection file ")[2]
+    port = int(ready.address.rpartition(":")[2])
+    connection_file = ready.connection_file
     tail: collections.deque = collections.deque(maxlen=50)
     threading.Thread(target=drain, args=(process.stdout, tail), daemon=True).start()
     return Kernel(process, port, stderr_path, tail, connection_file)
@@ -962,7 +946,7 @@ def ipk_cluster_run(
         )
     try:
         try:
-            line = read_line(process, "ipk-cluster ready:", START_TIMEOUT)
+            line = read_line(process, CLUSTER_READY, START_TIMEOUT)
         except RuntimeError:
             lines = stderr_path.read_text(errors="replace").strip().splitlines()
             status = process.poll()
@@ -970,8 +954,7 @@ def ipk_cluster_run(
             last = lines[-1] if lines else ""
             raise RuntimeError(f"start {what} without a ready line; stderr: {last}") from None
         start_s = time.perf_counter() - started
-        # "ipk-cluster ready: N kernels, cluster file PATH"
-        path = Path(line.partition("cluster file ")[2].strip() or default_path)
+        path = Path(parse_cluster_ready_line(line) or default_path)
         pids = {entry["pid"] for entry in json.loads(path.read_text()) if entry.get("pid")}
         ic = InteractiveCluster.from_file(path, timeout=CALL_TIMEOUT)
         try:

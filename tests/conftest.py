@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import read_line
 
+from ipython_parallel_kernel.core.connection import KERNEL_READY, KernelReady
 from ipython_parallel_kernel.core.toolkits import TOOLKITS
 
 REQUIRE_ALL = os.environ.get("IPK_REQUIRE_ALL") == "1"
@@ -199,29 +201,17 @@ def start_kernel(ipython_dir: Path, *args: str, timeout: float = START_TIMEOUT) 
 
 
 def read_ready_line(process: subprocess.Popen, timeout: float) -> str:
-    """The kernel's ready line; fails with its stderr if it exits or takes too long."""
-    selector = selectors.DefaultSelector()
-    selector.register(process.stdout, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout
+    """The kernel's ready line; fails if the kernel exits first or takes too long."""
     try:
-        while time.monotonic() < deadline:
-            if selector.select(timeout=0.2):
-                line = process.stdout.readline()
-                if line.startswith("ipk-kernel ready:"):
-                    return line.strip()
-                if not line and process.poll() is not None:
-                    break
-            elif process.poll() is not None:
-                break
-    finally:
-        selector.close()
-    raise AssertionError(f"kernel did not become ready (exit status {process.returncode})")
+        return read_line(process, KERNEL_READY, timeout)
+    except RuntimeError as e:
+        raise AssertionError(f"kernel did not become ready: {e}") from None
 
 
 def parse_ready_line(line: str) -> tuple[str, str]:
-    """``(address, connection_file)`` from ``ipk-kernel ready: ADDR pid N connection file F``."""
-    words = line.split()
-    return words[2], line.split(" connection file ", 1)[1]
+    """``(address, connection_file)`` from a kernel's ready line."""
+    ready = KernelReady.parse(line)
+    return ready.address, ready.connection_file
 
 
 @pytest.fixture

@@ -41,7 +41,7 @@ from ..core.clusterfile import (
     read_cluster_file,
     write_cluster_file,
 )
-from ..core.connection import ConnectionInfo, format_address, profile_dir
+from ..core.connection import ConnectionInfo, cluster_ready_line, format_address, profile_dir
 from ..core.toolkits import GUI_CHOICES
 from ..errors import KernelError, KernelTimeout
 from ..launchers import (
@@ -293,7 +293,7 @@ class StartCommand(LauncherCommand):
             self.fail(f"{e}\nThe kernels it had started are stopped.{hint}")
         for index, info in enumerate(infos):
             print(f"[{index}] {format_address(info.address)} pid {info.pid}")
-        print(f"ipk-cluster ready: {count_kernels(len(infos))}, cluster file {path}")
+        print(cluster_ready_line(len(infos), path))
         print(
             "Use it from IPython: from ipython_parallel_kernel import InteractiveCluster; "
             f"ic = InteractiveCluster.from_file({str(path)!r})",

@@ -35,6 +35,7 @@ from traitlets.config import Application
 from .. import __version__
 from ..core.connection import (
     ConnectionInfo,
+    KernelReady,
     connection_file_path,
     format_address,
     profile_dir,
@@ -335,8 +336,7 @@ class KernelApp(Application):
         )
         try:
             print(
-                f"ipk-kernel ready: {address} pid {os.getpid()} "
-                f"connection file {self.connection_path}",
+                KernelReady(address, os.getpid(), str(self.connection_path)).line(),
                 file=sys.__stdout__,
                 flush=True,
             )

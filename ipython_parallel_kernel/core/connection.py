@@ -138,7 +138,7 @@ def write_connection_file(info: ConnectionInfo, path: str | Path | None = None) 
     return target
 
 
-def read_connection_file(path: str | Path) -> ConnectionInfo:
+def read_connection_file(path: str | os.PathLike[str]) -> ConnectionInfo:
     """Load a connection file; ValueError says what is wrong with it."""
     path = Path(path).expanduser()
     try:
@@ -235,3 +235,57 @@ def stale_key_hint(info: ConnectionInfo) -> str:
         f"the key came from {info.path}, which may be stale (left by an earlier kernel on "
         "that port): remove it, or pass the running kernel's connection file"
     )
+
+
+# -- ready lines ----------------------------------------------------------------------
+#
+# What ipk-kernel and ipk-cluster print on stdout once they serve, for scripts, launchers
+# and tests to wait for:
+#
+#     ipk-kernel ready: 127.0.0.1:41023 pid 4242 connection file PATH
+#     ipk-cluster ready: 2 kernels, cluster file PATH
+
+KERNEL_READY = "ipk-kernel ready:"
+CLUSTER_READY = "ipk-cluster ready:"
+
+
+@dataclass(frozen=True)
+class KernelReady:
+    """What a kernel's ready line says.
+
+    >>> KernelReady.parse("ipk-kernel ready: 127.0.0.1:41023 pid 42 connection file /k.json")
+    KernelReady(address='127.0.0.1:41023', pid=42, connection_file='/k.json')
+    """
+
+    address: str
+    pid: int
+    connection_file: str
+
+    def line(self) -> str:
+        """The line as the kernel prints it."""
+        return (
+            f"{KERNEL_READY} {self.address} pid {self.pid} connection file {self.connection_file}"
+        )
+
+    @classmethod
+    def parse(cls, line: str) -> KernelReady:
+        """Read a kernel's ready line; ValueError if ``line`` is not one."""
+        head, found, connection_file = line.strip().partition(" connection file ")
+        words = head.split()
+        if not line.startswith(KERNEL_READY) or not found or len(words) != 5:
+            raise ValueError(f"not a ready line of ipk-kernel: {line!r}")
+        return cls(words[2], int(words[4]), connection_file)
+
+
+def cluster_ready_line(kernels: int, cluster_file: str | Path) -> str:
+    """The line ``ipk-cluster start`` prints once every kernel serves."""
+    noun = "kernel" if kernels == 1 else "kernels"
+    return f"{CLUSTER_READY} {kernels} {noun}, cluster file {cluster_file}"
+
+
+def parse_cluster_ready_line(line: str) -> str:
+    """The cluster file named by ``ipk-cluster``'s ready line; ValueError if it is not one."""
+    _, found, path = line.strip().partition(", cluster file ")
+    if not line.startswith(CLUSTER_READY) or not found:
+        raise ValueError(f"not a ready line of ipk-cluster: {line!r}")
+    return path

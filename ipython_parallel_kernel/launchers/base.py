@@ -28,10 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.clusterfile import PREFIX, check_cluster_id, kernel_connection_file_path
-from ..core.connection import ConnectionInfo, read_connection_file
+from ..core.connection import KERNEL_READY, ConnectionInfo, read_connection_file
 from ..errors import KernelError
 
-READY = "ipk-kernel ready:"
 # How often wait_ready looks at the logs: short, because start-up time is measured
 # in tenths of a second, and cheap, because a log holds a few lines by then.
 POLL_INTERVAL = 0.01
@@ -148,7 +147,7 @@ class Launcher(ABC):
     def _ready(self, kernel: LaunchedKernel) -> bool:
         try:
             with open(kernel.log_path, errors="replace") as log:
-                return any(line.startswith(READY) for line in log)
+                return any(line.startswith(KERNEL_READY) for line in log)
         except FileNotFoundError:
             return False
 

@@ -293,3 +293,19 @@ def test_find_a_cluster_kernel_by_address(ipdir: Path) -> None:
     write_connection_file(info("127.0.0.1", 10703), kernel_connection_file_path("c", 3))
     found = find_connection(("127.0.0.1", 10703))
     assert Path(found.path).name == "ipk-cluster-c-kernel-3.json"
+
+
+def test_ready_lines_read_back_what_the_apps_print():
+    """A kernel's and a cluster's ready lines parse to what they were made of."""
+    from ipython_parallel_kernel.core.connection import (
+        KernelReady,
+        cluster_ready_line,
+        parse_cluster_ready_line,
+    )
+
+    ready = KernelReady("127.0.0.1:41023", 42, "/tmp/with space/k.json")
+    assert KernelReady.parse(ready.line()) == ready
+    assert parse_cluster_ready_line(cluster_ready_line(1, "/c.json")) == "/c.json"
+    assert cluster_ready_line(2, "/c.json").startswith("ipk-cluster ready: 2 kernels,")
+    with pytest.raises(ValueError, match="not a ready line"):
+        KernelReady.parse("ipk-kernel failed: port in use")
