@@ -31,7 +31,6 @@ and never opens a partial record.
 
 from __future__ import annotations
 
-import json
 import socket
 import sys
 import threading
@@ -41,6 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..core.clusterfile import read_kernels
 from ..core.connection import Address, format_address, ipython_dir, parse_address
 from ..core.records import RecordPiece, decode_record, open_record_piece, peek_record_piece
 from ..errors import InvalidSignature, WireError
@@ -166,7 +166,7 @@ class ResultGatherer:
 
     def watch(self, path: str | Path) -> None:
         """Accept records from the kernel(s) of a connection or cluster file."""
-        self._add_keys(_keys_in(Path(path).expanduser()))
+        self._add_keys([info.key for info in read_kernels(path)])
 
     def add_key(self, key: str | bytes) -> None:
         """Accept records signed with ``key``, one kernel's (from its connection info)."""
@@ -186,7 +186,7 @@ class ResultGatherer:
             try:
                 changed = path.stat().st_mtime_ns
                 if self._scanned.get(path) != changed:
-                    found += _keys_in(path)
+                    found += [info.key for info in read_kernels(path)]
                     self._scanned[path] = changed
             except (OSError, ValueError, KeyError, TypeError):
                 continue  # not ours to read, half gone, or not a connection file
@@ -389,12 +389,6 @@ class _Sequence:
         if len(self.done) > 2 * SEQ_WINDOW:
             # Twice the window before pruning, so pruning costs O(1) per record.
             self.done = {s for s in self.done if s > self.highest - SEQ_WINDOW}
-
-
-def _keys_in(path: Path) -> list[str]:
-    """The keys in a connection file (one kernel) or a cluster file (a list of them)."""
-    data = json.loads(path.read_text())
-    return [str(entry["key"]) for entry in (data if isinstance(data, list) else [data])]
 
 
 def print_above_prompt(text: str, output: TextIO) -> None:

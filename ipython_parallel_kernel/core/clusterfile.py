@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .connection import ConnectionInfo, security_dir, write_json_private
+from .connection import ConnectionInfo, read_connection_file, security_dir, write_json_private
 
 PREFIX = "ipk-cluster-"
 
@@ -107,3 +107,23 @@ def read_cluster_file(path: str | Path) -> list[ConnectionInfo]:
         return [_parse_entry(number, entry) for number, entry in enumerate(data)]
     except (OSError, ValueError, TypeError) as e:
         raise ValueError(f"cannot read cluster file {path}: {e}") from None
+
+
+def is_cluster_file(path: str | Path) -> bool:
+    """Whether ``path`` is a readable cluster file (a JSON list), not a kernel's own
+    connection file (a JSON object) or anything else.
+
+    The one place that tells the two apart: both live in ``security/`` and both hold keys.
+    """
+    try:
+        return isinstance(json.loads(Path(path).expanduser().read_text()), list)
+    except (OSError, ValueError):
+        return False
+
+
+def read_kernels(path: str | Path) -> list[ConnectionInfo]:
+    """The kernels a cluster file lists, or the one of a connection file; ValueError
+    says what is wrong with a file that is neither."""
+    if is_cluster_file(path):
+        return read_cluster_file(path)
+    return [read_connection_file(path)]
