@@ -43,6 +43,7 @@ are ignored, so a newer client's additions do not break an older kernel.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal
 
 #: What an ok reply carries: ``value`` in its content, a ``record``, a pickled
@@ -73,20 +74,20 @@ class Field:
 
     def check(self, value: Any) -> bool:
         """True if ``value`` is of this field's type."""
-        # JSON's true is a Python bool, which is also an int: refuse it where a number is meant.
-        if isinstance(value, bool) and bool not in self.types:
+        if not _is(value, self.types):
             return False
-        if not isinstance(value, self.types):
-            return False
-        if self.items is not None and isinstance(value, list):
-            return all(self._item_ok(item) for item in value)
-        return True
+        items = self.items
+        if items is None or type(value) is not list:
+            return True
+        return all(_is(item, (items,)) for item in value)
 
-    def _item_ok(self, item: Any) -> bool:
-        assert self.items is not None
-        if isinstance(item, bool) and self.items is not bool:
-            return False
-        return isinstance(item, self.items)
+
+def _is(value: Any, types: tuple[type, ...]) -> bool:
+    kind = type(value)
+    if kind in types:  # the common case: JSON decodes to exactly these types
+        return True
+    # JSON's true is a Python bool, which is also an int: refuse it where a number is meant.
+    return kind is not bool and isinstance(value, types)
 
 
 @dataclass(frozen=True)
@@ -103,10 +104,15 @@ class Request:
     #: The ``ename`` of errors the kernel itself can reply with (user code may raise any).
     errors: tuple[str, ...] = ()
 
-    @property
+    @cached_property
     def msg_type(self) -> str:
         """The message type on the wire: ``<verb>_request``."""
         return f"{self.verb}_request"
+
+    @cached_property
+    def names(self) -> frozenset[str]:
+        """The names of the declared fields."""
+        return frozenset(spec.name for spec in self.fields)
 
     def validate(self, content: Any) -> dict[str, Any]:
         """The fields of ``content``, defaults filled in; TypeError names a bad field."""
@@ -122,6 +128,10 @@ class Request:
                     raise TypeError(f"{self.msg_type}: field {spec.name!r} is required")
                 fields[spec.name] = spec.default
                 continue
+            # The common case, one type test: JSON decodes to exactly the declared types.
+            if type(value) in spec.types and spec.items is None:
+                fields[spec.name] = value
+                continue
             if not spec.check(value):
                 raise TypeError(
                     f"{self.msg_type}: field {spec.name!r} must be {spec.describe()}, "
@@ -132,7 +142,7 @@ class Request:
 
     def build(self, **fields: Any) -> dict[str, Any]:
         """The content of a request with these fields, checked as the kernel will."""
-        unknown = set(fields) - {spec.name for spec in self.fields}
+        unknown = [name for name in fields if name not in self.names]
         if unknown:
             raise TypeError(f"{self.msg_type}: no field {', '.join(sorted(unknown))}")
         content = {name: value for name, value in fields.items() if value is not None}
