@@ -21,7 +21,7 @@ import ipaddress
 import itertools
 import os
 import socket
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -48,7 +48,7 @@ from ..core.reactors import (
 )
 from ..core.records import CommandRecord
 from ..core.transport import FrameProtocol
-from ..core.wire import Channel, Message
+from ..core.wire import Buffer, Channel, Message
 from ..errors import (
     ConnectionFailed,
     ConnectionRefused,
@@ -167,6 +167,9 @@ class KernelClientProtocol(FrameProtocol):
     instead of hanging; one that is only busy (a long C call holding the GIL) is waited
     for. Bytes moving either way count as word: a long transfer is not silence.
     """
+
+    #: A TCP or TLS transport once connected: getPeer, getHandle, abortConnection...
+    transport: Any
 
     def __init__(self, channel: Channel, reactor: Any, name: str, heartbeat: float) -> None:
         super().__init__(channel, reactor)
@@ -300,8 +303,8 @@ class KernelClientProtocol(FrameProtocol):
         content: dict[str, Any],
         convert: Callable[[Message], Any],
         what: str,
-        payload: bytes = b"",
-        buffers: list[memoryview] = (),  # type: ignore[assignment]
+        payload: Buffer = b"",
+        buffers: Sequence[Buffer] = (),
         on_output: Callable[[str, str], None] | None = None,
     ) -> AsyncResult:
         """Send a request from any thread; the AsyncResult completes with its reply."""
@@ -311,7 +314,7 @@ class KernelClientProtocol(FrameProtocol):
         self.pending[request_id] = result
         # With requests already outstanding, this is a burst: batch the writes.
         burst = len(self.pending) > 1
-        if not self.send(msg_type, content, payload, buffers, defer=burst, id=request_id):
+        if not self.send(msg_type, content, payload, list(buffers), defer=burst, id=request_id):
             self.pending.pop(request_id, None)
             why = self.lost_reason or "the connection is closed"
             result.set_exception(KernelDied(f"lost kernel {self.name}: {why}"))
@@ -324,7 +327,7 @@ def _resolve(addr: Any, key: str | None, profile: str | None) -> ConnectionInfo:
     if isinstance(addr, str | os.PathLike) and (
         str(addr).endswith(".json") or os.path.isfile(addr)
     ):
-        info = read_connection_file(addr)
+        info = read_connection_file(str(addr))
         if key:
             info.key = key
         return info
@@ -453,9 +456,9 @@ class RemoteKernel:
         return lambda message: self._execute_result(message, source)
 
     def _execute_result(self, message: Message, source: str) -> ExecuteResult:
-        record = message.content.get("record")
-        if record is None:
-            self._check(message)
+        record: dict[str, Any] = message.content.get("record") or {}
+        if not record:
+            self._check(message)  # an error reply without a record raises here
         result = ExecuteResult(source=source, **record, kernel=self.name)
         if result.error:
             error = RemoteError.from_error(result.error, self.name, result.number)

@@ -29,7 +29,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.internet.protocol import Factory
@@ -42,7 +42,7 @@ from ..core.connection import Address, format_address, parse_address
 from ..core.reactors import tls_failure
 from ..core.records import CommandRecord
 from ..core.transport import FrameProtocol, Lingering
-from ..core.wire import Channel, Message
+from ..core.wire import Buffer, Channel, Message
 from ..errors import InvalidSignature, WireError
 from .access import AccessList
 from .engine import Engine, error_record
@@ -233,6 +233,9 @@ class KernelService:
 class KernelProtocol(FrameProtocol):
     """One client's connection to the kernel."""
 
+    #: A TCP or TLS transport once connected: getPeer, abortConnection...
+    transport: Any
+
     def __init__(self, service: KernelService, refusal: str | None = None) -> None:
         super().__init__(service.new_channel(), service.reactor, service.lingering)
         self.service = service
@@ -366,13 +369,13 @@ class KernelProtocol(FrameProtocol):
         self,
         request: Message,
         content: dict[str, Any],
-        payload: bytes = b"",
-        buffers: list[memoryview] = (),  # type: ignore[assignment]
+        payload: Buffer = b"",
+        buffers: Sequence[Buffer] = (),
     ) -> None:
         """Answer ``request`` (``x_request`` -> ``x_reply``, same id)."""
         reply_type = request.type.removesuffix("_request") + "_reply"
         busy = self.service.engine.queued > 0  # more replies follow: let them travel together
-        self.send(reply_type, content, payload, buffers, defer=busy, id=request.id)
+        self.send(reply_type, content, payload, list(buffers), defer=busy, id=request.id)
 
     def reply_error(self, request: Message, ename: str, evalue: str) -> None:
         """Answer ``request`` with an error that has no traceback."""
@@ -542,7 +545,9 @@ class KernelProtocol(FrameProtocol):
         self.reply(request, {"status": "ok"})
         # To the main thread, whose handler stops the kernel (even in a running job): sent
         # to the process, the signal could land on this thread instead.
-        signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
+        main = threading.main_thread().ident
+        assert main is not None  # the main thread runs the kernel: it has started
+        signal.pthread_kill(main, signal.SIGTERM)
 
 
 def _load(request: Message) -> Any:
