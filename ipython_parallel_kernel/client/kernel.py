@@ -21,7 +21,7 @@ import ipaddress
 import itertools
 import os
 import socket
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -29,7 +29,7 @@ from typing import Any
 
 from twisted.python.failure import Failure
 
-from ..core import serialize
+from ..core import messages, serialize
 from ..core.connection import (
     Address,
     ConnectionInfo,
@@ -48,7 +48,7 @@ from ..core.reactors import (
 )
 from ..core.records import CommandRecord
 from ..core.transport import FrameProtocol
-from ..core.wire import Channel, Message
+from ..core.wire import Buffer, Channel, Message
 from ..errors import (
     ConnectionFailed,
     ConnectionRefused,
@@ -167,6 +167,9 @@ class KernelClientProtocol(FrameProtocol):
     instead of hanging; one that is only busy (a long C call holding the GIL) is waited
     for. Bytes moving either way count as word: a long transfer is not silence.
     """
+
+    #: A TCP or TLS transport once connected: getPeer, getHandle, abortConnection...
+    transport: Any
 
     def __init__(self, channel: Channel, reactor: Any, name: str, heartbeat: float) -> None:
         super().__init__(channel, reactor)
@@ -300,8 +303,8 @@ class KernelClientProtocol(FrameProtocol):
         content: dict[str, Any],
         convert: Callable[[Message], Any],
         what: str,
-        payload: bytes = b"",
-        buffers: list[memoryview] = (),  # type: ignore[assignment]
+        payload: Buffer = b"",
+        buffers: Sequence[Buffer] = (),
         on_output: Callable[[str, str], None] | None = None,
     ) -> AsyncResult:
         """Send a request from any thread; the AsyncResult completes with its reply."""
@@ -311,7 +314,7 @@ class KernelClientProtocol(FrameProtocol):
         self.pending[request_id] = result
         # With requests already outstanding, this is a burst: batch the writes.
         burst = len(self.pending) > 1
-        if not self.send(msg_type, content, payload, buffers, defer=burst, id=request_id):
+        if not self.send(msg_type, content, payload, list(buffers), defer=burst, id=request_id):
             self.pending.pop(request_id, None)
             why = self.lost_reason or "the connection is closed"
             result.set_exception(KernelDied(f"lost kernel {self.name}: {why}"))
@@ -324,7 +327,7 @@ def _resolve(addr: Any, key: str | None, profile: str | None) -> ConnectionInfo:
     if isinstance(addr, str | os.PathLike) and (
         str(addr).endswith(".json") or os.path.isfile(addr)
     ):
-        info = read_connection_file(addr)
+        info = read_connection_file(str(addr))
         if key:
             info.key = key
         return info
@@ -408,28 +411,31 @@ class RemoteKernel:
 
     # -- plumbing --------------------------------------------------------------------
 
-    def _send(
+    def _request(
         self,
         verb: str,
-        content: dict[str, Any],
-        convert: Callable[[Message], Any],
+        fields: dict[str, Any],
+        decode: Callable[[Message], Any],
         block: bool | None,
-        what: str,
+        what: str | None = None,
         value: Any = None,
-        has_value: bool = False,
-        timeout: float | None = None,
         on_output: Callable[[str, str], None] | None = None,
     ) -> Any:
-        payload, buffers = serialize.dumps(value) if has_value else (b"", [])
-        result = self._protocol.request(
-            f"{verb}_request", content, convert, what, payload, buffers, on_output
-        )
-        if block if block is not None else self.block:
-            return result.get(self.timeout if timeout is None else timeout)
-        return result
+        """Send the request ``verb`` with ``fields`` (and ``value``, pickled, if the verb
+        carries a payload); ``decode`` turns its reply into the result.
 
-    def _control(self, verb: str, content: dict[str, Any], block: bool) -> Any:
-        return self._send(verb, content, self._value, block, verb, timeout=CONTROL_TIMEOUT)
+        Blocking (``block``, else ``self.block``) waits ``self.timeout`` for a queued
+        request and ``CONTROL_TIMEOUT`` for one the kernel answers at once.
+        """
+        declared = messages.REQUESTS[verb]
+        content = declared.build(**fields)
+        payload, buffers = serialize.dumps(value) if declared.payload else (b"", [])
+        result = self._protocol.request(
+            declared.msg_type, content, decode, what or verb, payload, buffers, on_output
+        )
+        if self.block if block is None else block:
+            return result.get(self.timeout if declared.queued else CONTROL_TIMEOUT)
+        return result
 
     def _check(self, message: Message) -> dict[str, Any]:
         content = message.content
@@ -450,9 +456,9 @@ class RemoteKernel:
         return lambda message: self._execute_result(message, source)
 
     def _execute_result(self, message: Message, source: str) -> ExecuteResult:
-        record = message.content.get("record")
-        if record is None:
-            self._check(message)
+        record: dict[str, Any] = message.content.get("record") or {}
+        if not record:
+            self._check(message)  # an error reply without a record raises here
         result = ExecuteResult(source=source, **record, kernel=self.name)
         if result.error:
             error = RemoteError.from_error(result.error, self.name, result.number)
@@ -478,16 +484,15 @@ class RemoteKernel:
         """
         if not isinstance(source, str):
             raise TypeError(f"execute() takes source code as a str, not {type(source).__name__}")
-        content = {"source": source, "stream": on_output is not None}
-        convert = self._record(source)
-        return self._send("execute", content, convert, block, "execute", on_output=on_output)
+        fields = {"source": source, "stream": on_output is not None}
+        return self._request("execute", fields, self._record(source), block, on_output=on_output)
 
     def run(self, filename: str | os.PathLike, block: bool | None = None) -> Any:
         """Run a local Python file on the kernel (tracebacks name the file)."""
         with open(filename, encoding="utf-8") as f:
             source = f.read()
-        content = {"source": source, "filename": os.fspath(filename)}
-        return self._send("execute", content, self._record(source), block, f"run {filename}")
+        fields = {"source": source, "filename": os.fspath(filename)}
+        return self._request("execute", fields, self._record(source), block, f"run {filename}")
 
     def apply(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call ``func(*args, **kwargs)`` on the kernel; lambdas and closures work too.
@@ -504,9 +509,7 @@ class RemoteKernel:
         if not callable(func):
             raise TypeError(f"apply() needs a callable, not {type(func).__name__}")
         what = f"apply({getattr(func, '__name__', 'function')})"
-        return self._send(
-            "apply", {}, self._payload, block, what, value=(func, args, kwargs), has_value=True
-        )
+        return self._request("apply", {}, self._payload, block, what, (func, args, kwargs))
 
     # -- the namespace -----------------------------------------------------------------
 
@@ -525,9 +528,7 @@ class RemoteKernel:
         bad = [n for n in values if not (isinstance(n, str) and n.isidentifier())]
         if bad:
             raise ValueError(f"not valid Python names: {', '.join(map(repr, bad))}")
-        result = self._send(
-            "push", {"names": list(values)}, self._value, block, "push", values, True
-        )
+        result = self._request("push", {"names": list(values)}, self._value, block, value=values)
         return None if isinstance(result, list) else result
 
     def pull(self, names: str | Iterable[str], block: bool | None = None) -> Any:
@@ -539,7 +540,7 @@ class RemoteKernel:
             values = self._payload(message)
             return values[0] if single else values
 
-        return self._send("pull", {"names": wanted}, convert, block, f"pull {names!r}")
+        return self._request("pull", {"names": wanted}, convert, block, f"pull {names!r}")
 
     def __setitem__(self, name: str, value: Any) -> None:
         self.push(value, name, block=True)
@@ -554,7 +555,7 @@ class RemoteKernel:
 
     def __delitem__(self, name: str) -> None:
         try:
-            self._send("delete", {"names": [name]}, self._value, True, f"del {name!r}")
+            self._request("delete", {"names": [name]}, self._value, True, f"del {name!r}")
         except RemoteError as e:
             if e.ename == "NameError":
                 raise KeyError(name) from None
@@ -568,11 +569,11 @@ class RemoteKernel:
 
     def keys(self, block: bool = True) -> list[str]:
         """Names defined on the kernel."""
-        return self._send("keys", {}, self._value, block, "keys")
+        return self._request("keys", {}, self._value, block)
 
     def reset(self, block: bool = True) -> None:
         """Empty the kernel's namespace (after everything queued before it)."""
-        return self._send("reset", {}, self._value, block, "reset")
+        return self._request("reset", {}, self._value, block)
 
     def copy_to(self, name: str, kernels: Iterable[RemoteKernel], block: bool | None = None) -> Any:
         """Send this kernel's ``name`` straight to other kernels, not through this client.
@@ -584,8 +585,8 @@ class RemoteKernel:
         if not name.isidentifier():
             raise ValueError(f"{name!r} is not a valid Python name")
         targets = [dict(kernel.info.to_dict(), ip=kernel.address[0]) for kernel in kernels]
-        content = {"name": name, "targets": targets}
-        return self._send("copy", content, self._value, block, f"copy {name!r}")
+        fields = {"name": name, "targets": targets}
+        return self._request("copy", fields, self._value, block, f"copy {name!r}")
 
     # -- history and control -------------------------------------------------------------
 
@@ -599,38 +600,36 @@ class RemoteKernel:
             record = self._check(message)["record"]
             return ExecuteResult(**record, kernel=self.name)
 
-        return self._send(
-            "result", {"number": number}, convert, block, "result", timeout=CONTROL_TIMEOUT
-        )
+        return self._request("result", {"number": number}, convert, block)
 
     def status(self, block: bool = True) -> dict[str, Any]:
         """State (idle/busy), queue length, commands run, gui, pid, host..."""
-        return self._control("status", {}, block)
+        return self._request("status", {}, self._value, block)
 
     def interrupt(self, block: bool = True) -> bool:
         """Raise KeyboardInterrupt in the running command; False if nothing was running."""
-        return self._control("interrupt", {}, block)
+        return self._request("interrupt", {}, self._value, block)
 
     def abort(self, block: bool = True) -> int:
         """Drop the commands queued behind the running one; returns how many."""
-        return self._control("abort", {}, block)
+        return self._request("abort", {}, self._value, block)
 
     def allow(self, network: str, block: bool = True) -> dict[str, list[str]]:
         """Let clients from ``network`` (an address or CIDR) connect."""
-        return self._control("allow", {"network": network}, block)
+        return self._request("allow", {"network": network}, self._value, block)
 
     def deny(self, network: str, block: bool = True) -> dict[str, list[str]]:
         """Refuse clients from ``network``, even if allowed."""
-        return self._control("deny", {"network": network}, block)
+        return self._request("deny", {"network": network}, self._value, block)
 
     def notify(self, addr: Address | str, flag: bool = True, block: bool = True) -> list[str]:
         """Send every completed command's record to the gatherer at ``addr`` (or stop)."""
         host, port = parse_address(addr)
-        return self._control("notify", {"address": [host, port], "flag": flag}, block)
+        return self._request("notify", {"address": [host, port], "flag": flag}, self._value, block)
 
     def kill(self, block: bool = True) -> Any:
         """Shut the kernel down (it tells its other clients); this client disconnects."""
-        done = self._control("shutdown", {}, False)
+        done = self._request("shutdown", {}, self._value, False)
         done.add_done_callback(lambda _: self.disconnect())
         return done.get(CONTROL_TIMEOUT) if block else done
 

@@ -13,6 +13,7 @@ copied into it and arrive in memory of their own.
 from __future__ import annotations
 
 import pickle
+from collections.abc import Sequence
 from typing import Any
 
 import cloudpickle
@@ -37,6 +38,6 @@ def dumps(obj: Any) -> tuple[bytes, list[memoryview]]:
     return payload, buffers
 
 
-def loads(payload: bytes | memoryview, buffers: list[memoryview] = ()) -> Any:  # type: ignore[assignment]
+def loads(payload: bytes | bytearray | memoryview, buffers: Sequence[memoryview] = ()) -> Any:
     """Rebuild an object from ``dumps`` output. Only ever call this on verified frames."""
     return pickle.loads(payload, buffers=buffers)

@@ -1,7 +1,9 @@
 """The kernel's side of the protocol: requests in, engine jobs and replies out.
 
-Only the requests named in ``HANDLERS`` can be made; each maps ``<verb>_request`` to
-``handle_<verb>``. Requests that touch the namespace (execute, push, pull, apply,
+The requests are those declared in ``core.messages``; ``HANDLERS`` maps each to
+``handle_<verb>``. A request is validated against its declaration on arrival: a
+malformed field is an error reply naming it, and the connection carries on. Handlers
+read the validated fields. Requests that touch the namespace (execute, push, pull, apply,
 keys, delete, reset) become engine jobs, so they run one at a time in the order
 they arrived, and their replies are sent from the engine thread the moment the job
 ends. Control requests (status, interrupt, abort, result, allow, deny, notify,
@@ -27,7 +29,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.internet.protocol import Factory
@@ -35,12 +37,12 @@ from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
 from .. import __version__
-from ..core import serialize
+from ..core import messages, serialize
 from ..core.connection import Address, format_address, parse_address
 from ..core.reactors import tls_failure
 from ..core.records import CommandRecord
 from ..core.transport import FrameProtocol, Lingering
-from ..core.wire import Channel, Message
+from ..core.wire import Buffer, Channel, Message
 from ..errors import InvalidSignature, WireError
 from .access import AccessList
 from .engine import Engine, error_record
@@ -49,6 +51,9 @@ from .notifier import Notifier
 from .peer import push_to_kernels
 
 log = logging.getLogger("ipython_parallel_kernel.kernel")
+
+#: A request's fields, validated against its declaration in ``core.messages``.
+Fields = dict[str, Any]
 
 #: Seconds between two batches of a running command's output sent to its client.
 STREAM_INTERVAL = 0.1
@@ -228,6 +233,9 @@ class KernelService:
 class KernelProtocol(FrameProtocol):
     """One client's connection to the kernel."""
 
+    #: A TCP or TLS transport once connected: getPeer, abortConnection...
+    transport: Any
+
     def __init__(self, service: KernelService, refusal: str | None = None) -> None:
         super().__init__(service.new_channel(), service.reactor, service.lingering)
         self.service = service
@@ -325,20 +333,27 @@ class KernelProtocol(FrameProtocol):
         if not self.greeted:
             self.greet(message)
             return
-        handler = HANDLERS.get(message.type)
-        if handler is None:
-            self.reply_error(message, "UnknownRequest", f"no request named {message.type!r}")
+        try:
+            declared, fields = messages.validate(message.type, message.content)
+        except LookupError as e:
+            self.reply_error(message, messages.UNKNOWN, str(e))
+            return
+        except TypeError as e:
+            self.reply_error(message, messages.MALFORMED, str(e))
             return
         try:
-            handler(self, message)
+            HANDLERS[declared.verb](self, message, fields)
         except Exception as exc:
             log.exception("handling %s", message.type)
             self.reply(message, {"status": "error", "error": error_record(exc)})
 
     def greet(self, message: Message) -> None:
-        nonce = message.content.get("nonce")
         self.stop_waiting()
-        if message.type != "connect_request" or not isinstance(nonce, str):
+        try:
+            nonce = messages.CONNECT.validate(message.content)["nonce"]
+        except TypeError:
+            nonce = None
+        if message.type != messages.CONNECT.msg_type or nonce is None:
             self.refuse(f"kernel {self.service.name} expected a connect_request first")
             return
         self.channel.peer_nonce = nonce
@@ -354,13 +369,13 @@ class KernelProtocol(FrameProtocol):
         self,
         request: Message,
         content: dict[str, Any],
-        payload: bytes = b"",
-        buffers: list[memoryview] = (),  # type: ignore[assignment]
+        payload: Buffer = b"",
+        buffers: Sequence[Buffer] = (),
     ) -> None:
         """Answer ``request`` (``x_request`` -> ``x_reply``, same id)."""
         reply_type = request.type.removesuffix("_request") + "_reply"
         busy = self.service.engine.queued > 0  # more replies follow: let them travel together
-        self.send(reply_type, content, payload, buffers, defer=busy, id=request.id)
+        self.send(reply_type, content, payload, list(buffers), defer=busy, id=request.id)
 
     def reply_error(self, request: Message, ename: str, evalue: str) -> None:
         """Answer ``request`` with an error that has no traceback."""
@@ -391,15 +406,11 @@ class KernelProtocol(FrameProtocol):
 
     # -- handlers: namespace work, queued ----------------------------------------------
 
-    def handle_execute(self, request: Message) -> None:
+    def handle_execute(self, request: Message, fields: Fields) -> None:
         engine = self.service.engine
-        source = request.content.get("source")
-        if not isinstance(source, str):
-            self.reply_error(request, "TypeError", "execute needs source code as a string")
-            return
-        filename = request.content.get("filename")
+        source, filename = fields["source"], fields["filename"]
         on_output = None
-        if request.content.get("stream"):
+        if fields["stream"]:
 
             def on_output(name: str, text: str) -> None:
                 self.send("stream", {"name": name, "text": text}, id=request.id)
@@ -418,16 +429,16 @@ class KernelProtocol(FrameProtocol):
 
         engine.submit("execute", lambda: engine.execute(source, filename, on_output), done)
 
-    def handle_push(self, request: Message) -> None:
+    def handle_push(self, request: Message, fields: Fields) -> None:
         engine = self.service.engine
         self.queue(request, lambda: engine.push(_load(request)))
 
-    def handle_pull(self, request: Message) -> None:
+    def handle_pull(self, request: Message, fields: Fields) -> None:
         engine = self.service.engine
-        names = request.content.get("names", [])
+        names = fields["names"]
         self.queue(request, lambda: engine.pull(names), with_payload=True)
 
-    def handle_apply(self, request: Message) -> None:
+    def handle_apply(self, request: Message, fields: Fields) -> None:
         engine = self.service.engine
 
         def call() -> Any:
@@ -436,22 +447,21 @@ class KernelProtocol(FrameProtocol):
 
         self.queue(request, call, with_payload=True)
 
-    def handle_keys(self, request: Message) -> None:
+    def handle_keys(self, request: Message, fields: Fields) -> None:
         self.queue(request, self.service.engine.keys)
 
-    def handle_delete(self, request: Message) -> None:
+    def handle_delete(self, request: Message, fields: Fields) -> None:
         engine = self.service.engine
-        names = request.content.get("names", [])
+        names = fields["names"]
         self.queue(request, lambda: engine.delete(names))
 
-    def handle_reset(self, request: Message) -> None:
+    def handle_reset(self, request: Message, fields: Fields) -> None:
         self.queue(request, self.service.engine.reset)
 
-    def handle_copy(self, request: Message) -> None:
+    def handle_copy(self, request: Message, fields: Fields) -> None:
         engine, reactor = self.service.engine, self.service.reactor
-        name = str(request.content.get("name"))
-        targets = request.content.get("targets") or []
-        timeout = float(request.content.get("timeout", COPY_TIMEOUT))
+        name, targets = fields["name"], fields["targets"]
+        timeout = COPY_TIMEOUT if fields["timeout"] is None else float(fields["timeout"])
 
         def copy() -> list[str]:
             (value,) = engine.pull([name])
@@ -462,25 +472,25 @@ class KernelProtocol(FrameProtocol):
 
     # -- handlers: control, answered at once -------------------------------------------
 
-    def handle_ping(self, request: Message) -> None:
+    def handle_ping(self, request: Message, fields: Fields) -> None:
         self.reply(request, {"status": "ok"})
 
-    def handle_status(self, request: Message) -> None:
+    def handle_status(self, request: Message, fields: Fields) -> None:
         self.reply(request, {"status": "ok", "value": self.service.status()})
 
-    def handle_result(self, request: Message) -> None:
+    def handle_result(self, request: Message, fields: Fields) -> None:
         try:
-            record = self.service.engine.result(request.content.get("number"))
+            record = self.service.engine.result(fields["number"])
         except LookupError as e:
             self.reply_error(request, "LookupError", str(e))
             return
         self.reply(request, {"status": "ok", "record": record.to_dict()})
 
-    def handle_interrupt(self, request: Message) -> None:
+    def handle_interrupt(self, request: Message, fields: Fields) -> None:
         interrupted = self.service.engine.interrupt()
         self.reply(request, {"status": "ok", "value": interrupted})
 
-    def handle_abort(self, request: Message) -> None:
+    def handle_abort(self, request: Message, fields: Fields) -> None:
         dropped = self.service.engine.abort()
         error = {
             "ename": "Aborted",
@@ -491,25 +501,25 @@ class KernelProtocol(FrameProtocol):
             job.done(None, error)
         self.reply(request, {"status": "ok", "value": len(dropped)})
 
-    def handle_allow(self, request: Message) -> None:
-        self._change_access(request, self.service.access.allow)
+    def handle_allow(self, request: Message, fields: Fields) -> None:
+        self._change_access(request, fields["network"], self.service.access.allow)
 
-    def handle_deny(self, request: Message) -> None:
-        self._change_access(request, self.service.access.deny)
+    def handle_deny(self, request: Message, fields: Fields) -> None:
+        self._change_access(request, fields["network"], self.service.access.deny)
 
-    def _change_access(self, request: Message, change: Callable[[str], None]) -> None:
+    def _change_access(self, request: Message, network: str, change: Callable[[str], None]) -> None:
         try:
-            change(str(request.content.get("network")))
+            change(network)
         except ValueError as e:
             self.reply_error(request, "ValueError", str(e))
             return
-        log.info("%s: %s", request.type.removesuffix("_request"), request.content.get("network"))
+        log.info("%s: %s", request.type.removesuffix("_request"), network)
         self.reply(request, {"status": "ok", "value": self.service.access.describe()})
         self.service.drop_denied()
 
-    def handle_notify(self, request: Message) -> None:
+    def handle_notify(self, request: Message, fields: Fields) -> None:
         try:
-            address = parse_address(request.content.get("address"))
+            address = parse_address(fields["address"])
         except ValueError as e:
             self.reply_error(request, "ValueError", str(e))
             return
@@ -519,7 +529,7 @@ class KernelProtocol(FrameProtocol):
         except OSError as e:
             self.reply_error(request, "ValueError", f"cannot resolve {address[0]}: {e}")
             return
-        if request.content.get("flag", True):
+        if fields["flag"]:
             if self.service.notifier is None:
                 self.service.notifier = Notifier(
                     self.service.reactor, self.service.key, self.service.name
@@ -530,39 +540,23 @@ class KernelProtocol(FrameProtocol):
         watchers = [format_address(w) for w in sorted(self.service.watchers)]
         self.reply(request, {"status": "ok", "value": watchers})
 
-    def handle_shutdown(self, request: Message) -> None:
+    def handle_shutdown(self, request: Message, fields: Fields) -> None:
         log.info("shutdown requested by %s", self.peer_name())
         self.reply(request, {"status": "ok"})
         # To the main thread, whose handler stops the kernel (even in a running job): sent
         # to the process, the signal could land on this thread instead.
-        signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
+        main = threading.main_thread().ident
+        assert main is not None  # the main thread runs the kernel: it has started
+        signal.pthread_kill(main, signal.SIGTERM)
 
 
 def _load(request: Message) -> Any:
     return serialize.loads(request.payload, request.buffers)
 
 
-HANDLERS: dict[str, Callable[[KernelProtocol, Message], None]] = {
-    f"{verb}_request": getattr(KernelProtocol, f"handle_{verb}")
-    for verb in (
-        "execute",
-        "push",
-        "pull",
-        "apply",
-        "keys",
-        "delete",
-        "reset",
-        "copy",
-        "ping",
-        "status",
-        "result",
-        "interrupt",
-        "abort",
-        "allow",
-        "deny",
-        "notify",
-        "shutdown",
-    )
+#: The handler of each declared request, by verb: only these can be called.
+HANDLERS: dict[str, Callable[[KernelProtocol, Message, Fields], None]] = {
+    verb: getattr(KernelProtocol, f"handle_{verb}") for verb in messages.REQUESTS
 }
 
 

@@ -460,3 +460,23 @@ def test_result_whose_pickling_exits_is_an_error_reply(rk, kernel, exit_type):
     assert applied.value.ename == exit_type
     assert kernel.process.poll() is None
     assert rk["kept"] == 42
+
+
+def test_a_malformed_request_is_refused_naming_the_field_and_the_kernel_keeps_serving(rk):
+    """A pull_request whose names is a number, sent past the client's own checks, is a
+    TypeError reply naming 'names'; the same connection then executes and pulls."""
+    rk.push(3, "x")
+    sent = rk._protocol.request("pull_request", {"names": 5}, rk._payload, "pull")
+    with pytest.raises(RemoteError) as caught:
+        sent.get(10)
+    assert caught.value.ename == "TypeError"
+    assert caught.value.evalue == "pull_request: field 'names' must be list[str], got int"
+    assert rk.execute("x + 1").text == "4"
+    assert rk.pull("x") == 3
+
+
+def test_requests_are_checked_against_the_schema_before_they_are_sent(rk):
+    """A field of the wrong type raises TypeError here, naming the field, and sends nothing."""
+    with pytest.raises(TypeError, match="notify_request: field 'flag' must be bool, got str"):
+        rk.notify("127.0.0.1:9", flag="yes")
+    assert rk.status()["notify"] == []

@@ -1,0 +1,240 @@
+"""The requests a client can make of a kernel: one declaration per verb, used by both ends.
+
+A request is the message ``<verb>_request``; its reply is ``<verb>_reply``, with the
+same id. Every reply has ``status`` ``"ok"`` or ``"error"``; an error reply carries
+``error = {ename, evalue, traceback}``. As in Twisted's ``amp.Command``, each
+declaration names its fields (type, required or not, default), what an ok reply
+carries, and the errors a reply can name besides those raised by user code.
+
+Queued requests run as engine jobs, one at a time, in the order they arrived, behind
+any user code already running; immediate ones are answered at once on the kernel's
+reactor thread, even while a job runs.
+
+=========  =========  ==============================================================
+verb       answered   fields (``?`` optional) -> ok reply
+=========  =========  ==============================================================
+execute    queued     source: str, filename?: str, stream?: bool -> record
+push       queued     names?: list[str], payload {name: value} -> value
+pull       queued     names: list[str] -> payload [values]
+apply      queued     payload (func, args, kwargs) -> payload result
+keys       queued     -> value [names]
+delete     queued     names: list[str] -> value
+reset      queued     -> value
+copy       queued     name: str, targets: list[dict], timeout?: float -> value [addresses]
+ping       immediate  -> nothing
+status     immediate  -> value {state, queued, ...}
+result     immediate  number?: int -> record
+interrupt  immediate  -> value bool
+abort      immediate  -> value int
+allow      immediate  network: str -> value {allow, deny}
+deny       immediate  network: str -> value {allow, deny}
+notify     immediate  address: str | list, flag?: bool -> value [watchers]
+shutdown   immediate  -> nothing
+=========  =========  ==============================================================
+
+Before any of these a connection sends ``connect_request`` (``CONNECT``), once.
+
+``validate(request, content)`` checks a request's content against its declaration and
+returns the fields, defaults filled in; a malformed field raises ``TypeError`` naming
+it (``push_request: field 'names' must be list[str], got int``). Fields not declared
+are ignored, so a newer client's additions do not break an older kernel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Literal
+
+#: What an ok reply carries: ``value`` in its content, a ``record``, a pickled
+#: ``payload``, or nothing but its status.
+ReplyKind = Literal["value", "record", "payload", "none"]
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a request: its name, the types it may have, and its default.
+
+    ``items`` is the element type of a list field. A field with ``required`` False
+    may be absent (or None), and then takes ``default``.
+    """
+
+    name: str
+    types: tuple[type, ...]
+    required: bool = True
+    default: Any = None
+    items: type | None = None
+
+    def describe(self) -> str:
+        """The field's type as an error message names it."""
+        names = [t.__name__ for t in self.types]
+        if self.items is not None and list in self.types:
+            names[self.types.index(list)] = f"list[{self.items.__name__}]"
+        return " or ".join(names)
+
+    def check(self, value: Any) -> bool:
+        """True if ``value`` is of this field's type."""
+        if not _is(value, self.types):
+            return False
+        items = self.items
+        if items is None or type(value) is not list:
+            return True
+        return all(_is(item, (items,)) for item in value)
+
+
+def _is(value: Any, types: tuple[type, ...]) -> bool:
+    kind = type(value)
+    if kind in types:  # the common case: JSON decodes to exactly these types
+        return True
+    # JSON's true is a Python bool, which is also an int: refuse it where a number is meant.
+    return kind is not bool and isinstance(value, types)
+
+
+@dataclass(frozen=True)
+class Request:
+    """The declaration of one request verb."""
+
+    verb: str
+    #: True: runs as an engine job behind user code; False: answered at once.
+    queued: bool
+    fields: tuple[Field, ...] = ()
+    #: True if the request carries a pickled payload (``push``'s values, ``apply``'s call).
+    payload: bool = False
+    reply: ReplyKind = "value"
+    #: The ``ename`` of errors the kernel itself can reply with (user code may raise any).
+    errors: tuple[str, ...] = ()
+
+    @cached_property
+    def msg_type(self) -> str:
+        """The message type on the wire: ``<verb>_request``."""
+        return f"{self.verb}_request"
+
+    @cached_property
+    def names(self) -> frozenset[str]:
+        """The names of the declared fields."""
+        return frozenset(spec.name for spec in self.fields)
+
+    def validate(self, content: Any) -> dict[str, Any]:
+        """The fields of ``content``, defaults filled in; TypeError names a bad field."""
+        if not isinstance(content, dict):
+            raise TypeError(
+                f"{self.msg_type}: content must be an object, got {type(content).__name__}"
+            )
+        fields: dict[str, Any] = {}
+        for spec in self.fields:
+            value = content.get(spec.name)
+            if value is None:
+                if spec.required:
+                    raise TypeError(f"{self.msg_type}: field {spec.name!r} is required")
+                fields[spec.name] = spec.default
+                continue
+            # The common case, one type test: JSON decodes to exactly the declared types.
+            if type(value) in spec.types and spec.items is None:
+                fields[spec.name] = value
+                continue
+            if not spec.check(value):
+                raise TypeError(
+                    f"{self.msg_type}: field {spec.name!r} must be {spec.describe()}, "
+                    f"got {type(value).__name__}"
+                )
+            fields[spec.name] = value
+        return fields
+
+    def build(self, **fields: Any) -> dict[str, Any]:
+        """The content of a request with these fields, checked as the kernel will."""
+        unknown = [name for name in fields if name not in self.names]
+        if unknown:
+            raise TypeError(f"{self.msg_type}: no field {', '.join(sorted(unknown))}")
+        content = {name: value for name, value in fields.items() if value is not None}
+        self.validate(content)
+        return content
+
+
+_NAMES = Field("names", (list,), items=str)
+_NETWORK = Field("network", (str,))
+_ACCESS_ERRORS = ("ValueError",)
+
+#: The handshake, the first message of every connection; answered with the kernel's nonce.
+CONNECT = Request("connect", queued=False, fields=(Field("nonce", (str,)),), reply="none")
+
+#: Every request verb, by verb.
+REQUESTS: dict[str, Request] = {
+    request.verb: request
+    for request in (
+        Request(
+            "execute",
+            queued=True,
+            fields=(
+                Field("source", (str,)),
+                Field("filename", (str,), required=False),
+                Field("stream", (bool,), required=False, default=False),
+            ),
+            reply="record",
+            errors=("Aborted",),
+        ),
+        Request(
+            "push",
+            queued=True,
+            fields=(Field("names", (list,), required=False, default=(), items=str),),
+            payload=True,
+            errors=("Aborted",),
+        ),
+        Request("pull", queued=True, fields=(_NAMES,), reply="payload", errors=("Aborted",)),
+        Request("apply", queued=True, payload=True, reply="payload", errors=("Aborted",)),
+        Request("keys", queued=True, errors=("Aborted",)),
+        Request("delete", queued=True, fields=(_NAMES,), errors=("Aborted",)),
+        Request("reset", queued=True, errors=("Aborted",)),
+        Request(
+            "copy",
+            queued=True,
+            fields=(
+                Field("name", (str,)),
+                Field("targets", (list,), items=dict),
+                Field("timeout", (float, int), required=False),
+            ),
+            errors=("Aborted", "RuntimeError"),
+        ),
+        Request("ping", queued=False, reply="none"),
+        Request("status", queued=False),
+        Request(
+            "result",
+            queued=False,
+            fields=(Field("number", (int,), required=False),),
+            reply="record",
+            errors=("LookupError",),
+        ),
+        Request("interrupt", queued=False),
+        Request("abort", queued=False),
+        Request("allow", queued=False, fields=(_NETWORK,), errors=_ACCESS_ERRORS),
+        Request("deny", queued=False, fields=(_NETWORK,), errors=_ACCESS_ERRORS),
+        Request(
+            "notify",
+            queued=False,
+            fields=(
+                Field("address", (str, list)),
+                Field("flag", (bool,), required=False, default=True),
+            ),
+            errors=("ValueError",),
+        ),
+        Request("shutdown", queued=False, reply="none"),
+    )
+}
+
+#: Every request, by message type (``<verb>_request``).
+BY_TYPE: dict[str, Request] = {request.msg_type: request for request in REQUESTS.values()}
+
+#: The ``ename`` of the error reply to a request whose content does not match its declaration.
+MALFORMED = "TypeError"
+#: The ``ename`` of the error reply to a message type no declaration names.
+UNKNOWN = "UnknownRequest"
+
+
+def validate(msg_type: str, content: Any) -> tuple[Request, dict[str, Any]]:
+    """The declaration of ``msg_type`` and the validated fields of ``content``.
+
+    Raises LookupError for a type no declaration names, TypeError for a bad field.
+    """
+    request = BY_TYPE.get(msg_type)
+    if request is None:
+        raise LookupError(f"no request named {msg_type!r}")
+    return request, request.validate(content)
