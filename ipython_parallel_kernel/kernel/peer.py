@@ -25,6 +25,9 @@ from ..errors import ConnectionRefused, KernelDied, KernelTimeout
 class PeerPush(FrameProtocol):
     """One connection that hands one pickled value to another kernel, then closes."""
 
+    #: A TCP or TLS transport once connected.
+    transport: Any
+
     def __init__(self, info: ConnectionInfo, reactor: Any, payload: bytes, buffers: list) -> None:
         super().__init__(Channel(info.key, sign_buffers=info.sign_buffers), reactor)
         self.name = format_address(info.address)
