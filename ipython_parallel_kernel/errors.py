@@ -16,9 +16,19 @@
     +-- KernelTimeout               a deadline passed before the kernel answered
     +-- RemoteError                 code raised an exception on the kernel
     +-- CompositeError              one request to several kernels failed on some of them
+    +-- LaunchError                 kernels could not be started (ipk-cluster, %kernel start)
+    |   +-- LaunchTimeout           a kernel was still starting at the deadline
+    +-- GuiUnavailable              a --gui toolkit cannot run here (what to install or set)
+
+Arguments are checked at the API edge with Python's own exceptions: ``TypeError`` for
+a value of the wrong type (a request field, as ``core.messages`` declares it),
+``ValueError`` for a wrong value (an address, a cluster file, a target list). Inside a
+kernel, ``EngineShutdown`` (a ``BaseException``, so user code cannot catch it) unwinds
+the main thread when the kernel stops; it never reaches a client.
 
 ``RemoteError`` carries the remote exception's name, value and traceback text, and
-renders as that traceback in IPython (``_render_traceback_``). ``CompositeError``
+renders as that traceback in IPython (``_render_traceback_``); raised by ``execute``,
+its ``result`` is the command's record (output printed before the exception). ``CompositeError``
 holds one exception per failed kernel (a RemoteError, or KernelDied for a kernel that
 went away) with its target number and address, and the results of the others; its
 ``str()`` names the first few failed kernels in one line, as its rendering does.
@@ -26,16 +36,21 @@ went away) with its target number and address, and the results of the others; it
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "CompositeError",
     "ConnectionFailed",
     "ConnectionRefused",
     "FrameTooLarge",
+    "GuiUnavailable",
     "InvalidSignature",
     "KernelDied",
     "KernelError",
     "KernelTimeout",
     "KeyNotFound",
+    "LaunchError",
+    "LaunchTimeout",
     "MalformedFrame",
     "RemoteError",
     "ReplayedMessage",
@@ -103,19 +118,29 @@ class RemoteError(KernelError):
     """
 
     def __init__(
-        self, ename: str, evalue: str, traceback: list[str], kernel: str = "", number: int = 0
+        self,
+        ename: str,
+        evalue: str,
+        traceback: list[str],
+        kernel: str = "",
+        number: int = 0,
+        result: Any = None,
     ) -> None:
         self.ename = ename
         self.evalue = evalue
         self.traceback = traceback
         self.kernel = kernel
         self.number = number
+        #: The record of the command that raised (its output, timings), where known.
+        self.result = result
         super().__init__(f"{ename}: {evalue}")
 
     @classmethod
-    def from_error(cls, error: dict, kernel: str = "", number: int = 0) -> RemoteError:
+    def from_error(
+        cls, error: dict, kernel: str = "", number: int = 0, result: Any = None
+    ) -> RemoteError:
         """Build from the error record a kernel sends (``ename``, ``evalue``, ``traceback``)."""
-        return cls(error["ename"], error["evalue"], error["traceback"], kernel, number)
+        return cls(error["ename"], error["evalue"], error["traceback"], kernel, number, result)
 
     def render_traceback(self) -> str:
         """The remote traceback as text, headed by the kernel it came from."""
@@ -199,3 +224,15 @@ def _one_line(error: BaseException) -> str:
     else:
         text = f"{type(error).__name__}: {error}"
     return text.splitlines()[0]
+
+
+class LaunchError(KernelError):
+    """Kernels could not be started, or did not become ready in time."""
+
+
+class LaunchTimeout(LaunchError):
+    """A kernel was still starting when the deadline passed."""
+
+
+class GuiUnavailable(KernelError):
+    """The toolkit cannot run here; the message says what to install or set."""

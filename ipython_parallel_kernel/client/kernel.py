@@ -461,9 +461,7 @@ class RemoteKernel:
             self._check(message)  # an error reply without a record raises here
         result = ExecuteResult(source=source, **record, kernel=self.name)
         if result.error:
-            error = RemoteError.from_error(result.error, self.name, result.number)
-            error.result = result  # type: ignore[attr-defined]
-            raise error
+            raise RemoteError.from_error(result.error, self.name, result.number, result)
         return result
 
     # -- running code ------------------------------------------------------------------

@@ -34,6 +34,7 @@ from typing import Any
 
 from ..core.toolkits import TOOLKITS as TOOLKIT_INFO
 from ..core.toolkits import ToolkitInfo
+from ..errors import GuiUnavailable
 from .engine import Engine, EngineShutdown
 from .importhook import after_import
 
@@ -44,10 +45,6 @@ TURN = 0.01
 #: Seconds between two moments when the GUI thread runs Python: a signal (SIGTERM,
 #: SIGINT) is only handled then, and an idle toolkit loop runs none by itself.
 SIGNAL_POLL = 0.1
-
-
-class GuiUnavailable(Exception):
-    """The toolkit cannot run here; the message says what to install or set."""
 
 
 class Toolkit:

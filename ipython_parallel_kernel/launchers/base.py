@@ -29,20 +29,12 @@ from pathlib import Path
 
 from ..core.clusterfile import PREFIX, check_cluster_id, kernel_connection_file_path
 from ..core.connection import KERNEL_READY, ConnectionInfo, read_connection_file
-from ..errors import KernelError
+from ..errors import LaunchError, LaunchTimeout
 
 # How often wait_ready looks at the logs: short, because start-up time is measured
 # in tenths of a second, and cheap, because a log holds a few lines by then.
 POLL_INTERVAL = 0.01
 LOG_TAIL_LINES = 10
-
-
-class LaunchError(KernelError):
-    """Kernels could not be started, or did not become ready in time."""
-
-
-class LaunchTimeout(LaunchError):
-    """A kernel was still starting when the deadline passed."""
 
 
 @dataclass

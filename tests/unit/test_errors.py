@@ -13,11 +13,14 @@ from ipython_parallel_kernel.errors import (
     ConnectionFailed,
     ConnectionRefused,
     FrameTooLarge,
+    GuiUnavailable,
     InvalidSignature,
     KernelDied,
     KernelError,
     KernelTimeout,
     KeyNotFound,
+    LaunchError,
+    LaunchTimeout,
     MalformedFrame,
     RemoteError,
     ReplayedMessage,
@@ -45,6 +48,9 @@ TREE = [
     (KernelTimeout, KernelError),
     (RemoteError, KernelError),
     (CompositeError, KernelError),
+    (LaunchError, KernelError),
+    (LaunchTimeout, LaunchError),
+    (GuiUnavailable, KernelError),
 ]
 
 
@@ -181,3 +187,26 @@ def test_composite_error_reraises_one() -> None:
         error.raise_exception(1)
     with pytest.raises(RemoteError):
         error.raise_exception()
+
+
+def test_every_exception_class_of_the_package_is_in_the_tree():
+    """No module defines an exception of its own: all are in errors.py, drawn in its
+    docstring; only the kernel's internal EngineShutdown (it never reaches a caller)
+    lives beside its engine, and the tree names it."""
+    import ast
+    from pathlib import Path
+
+    package = Path(ipython_parallel_kernel.__file__).parent
+    exception_names = {"Exception", "BaseException", *errors.__all__}
+    elsewhere = set()
+    for path in package.rglob("*.py"):
+        if path.name == "errors.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                bases = {getattr(b, "id", getattr(b, "attr", "")) for b in node.bases}
+                if bases & exception_names:
+                    elsewhere.add(node.name)
+    assert elsewhere == {"EngineShutdown"}
+    for name in [*errors.__all__, "EngineShutdown"]:
+        assert name in errors.__doc__, name
