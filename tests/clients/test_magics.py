@@ -227,11 +227,11 @@ def test_kernel_stop_of_every_started_kernel_removes_the_cluster_file(ipython_di
         files = security.glob("ipk-cluster-session-*.json")
         [cluster_file] = [p for p in files if "-kernel-" not in p.name]
         ip.run_cell("%kernel stop 0")
-        assert cluster_file.exists() and len(magics.started) == 1
+        assert cluster_file.exists() and len(magics.started.clusters) == 1
         ip.run_cell("%kernel stop")
         assert "stopped" in capsys.readouterr().out
         assert not cluster_file.exists()
-        assert magics.started == []
+        assert magics.started.clusters == []
     finally:
         ip.run_cell("%unload_ext ipython_parallel_kernel")
     assert not list(security.glob("ipk-*.json"))
