@@ -15,6 +15,7 @@ from itertools import count
 from IPython.core.error import UsageError
 
 from ..client.cluster import InteractiveCluster
+from ..core.clusterfile import cluster_file_path
 
 CLUSTER_APP = [sys.executable, "-m", "ipython_parallel_kernel.apps.cluster"]
 #: Bounds on ``ipk-cluster start`` and ``stop``, so a stuck one cannot hang the session.
@@ -63,9 +64,8 @@ class StartedClusters:
         )
         if done.returncode != 0:
             raise UsageError(f"could not start kernels:\n{done.stdout}{done.stderr}".rstrip())
-        ready = [line for line in done.stdout.splitlines() if line.startswith("ipk-cluster ready:")]
-        path = ready[-1].rsplit("cluster file ", 1)[1].strip()
-        cluster = InteractiveCluster.from_file(path)
+        # Where ipk-cluster writes it follows from the id and profile: no need to read its output.
+        cluster = InteractiveCluster.from_file(cluster_file_path(cluster_id, profile))
         self.clusters.append(StartedCluster(cluster_id, profile, {k.name for k in cluster}))
         return cluster
 
