@@ -376,10 +376,12 @@ class InteractiveCluster:
         shell = get_ipython()
         if shell is None:
             raise RuntimeError("activate() makes a cluster the target of %px: run it in IPython")
-        # The extension sits above the client: it is imported only when asked for.
-        from ..magics import session_magics
-
-        session_magics(shell).active = self
+        if _activator is None:
+            # The extension sits above the client: loading it, by name, hands us its activator.
+            shell.run_line_magic("load_ext", "ipython_parallel_kernel")
+        if _activator is None:
+            raise RuntimeError("the ipython_parallel_kernel extension did not register its magics")
+        _activator(shell, self)
         return self
 
     def disconnect(self) -> None:
@@ -445,6 +447,18 @@ class InteractiveCluster:
         source = _index(source, len(self))
         chosen = [i for i in parse_targets(targets, len(self)) if i != source]
         return self.kernels[source].copy_to(name, [self.kernels[i] for i in chosen], block)
+
+
+#: What makes a cluster the target of ``%px`` in a shell, given by the magics when they
+#: are imported (set once, read by ``activate``, on the shell's thread).
+_activator: Callable[[Any, InteractiveCluster], None] | None = None
+
+
+def set_activator(activator: Callable[[Any, InteractiveCluster], None]) -> None:
+    """Let ``InteractiveCluster.activate`` call ``activator(shell, cluster)``: the hook by
+    which the IPython extension, above the client, is reached from it."""
+    global _activator
+    _activator = activator
 
 
 def _saved_path(name: str, profile: str) -> Path:

@@ -227,11 +227,11 @@ def test_kernel_stop_of_every_started_kernel_removes_the_cluster_file(ipython_di
         files = security.glob("ipk-cluster-session-*.json")
         [cluster_file] = [p for p in files if "-kernel-" not in p.name]
         ip.run_cell("%kernel stop 0")
-        assert cluster_file.exists() and len(magics.started) == 1
+        assert cluster_file.exists() and len(magics.started.clusters) == 1
         ip.run_cell("%kernel stop")
         assert "stopped" in capsys.readouterr().out
         assert not cluster_file.exists()
-        assert magics.started == []
+        assert magics.started.clusters == []
     finally:
         ip.run_cell("%unload_ext ipython_parallel_kernel")
     assert not list(security.glob("ipk-*.json"))
@@ -313,3 +313,102 @@ def test_activate_makes_a_cluster_the_px_target(shell, four_kernels, capsys):
     run(shell, "%px 'here'")
     assert len(lines(capsys.readouterr().out)) == 2
     cluster.disconnect()
+
+
+def test_close_undoes_its_atexit_registration(tmp_path):
+    """The magics close at interpreter exit unless unloaded before: %unload_ext (close)
+    removes their exit hook, so an unloaded session's magics are not closed again."""
+    import subprocess
+    import sys
+
+    script = (
+        "from IPython.core.interactiveshell import InteractiveShell\n"
+        "ip = InteractiveShell.instance()\n"
+        "class Noted:\n"
+        "    def __init__(self, name): self.name = name\n"
+        "    def stop_all(self): print(self.name, 'closed', flush=True)\n"
+        "for name in ('unloaded', 'loaded'):\n"
+        "    ip.run_cell('%load_ext ipython_parallel_kernel')\n"
+        "    ip.magics_manager.registry['KernelMagics'].started = Noted(name)\n"
+        "    if name == 'unloaded':\n"
+        "        ip.run_cell('%unload_ext ipython_parallel_kernel')\n"
+        "print('exiting', flush=True)\n"
+    )
+    env = {**os.environ, "IPYTHONDIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n") == ["unloaded closed", "exiting", "loaded closed", ""]
+
+
+def test_help_is_argparse_help(shell):
+    """%kernel? lists every verb with its help, %px? every option: argparse's help."""
+    kernel = shell.find_line_magic("kernel").__doc__
+    for verb in ("start", "connect", "list", "use", "stop", "gather", "notify", "allow", "deny"):
+        assert verb in kernel.split("positional arguments:")[1]
+    assert "start local kernels and activate them" in kernel
+    px = shell.find_line_magic("px").__doc__
+    for option in ("--noblock", "--no-stream", "--group-outputs", "--out"):
+        assert option in px
+
+
+def test_verb_mistakes_show_the_verbs_usage(shell, capsys):
+    """A wrong option to a verb is a UsageError with that verb's usage, not a traceback."""
+    result = run(shell, "%kernel start -n many")
+    assert not result.success
+    assert type(result.error_in_exec).__name__ == "UsageError"
+    err = capsys.readouterr().err
+    assert "invalid int value: 'many'" in err and "%kernel start [-n N]" in err
+    assert "Traceback" not in err
+    run(shell, "%kernel start -n 0")
+    assert "1 or more" in capsys.readouterr().err
+
+
+def test_kernel_connect_takes_quoted_paths(shell, four_kernels, tmp_path, capsys):
+    """%kernel connect splits words as a shell does: a quoted path with a space works."""
+    spaced = tmp_path / "with space.json"
+    spaced.write_text(four_kernels[0].connection_file.read_text())
+    run(shell, f'%kernel connect "{spaced}"')
+    assert f"connected to 127.0.0.1:{four_kernels[0].port}" in capsys.readouterr().out
+
+
+def test_the_client_never_imports_the_magics():
+    """No module of the client imports the magics (the dependency points down)."""
+    import ast
+    from pathlib import Path
+
+    import ipython_parallel_kernel.client as client
+
+    for path in Path(client.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                module = "." * node.level + (node.module or "")
+                assert "magics" not in module, f"{path.name} imports {module}"
+            elif isinstance(node, ast.Import):
+                assert not any("magics" in a.name for a in node.names), path.name
+
+
+def test_activate_loads_the_extension_in_a_fresh_session(tmp_path):
+    """ic.activate() in a session that never loaded the extension loads it and makes the
+    cluster the %px target; importing the client alone does not load the magics."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from IPython.core.interactiveshell import InteractiveShell\n"
+        "from ipython_parallel_kernel.client.cluster import InteractiveCluster\n"
+        "assert 'ipython_parallel_kernel.magics' not in sys.modules\n"
+        "ip = InteractiveShell.instance()\n"
+        "ic = InteractiveCluster()\n"
+        "assert ic.activate() is ic\n"
+        "assert ip.magics_manager.registry['KernelMagics'].active is ic\n"
+        "assert ip.find_line_magic('px') is not None\n"
+        "print('ok')\n"
+    )
+    env = {**os.environ, "IPYTHONDIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr

@@ -1,0 +1,130 @@
+"""The ``%px`` runner: run code on a cluster's kernels, wait, and show what each did.
+
+It needs no IPython shell, only a cluster, so ``%px`` is this plus argument parsing::
+
+    >>> runner = PxRunner(cluster, stream=True, progress_after=2.0)
+    >>> outcomes = runner.run("print(a * 2)", [0, 1])
+    [stdout:0] 10
+    [stdout:1] 10
+    >>> runner.raise_failures([0, 1], outcomes)  # CompositeError if some kernel failed
+
+The wait happens in the caller's thread, so streamed output is printed there (the
+shell's thread, in IPython); a command that outlasts ``progress_after`` seconds gets a
+progress bar; a KeyboardInterrupt (Ctrl-C) during the wait interrupts the kernels.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import queue
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ..client import display
+from ..client.cluster import ClusterResult, InteractiveCluster
+from ..errors import CompositeError
+
+#: How long an interrupted command may take to end before the wait gives up on it.
+INTERRUPT_GRACE = 30.0
+#: How often the wait wakes to print streamed output and move the progress bar.
+POLL_INTERVAL = 0.05
+
+Chunk = tuple[int, str, str]
+
+
+@dataclass
+class PxRunner:
+    """Runs code on ``cluster`` the way ``%px`` does, with ``%px``'s options."""
+
+    cluster: InteractiveCluster
+    #: Print kernels' output as it comes (else when the command ends, grouped).
+    stream: bool = True
+    #: How output shown at the end is grouped: one of ``display.GROUPINGS``.
+    group: str = "engine"
+    #: Colour error labels (ANSI escapes).
+    colour: bool = False
+    #: Seconds a command runs before a progress bar is shown.
+    progress_after: float = 2.0
+
+    def start(self, code: str, targets: list[int]) -> ClusterResult:
+        """Send ``code`` to ``targets`` and return at once; nothing is shown."""
+        return self.cluster.execute(code, targets, block=False)
+
+    def run(self, code: str, targets: list[int]) -> list[Any]:
+        """Run ``code`` on ``targets``, wait, show the output; one outcome per target
+        (an ExecuteResult, or the exception it failed with), in target order.
+
+        Failures are shown with their output but not raised: see ``raise_failures``.
+        """
+        outputs: queue.SimpleQueue[Chunk] = queue.SimpleQueue()
+        on_output = (lambda *chunk: outputs.put(chunk)) if self.stream else None
+        pending = self.cluster.execute(code, targets, block=False, on_output=on_output)
+        outcomes = self.wait(pending, targets, outputs)
+        display.show_outputs(
+            targets,
+            outcomes,
+            streamed=self.stream,
+            group=self.group,
+            colour=self.colour,
+            errors=False,
+        )
+        return outcomes
+
+    def wait(
+        self, pending: ClusterResult, targets: list[int], outputs: queue.SimpleQueue[Chunk]
+    ) -> list[Any]:
+        """Wait for every target, printing streamed output from this thread as it comes."""
+        bar = None
+        started = time.monotonic()
+        try:
+            while not pending.wait(POLL_INTERVAL):
+                _drain(outputs)
+                if bar is None and time.monotonic() - started > self.progress_after:
+                    bar = _progress_bar(len(targets))
+                if bar is not None and pending.progress != bar.n:
+                    bar.update(pending.progress - bar.n)
+        except KeyboardInterrupt:
+            self.cluster.interrupt(targets, block=False)
+            print(f"interrupted kernels {', '.join(map(str, targets))}", file=sys.stderr)
+            pending.wait(INTERRUPT_GRACE)
+        finally:
+            if bar is not None:
+                bar.close()
+        _drain(outputs)
+        error = pending.exception(0) if pending.done() else None
+        if isinstance(error, CompositeError):
+            return list(error.results)
+        if error is not None:
+            raise error
+        return list(pending.result(0)) if pending.done() else []
+
+    def raise_failures(self, targets: list[int], outcomes: list[Any]) -> None:
+        """Raise a CompositeError naming each target whose outcome is an exception."""
+        failures = [
+            (target, self.cluster[target].name, outcome)
+            for target, outcome in zip(targets, outcomes, strict=True)
+            if isinstance(outcome, BaseException)
+        ]
+        if failures:
+            raise CompositeError("execute", failures, outcomes)
+
+
+def _progress_bar(total: int) -> Any:
+    """tqdm's widget where ipywidgets can draw it (a notebook), else its text bar."""
+    if importlib.util.find_spec("ipywidgets") is not None:
+        from tqdm.auto import tqdm
+    else:
+        # tqdm.auto would fall back to this too, but warn that ipywidgets is missing.
+        from tqdm import tqdm
+    return tqdm(total=total, desc="%px", unit="kernel", leave=False)
+
+
+def _drain(outputs: queue.SimpleQueue[Chunk]) -> None:
+    while True:
+        try:
+            target, name, text = outputs.get_nowait()
+        except queue.Empty:
+            return
+        display.print_stream(target, name, text)
