@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -26,6 +25,8 @@ from ..client import cluster as cluster_module
 from ..client import display
 from ..client.cluster import InteractiveCluster, parse_targets
 from ..client.kernel import RemoteKernel
+from ..core.clusterfile import is_cluster_file
+from ..core.toolkits import GUI_CHOICES
 from ..errors import CompositeError, KernelError
 from .arguments import subcommand, subcommands
 from .autopx import AutoPx
@@ -72,7 +73,7 @@ class KernelMagics(Magics):
         "start",
         "start local kernels and activate them",
         argument("-n", type=int, default=2, help="how many kernels (default 2)"),
-        argument("--gui", default="none", choices=["none", "wx", "tk", "qt"]),
+        argument("--gui", default="none", choices=GUI_CHOICES),
         argument("--profile", default="default"),
     )
     @subcommand(
@@ -146,7 +147,7 @@ class KernelMagics(Magics):
         kernels: list[RemoteKernel] = []
         for address in args.addresses:
             try:
-                if Path(address).expanduser().is_file() and _is_cluster_file(address):
+                if Path(address).expanduser().is_file() and is_cluster_file(address):
                     kernels += InteractiveCluster.from_file(address).kernels
                 else:
                     kernels.append(RemoteKernel(address))
@@ -405,10 +406,3 @@ def _parse_targets(spec: str | None, count: int) -> list[int]:
         return parse_targets(None if spec is None else spec.strip("'\""), count)
     except (ValueError, IndexError, TypeError) as e:
         raise UsageError(str(e)) from None
-
-
-def _is_cluster_file(path: str) -> bool:
-    try:
-        return isinstance(json.loads(Path(path).expanduser().read_text()), list)
-    except (OSError, ValueError):
-        return False
