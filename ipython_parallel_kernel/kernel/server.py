@@ -80,6 +80,11 @@ class KernelService:
 
     ``max_unauthenticated`` 0 means ``unauthenticated_limit()``, read at each new
     connection, so a descriptor limit changed at run time is followed.
+
+    Thread rules: everything here belongs to the reactor thread, except ``publish``,
+    which the engine's thread calls when a command completes: it reads only
+    ``watchers``, a tuple the reactor replaces whole (never mutates), and hands the
+    record to the reactor.
     """
 
     def __init__(
@@ -112,7 +117,9 @@ class KernelService:
         self.waiting: dict[KernelProtocol, None] = {}
         self.lingering = Lingering(reactor)
         self.events = BurstLog(log, reactor)
-        self.watchers: set[Address] = set()
+        #: Gatherers to send records to, sorted. Replaced, never mutated, by the
+        #: reactor thread; read by the engine's thread in ``publish``.
+        self.watchers: tuple[Address, ...] = ()
         self.notifier: Notifier | None = None
         self._streaming: Any = None
 
@@ -146,21 +153,22 @@ class KernelService:
             "queued": engine.queued,
             "commands_run": engine.commands_run,
             "clients": len(self.connections),
-            "notify": [format_address(w) for w in sorted(self.watchers)],
+            "notify": [format_address(w) for w in self.watchers],
             "records_dropped": self.notifier.dropped if self.notifier else 0,
             **self.access.describe(),
         }
 
     def publish(self, record: CommandRecord) -> None:
         """Hand a completed command's record to the notifier (any thread; never blocks)."""
-        if not self.watchers or self.notifier is None:
+        watchers, notifier = self.watchers, self.notifier
+        if not watchers or notifier is None:
             return
         data = record.to_dict()
         data.pop("displays", None)
         data["result"] = (record.result or {}).get("text/plain")
         data["kernel"] = self.name
         data["pid"] = os.getpid()
-        self.reactor.callFromThread(self.notifier.publish, data, sorted(self.watchers))
+        self.reactor.callFromThread(notifier.publish, data, list(watchers))
 
     def stream_while_busy(self) -> None:
         """Forward streamed commands' output every ``STREAM_INTERVAL`` s until the
@@ -534,10 +542,10 @@ class KernelProtocol(FrameProtocol):
                 self.service.notifier = Notifier(
                     self.service.reactor, self.service.key, self.service.name
                 )
-            self.service.watchers.add(address)
+            self.service.watchers = tuple(sorted({*self.service.watchers, address}))
         else:
-            self.service.watchers.discard(address)
-        watchers = [format_address(w) for w in sorted(self.service.watchers)]
+            self.service.watchers = tuple(w for w in self.service.watchers if w != address)
+        watchers = [format_address(w) for w in self.service.watchers]
         self.reply(request, {"status": "ok", "value": watchers})
 
     def handle_shutdown(self, request: Message, fields: Fields) -> None:
