@@ -266,7 +266,13 @@ class FrameProtocol(Protocol):
             if self._socket is None:
                 self._in_reactor(self.transport.writeSequence, [bytes(p) for p in pieces])
                 return True
-            views = deque(_flat(p) for p in pieces)
+            if len(pieces) == 3:
+                # Three pieces (prefix, head, MAC) mean no payload and no buffers, as in
+                # most requests and replies: one small piece is cheaper to queue and to
+                # write than three.
+                views = deque((memoryview(b"".join(pieces)),))
+            else:
+                views = deque(_flat(p) for p in pieces)
             was_idle = not self._backlog
             if was_idle and not defer:
                 self._send_now(views)
@@ -332,7 +338,10 @@ class FrameProtocol(Protocol):
         total = 0
         while views:
             try:
-                sent = self._socket.sendmsg(_first(views, _MAX_PIECES))
+                if len(views) == 1:
+                    sent = self._socket.send(views[0])
+                else:
+                    sent = self._socket.sendmsg(_first(views, _MAX_PIECES))
             except (BlockingIOError, InterruptedError):
                 return total
             except OSError:
