@@ -117,6 +117,9 @@ class FrameProtocol(Protocol):
     server shares between all its connections to bound them together.
     """
 
+    #: Set by Twisted when connected: TCP, TLS or a test's transport, each with its own methods.
+    transport: Any
+
     def __init__(self, channel: Channel, reactor: Any, lingering: Lingering | None = None) -> None:
         self.channel = channel
         self.reactor = reactor
