@@ -36,10 +36,9 @@ def get_reactor() -> Any:
     global _reactor
     with _lock:
         if _reactor is None:
-            from twisted.internet import reactor
+            from twisted.internet import reactor as global_reactor
 
-            if reactor.running:
-                reactor = private_reactor()
+            reactor: Any = private_reactor() if global_reactor.running else global_reactor
             threading.Thread(
                 target=reactor.run,
                 kwargs={"installSignalHandlers": False},

@@ -18,6 +18,7 @@ import ctypes
 import mmap
 import threading
 import weakref
+from typing import Any, cast
 
 # Below this, a bytearray: mmap's system calls cost more than they save.
 MMAP_MIN = 1024 * 1024
@@ -30,6 +31,7 @@ _STEP = 4 * 1024 * 1024
 _IDLE_CHECK = 1.0
 _MADV_POPULATE_WRITE = 23
 
+_madvise: Any
 try:
     _madvise = ctypes.CDLL(None, use_errno=True).madvise
     _madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
@@ -62,7 +64,9 @@ class ReceiveBuffer:
         self.size = size
         self.view = allocate(size)
         self._populator = (
-            _Populator(self.view.obj) if size >= PREFAULT_MIN and _madvise is not None else None
+            _Populator(cast(mmap.mmap, self.view.obj))
+            if size >= PREFAULT_MIN and _madvise is not None
+            else None
         )
 
     def advance(self, written: int) -> None:

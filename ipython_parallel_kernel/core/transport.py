@@ -117,6 +117,9 @@ class FrameProtocol(Protocol):
     server shares between all its connections to bound them together.
     """
 
+    #: Set by Twisted when connected: TCP, TLS or a test's transport, each with its own methods.
+    transport: Any
+
     def __init__(self, channel: Channel, reactor: Any, lingering: Lingering | None = None) -> None:
         self.channel = channel
         self.reactor = reactor
@@ -266,7 +269,13 @@ class FrameProtocol(Protocol):
             if self._socket is None:
                 self._in_reactor(self.transport.writeSequence, [bytes(p) for p in pieces])
                 return True
-            views = deque(_flat(p) for p in pieces)
+            if len(pieces) == 3:
+                # Three pieces (prefix, head, MAC) mean no payload and no buffers, as in
+                # most requests and replies: one small piece is cheaper to queue and to
+                # write than three.
+                views = deque((memoryview(b"".join(pieces)),))
+            else:
+                views = deque(_flat(p) for p in pieces)
             was_idle = not self._backlog
             if was_idle and not defer:
                 self._send_now(views)
@@ -332,7 +341,10 @@ class FrameProtocol(Protocol):
         total = 0
         while views:
             try:
-                sent = self._socket.sendmsg(_first(views, _MAX_PIECES))
+                if len(views) == 1:
+                    sent = self._socket.send(views[0])
+                else:
+                    sent = self._socket.sendmsg(_first(views, _MAX_PIECES))
             except (BlockingIOError, InterruptedError):
                 return total
             except OSError:

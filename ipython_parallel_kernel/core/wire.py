@@ -103,6 +103,7 @@ _ALERT = struct.Struct(">4sH")
 _U64 = struct.Struct(">Q")
 encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 decode_json = json.JSONDecoder().decode
+_raw_decode_json = json.JSONDecoder().raw_decode
 
 Buffer = bytes | bytearray | memoryview
 _State = Callable[[memoryview], list["Message"]]
@@ -134,6 +135,38 @@ class Message:
     @property
     def id(self) -> int:
         return self.header.get("id", 0)
+
+
+def _head_encoder() -> Callable[[Any], str]:
+    """``encode_json`` made once for one channel instead of per call: ``json`` builds a
+    new C encoder for every ``encode``, which costs as much as encoding a small head.
+    Not thread-safe (its circular-reference check keeps state): callers seal under a lock.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return encode_json
+    encoder = make(
+        {},  # markers: checks for circular references, as encode_json does
+        json.JSONEncoder().default,
+        json.encoder.encode_basestring,  # ensure_ascii=False
+        None,
+        ":",
+        ",",
+        False,
+        False,
+        True,
+    )
+    return lambda value: "".join(encoder(value, 0))
+
+
+def _decode_head(text: str) -> Any:
+    """``decode_json``, without its scans for surrounding whitespace where there is none
+    (our peers never send any)."""
+    try:
+        value, end = _raw_decode_json(text)
+    except ValueError:
+        end = -1
+    return value if end == len(text) else decode_json(text)
 
 
 def encode_alert(text: str) -> bytes:
@@ -173,6 +206,7 @@ class Channel:
         self.nonce = new_nonce()
         self.peer_nonce: str | None = None
         self._keyed = hmac.new(self.key, digestmod="sha256")
+        self._encode = _head_encoder()
         self._sent = 0
         self._received = 0
 
@@ -198,7 +232,7 @@ class Channel:
         header["type"] = msg_type
         header["session"] = self.peer_nonce
         header["seq"] = self._sent
-        head = encode_json([header, content or {}]).encode()
+        head = self._encode([header, content or {}]).encode()
         payload_len = memoryview(payload).nbytes
         flags = SIGNED_BUFFERS if buffers and self.sign_buffers else 0
         prefix = _PREFIX.pack(MAGIC, flags, MAC_LEN, len(buffers), len(head), payload_len)
@@ -279,6 +313,14 @@ class FrameDecoder:
         # Messages keep views of what they were fed: only immutable bytes may be kept.
         view = memoryview(data if isinstance(data, bytes) else bytes(data))
         while view.nbytes:
+            if not self._pending and self._state == self._on_prefix:
+                # Most messages (requests, replies) are a prefix and a head alone: when
+                # one has arrived whole, take it in one step.
+                size = self._small_frame_size(view)
+                if size:
+                    out.append(self._small_frame(view[:size]))
+                    view = view[size:]
+                    continue
             incoming = self._filling
             if incoming is not None:
                 n = min(view.nbytes, incoming.size - self._filled)
@@ -378,16 +420,46 @@ class FrameDecoder:
         self._expect(self._head_len + MAC_LEN, self._on_head)
         return []
 
-    def _on_head(self, chunk: memoryview) -> list[Message]:
-        head, head_mac = chunk[:-MAC_LEN], chunk[-MAC_LEN:]
+    def _small_frame_size(self, view: memoryview) -> int:
+        """The length of the frame ``view`` starts with if it is whole there, well formed
+        and has no payload or buffers; else 0 (the parts are then taken one by one, and
+        a bad frame refused as it should be)."""
+        if view.nbytes < _PREFIX.size:
+            return 0
+        magic, _, mac_len, n_buffers, head_len, payload_len = _PREFIX.unpack_from(view)
+        size = _PREFIX.size + head_len + MAC_LEN
+        if (
+            magic != MAGIC
+            or mac_len != MAC_LEN
+            or n_buffers
+            or payload_len
+            or head_len > self.channel.head_limit
+            or head_len > self.channel.max_frame
+            or view.nbytes < size
+        ):
+            return 0
+        return size
+
+    def _small_frame(self, frame: memoryview) -> Message:
+        """A whole frame without payload or buffers (see ``_small_frame_size``)."""
+        split = frame.nbytes - MAC_LEN
+        prefix, head, head_mac = frame[: _PREFIX.size], frame[_PREFIX.size : split], frame[split:]
+        header, content, _ = self._open_head(prefix, head, head_mac)
+        return Message(header, content)
+
+    def _open_head(
+        self, prefix: Buffer, head: memoryview, head_mac: memoryview
+    ) -> tuple[dict[str, Any], dict[str, Any], bytes]:
+        """Check a head's signature, parse it and check its place in the sequence;
+        return header, content and the head's MAC."""
         mac = self.channel.mac()
-        mac.update(self._prefix)
+        mac.update(prefix)
         mac.update(head)
         digest = mac.digest()
         if not hmac.compare_digest(digest, head_mac):
             raise InvalidSignature("signature does not match the key")
         try:
-            header, content = decode_json(str(head, "utf-8"))
+            header, content = _decode_head(str(head, "utf-8"))
         except (ValueError, TypeError, RecursionError) as e:
             raise MalformedFrame(f"unreadable header: {e}") from None
         if not isinstance(header, dict) or not isinstance(header.get("type"), str):
@@ -395,6 +467,10 @@ class FrameDecoder:
         if not isinstance(content, dict):
             raise MalformedFrame("content must be an object")
         self.channel.accept(header)
+        return header, content, digest
+
+    def _on_head(self, chunk: memoryview) -> list[Message]:
+        header, content, digest = self._open_head(self._prefix, chunk[:-MAC_LEN], chunk[-MAC_LEN:])
         if self._sizes and self.channel.sign_buffers and not self._flags & SIGNED_BUFFERS:
             raise UnsignedMessage(
                 "array buffers must be signed on this connection: connect with the kernel's "

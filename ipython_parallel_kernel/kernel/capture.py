@@ -18,7 +18,7 @@ import io
 import json
 import sys
 import threading
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 
 class CapturedStream(io.TextIOBase):
@@ -87,8 +87,8 @@ class CapturedStream(io.TextIOBase):
 
 def install() -> tuple[CapturedStream, CapturedStream]:
     """Replace ``sys.stdout`` and ``sys.stderr`` with captured streams; return them."""
-    out = CapturedStream("stdout", sys.__stdout__)
-    err = CapturedStream("stderr", sys.__stderr__)
+    out = CapturedStream("stdout", cast(TextIO, sys.__stdout__))
+    err = CapturedStream("stderr", cast(TextIO, sys.__stderr__))
     sys.stdout, sys.stderr = out, err
     return out, err
 

@@ -90,7 +90,7 @@ class SignalRelay:
         self.signals = frozenset(signals)
         #: How many times the main thread has handled ``WAKE_SIGNAL``.
         self.wakes_handled = 0
-        self._main = threading.main_thread().ident
+        self._main = _main_thread_id()
         self._read_end, self._write_end = os.pipe()
         os.set_blocking(self._write_end, False)
         self._passed_on_to: int | None = None
@@ -139,12 +139,19 @@ def error_record(exc: BaseException, skip_frames: int = 0) -> dict[str, Any]:
     }
 
 
+def _main_thread_id() -> int:
+    ident = threading.main_thread().ident
+    assert ident is not None  # the main thread has always started
+    return ident
+
+
 def _compile(source: str, filename: str) -> tuple[types.CodeType, types.CodeType | None]:
     """Code for the statements, and for a trailing expression whose value is the result."""
     tree = ast.parse(source, filename, "exec")
     last = None
-    if tree.body and isinstance(tree.body[-1], ast.Expr):
-        last = compile(ast.Expression(tree.body.pop().value), filename, "eval")
+    if tree.body and isinstance(final := tree.body[-1], ast.Expr):
+        tree.body.pop()
+        last = compile(ast.Expression(final.value), filename, "eval")
     return compile(tree, filename, "exec"), last
 
 
@@ -258,7 +265,7 @@ class Engine:
 
     def _send_interrupt_signal(self) -> None:
         self._interrupt_signals_until = time.monotonic() + INTERRUPT_RESEND * (RESENDS + 10)
-        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+        signal.pthread_kill(_main_thread_id(), signal.SIGINT)
 
     def _resend_until_taken(self, job: Job | None) -> None:
         """Send SIGINT again until the handler has run, while ``job`` still runs.

@@ -73,6 +73,8 @@ has one ``sys.stdout``; so one command at a time per process collects display da
 
 _lock = threading.Lock()
 _shell: Any = None  # our DisplayShell, made the first time it is attached
+_slots: tuple[Any, ...] = ()  # the singleton classes whose ``_instance`` it takes
+_module: ModuleType | None = None  # ``displayshell``, once imported
 _formatter: Any = None  # its DisplayFormatter, also used by Engine.format
 _attached = False
 _finder: Any = None
@@ -119,11 +121,14 @@ def _displayshell() -> ModuleType:
     Importing IPython may run ``_on_ipython``, which needs ``displayshell``: letting
     that import complete first means ``displayshell`` is never found half-initialized.
     """
-    import IPython.core.interactiveshell  # noqa: F401
+    global _module
+    if _module is None:  # once only: every command attaches
+        import IPython.core.interactiveshell  # noqa: F401
 
-    from . import displayshell
+        from . import displayshell
 
-    return displayshell
+        _module = displayshell
+    return _module
 
 
 def _get_formatter() -> Any:
@@ -137,7 +142,7 @@ def _get_formatter() -> Any:
 
 def _attach() -> None:
     """Make our shell the IPython singleton, unless there already is one."""
-    global _shell, _attached
+    global _shell, _slots, _attached
     # Imports first, outside the lock: another thread may hold an import lock we need
     # while it waits for ours (a user thread importing IPython runs ``_on_ipython``).
     module = _displayshell()
@@ -148,6 +153,7 @@ def _attach() -> None:
             return
         if _shell is None:
             _shell = module.DisplayShell(displays, formatter)
+            _slots = tuple(module.DisplayShell._walk_mro())
         # SingletonConfigurable keeps its instance in ``_instance`` on each singleton
         # class of the MRO (what ``instance()`` sets and ``clear_instance()`` unsets);
         # setting it here lets one shell, with its formatters, serve every command.
@@ -162,7 +168,12 @@ def _detach() -> None:
         if not _attached:
             return
         _attached = False
-        type(_shell).clear_instance()
+        # ``clear_instance``, with the classes it walks found once instead of per command.
+        shell_class = type(_shell)
+        if shell_class.initialized():
+            for slot in _slots:
+                if isinstance(slot._instance, shell_class):
+                    slot._instance = None
 
 
 def _on_ipython(module: ModuleType) -> None:

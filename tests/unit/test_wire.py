@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hmac
 import json
 import struct
 import tracemalloc
@@ -389,6 +390,40 @@ def test_a_request_without_payload_or_buffers_carries_one_mac() -> None:
     pieces = sender.seal("execute_request", {"source": "a=5"}, id=1)
     assert [len(p) for p in pieces] == [PREFIX.size, len(pieces[1]), MAC_LEN]
     assert len(receiver.decoder().feed(b"".join(pieces))) == 1
+
+
+def test_head_is_the_json_encoding_of_header_and_content() -> None:
+    """The channel's own JSON encoder writes what ``encode_json`` writes: compact,
+    non-ASCII as is, floats and NaN as ``json`` writes them."""
+    sender, _ = pair()
+    content = {"text": "héllo ☃", "x": [1.5, float("nan"), None, True], "n": {"k": -3}}
+    head = sender.seal("ping", content, id=4)[1]
+    header, decoded = json.loads(bytes(head))
+    assert bytes(head) == wire.encode_json([header, content]).encode()
+    assert decoded["text"] == content["text"]
+
+
+def test_circular_content_is_refused_as_before() -> None:
+    """Content that contains itself is a ValueError, as with ``json``; the encoder's
+    circular-reference check is left clean for the next message."""
+    sender, _ = pair()
+    content: dict = {}
+    content["self"] = content
+    for _ in range(2):
+        with pytest.raises(ValueError, match="Circular"):
+            sender.seal("ping", content)
+    assert json.loads(bytes(sender.seal("ping", {"a": [1]})[1]))[1] == {"a": [1]}
+
+
+def test_head_with_whitespace_around_its_json_is_read() -> None:
+    """A head whose JSON has whitespace around it (valid JSON) still decodes."""
+    _, receiver = pair()
+    head = b" " + json.dumps([{"type": "ping", "session": receiver.nonce, "seq": 1}, {}]).encode()
+    prefix = PREFIX.pack(MAGIC, 0, MAC_LEN, 0, len(head) + 1, 0)
+    body = head + b"\n"
+    mac = hmac.new(KEY, prefix + body, "sha256").digest()
+    [message] = receiver.decoder().feed(prefix + body + mac)
+    assert message.type == "ping"
 
 
 def test_parts_cannot_be_swapped_between_frames() -> None:
