@@ -21,6 +21,7 @@ import ipaddress
 import itertools
 import os
 import socket
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -166,6 +167,13 @@ class KernelClientProtocol(FrameProtocol):
     stopped (SIGSTOP) or whose host vanished is declared lost, and its requests fail
     instead of hanging; one that is only busy (a long C call holding the GIL) is waited
     for. Bytes moving either way count as word: a long transfer is not silence.
+
+    Thread rules: Twisted's callbacks, the heartbeat and ``connection_closed`` run on the
+    reactor thread; ``request`` runs on the caller's. A request's AsyncResult is
+    completed by whoever takes it out of ``pending`` (the reply, the lost connection,
+    or a send that failed), so it is completed once; ``_pending_lock`` makes taking all
+    of them on a lost connection and adding one in ``request`` exclude each other, so
+    no request is added after the others were failed and then left waiting.
     """
 
     #: A TCP or TLS transport once connected: getPeer, getHandle, abortConnection...
@@ -176,7 +184,11 @@ class KernelClientProtocol(FrameProtocol):
         self.name = name
         self.heartbeat = heartbeat
         self.ready: Future[dict[str, Any]] = Future()
+        #: Requests sent and not yet answered, by id (see the thread rules above).
         self.pending: dict[int, AsyncResult] = {}
+        self._pending_lock = threading.Lock()
+        #: Set once, on the reactor thread, when the connection is lost.
+        self.lost_error: KernelDied | ConnectionFailed | None = None
         self.lost_reason: str | None = None
         self._ids = itertools.count(1)
         self._last_heard = 0.0
@@ -276,10 +288,12 @@ class KernelClientProtocol(FrameProtocol):
             error = KernelDied(f"lost kernel {self.name}: {why}")
         if not self.ready.done():
             self.ready.set_exception(error)
-        for waiter in list(self.pending.values()):
-            if not waiter.done():
-                waiter.set_exception(error)
-        self.pending.clear()
+        with self._pending_lock:
+            self.lost_error = error
+            waiters = list(self.pending.values())
+            self.pending.clear()
+        for waiter in waiters:
+            waiter.set_exception(error)
 
     def _tls_error(self, failure: TLSFailure) -> ConnectionFailed:
         if failure.kind == "plain" and failure.detail:
@@ -311,11 +325,15 @@ class KernelClientProtocol(FrameProtocol):
         result = AsyncResult(self.name, what, convert)
         result.on_output = on_output
         request_id = next(self._ids)
-        self.pending[request_id] = result
-        # With requests already outstanding, this is a burst: batch the writes.
-        burst = len(self.pending) > 1
-        if not self.send(msg_type, content, payload, list(buffers), defer=burst, id=request_id):
-            self.pending.pop(request_id, None)
+        with self._pending_lock:
+            if self.lost_error is not None:
+                result.set_exception(self.lost_error)
+                return result
+            self.pending[request_id] = result
+            # With requests already outstanding, this is a burst: batch the writes.
+            burst = len(self.pending) > 1
+        sent = self.send(msg_type, content, payload, list(buffers), defer=burst, id=request_id)
+        if not sent and self.pending.pop(request_id, None) is not None:
             why = self.lost_reason or "the connection is closed"
             result.set_exception(KernelDied(f"lost kernel {self.name}: {why}"))
         return result

@@ -480,3 +480,39 @@ def test_requests_are_checked_against_the_schema_before_they_are_sent(rk):
     with pytest.raises(TypeError, match="notify_request: field 'flag' must be bool, got str"):
         rk.notify("127.0.0.1:9", flag="yes")
     assert rk.status()["notify"] == []
+
+
+def test_requests_racing_a_lost_connection_each_fail_once(ipython_dir):
+    """Threads sending requests while the kernel dies: every request completes with
+    KernelDied, none is left waiting, and no future is completed twice (which would
+    raise InvalidStateError on the reactor thread and leave later requests hanging)."""
+    kernel = start_kernel(ipython_dir)
+    rk = RemoteKernel(kernel.address, timeout=30)
+    results: list[Future] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def send_until_stopped() -> None:
+        try:
+            while not stop.is_set():
+                results.append(rk.execute("pass", block=False))
+        except BaseException as e:  # the client must not raise here: it returns futures
+            errors.append(e)
+
+    senders = [threading.Thread(target=send_until_stopped) for _ in range(4)]
+    for sender in senders:
+        sender.start()
+    try:
+        wait_for(lambda: len(results) > 200, 30)
+        kernel.process.kill()
+        wait_for(lambda: rk._protocol.lost_error is not None, 30)
+    finally:
+        stop.set()
+        for sender in senders:
+            sender.join(30)
+        kernel.stop()
+    assert errors == []
+    assert all(result.done() or result.exception(30) for result in results)
+    failed = [r for r in results if r.exception(0) is not None]
+    assert failed and all(isinstance(r.exception(0), KernelDied) for r in failed)
+    assert isinstance(rk.execute("pass", block=False).exception(5), KernelDied)
