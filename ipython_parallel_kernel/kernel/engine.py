@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.records import CommandRecord
-from . import rich
 from .capture import CapturedStream
+from .rich import RichOutput
 
 #: Seconds between two SIGINTs sent for one interrupt whose first has not been handled.
 INTERRUPT_RESEND = 0.05
@@ -173,6 +173,8 @@ class Engine:
         #: loop learns it has work, instead of a thread waiting in ``serve``.
         self.on_submit: Callable[[], None] | None = None
         self.namespace: dict[str, Any] = namespace if namespace is not None else {}
+        #: What this engine's commands display, and the shell that lets display() reach it.
+        self.rich = RichOutput()
         self.namespace.setdefault("__name__", "__main__")
         self.streams = streams
         self.history: OrderedDict[int, CommandRecord] = OrderedDict()
@@ -398,7 +400,7 @@ class Engine:
         ``on_output(stream_name, text)`` receives output while the command runs, each
         time ``stream_output`` is called, and the rest before this returns. Display data
         the command publishes (``display()``, matplotlib figures) goes to
-        ``record.displays``; see ``rich``.
+        ``record.displays``; see ``RichOutput``.
         """
         record = CommandRecord(self._next_number, source, submitted=time.time())
         self._next_number += 1
@@ -408,7 +410,7 @@ class Engine:
             for stream in self.streams:
                 stream.start()
         self._output_sink = on_output
-        rich.begin_command()
+        self.rich.begin_command()
         record.started = time.time()
         try:
             value = self._run_source(source, name)
@@ -423,7 +425,7 @@ class Engine:
         finally:
             try:
                 # Before the streams stop: drawing a figure may print a warning or error.
-                record.displays = rich.end_command()
+                record.displays = self.rich.end_command()
             finally:
                 record.completed = time.time()
                 self.stream_output()
@@ -455,7 +457,7 @@ class Engine:
         JSON-ready (binary data base64-encoded), with the formatter ``display()`` uses,
         so a matplotlib Figure gives image/png. IPython is imported on first use.
         """
-        return rich.format_value(value)
+        return self.rich.format_value(value)
 
     def _remember(self, record: CommandRecord, filename: str) -> None:
         """Keep the record, and its source where tracebacks find it, while in the history."""

@@ -3,7 +3,8 @@
 A kernel runs plain Python, not an IPython shell, and must start fast: this module
 imports neither IPython nor matplotlib. It only notices when user code (or the
 engine, formatting a result) has loaded them, and then makes their rich output land
-in ``displays``, which the engine empties into ``CommandRecord.displays``.
+in the engine's ``RichOutput.displays``, which the engine empties into
+``CommandRecord.displays``.
 
 How ``display()`` is captured
 -----------------------------
@@ -67,52 +68,9 @@ from .importhook import after_import
 
 WATCHED = "IPython.core.interactiveshell"
 
-displays = DisplayCapture()
-"""The process's one collector: display() has one shell singleton to reach, as print
-has one ``sys.stdout``; so one command at a time per process collects display data."""
-
+#: Guards IPython's shell singleton slot, which every engine of the process shares.
 _lock = threading.Lock()
-_shell: Any = None  # our DisplayShell, made the first time it is attached
-_slots: tuple[Any, ...] = ()  # the singleton classes whose ``_instance`` it takes
 _module: ModuleType | None = None  # ``displayshell``, once imported
-_formatter: Any = None  # its DisplayFormatter, also used by Engine.format
-_attached = False
-_finder: Any = None
-_shown_figures: weakref.WeakSet[Any] = weakref.WeakSet()
-
-
-def begin_command() -> None:
-    """Start collecting a command's display data, and let ``display()`` reach it."""
-    _shown_figures.clear()
-    displays.start()
-    if WATCHED in sys.modules:
-        _attach()
-    else:
-        _watch_for_ipython()
-
-
-def end_command() -> list[dict[str, Any]]:
-    """Publish the command's figures, stop collecting; return its bundles in order."""
-    try:
-        try:
-            publish_figures()
-        except (Exception, KeyboardInterrupt):
-            # A figure that cannot be drawn (or an interrupt while drawing) must not
-            # cost the command its record: say why on the command's stderr.
-            traceback.print_exc()
-    finally:
-        _detach()
-        bundles = displays.stop()
-    return bundles
-
-
-def format_value(value: Any) -> dict[str, Any]:
-    """Display data of a value, JSON-ready: text/plain always, richer types where it has them."""
-    data, _ = _get_formatter().format(value)
-    return jsonable(data)
-
-
-# -- the shell ---------------------------------------------------------------------
 
 
 def _displayshell() -> ModuleType:
@@ -131,107 +89,147 @@ def _displayshell() -> ModuleType:
     return _module
 
 
-def _get_formatter() -> Any:
-    global _formatter
-    if _formatter is None:
+class RichOutput:
+    """One engine's rich output: the display data its commands publish, and the shell
+    that makes ``display()`` reach it.
+
+    Thread rules: ``begin_command``/``end_command`` run on the engine's thread, around
+    each command; ``format_value`` on the same thread. ``_on_ipython`` runs on whatever
+    thread imports IPython, so attaching and detaching take the module's ``_lock``.
+    """
+
+    def __init__(self) -> None:
+        #: The command's display data, in order (``display()``, figures).
+        self.displays = DisplayCapture()
+        self._shell: Any = None  # our DisplayShell, made the first time it is attached
+        self._slots: tuple[Any, ...] = ()  # the singleton classes whose ``_instance`` it takes
+        self._formatter: Any = None  # its DisplayFormatter, also used by format_value
+        self._attached = False
+        self._finder: Any = None
+        self._shown_figures: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def begin_command(self) -> None:
+        """Start collecting a command's display data, and let ``display()`` reach it."""
+        self._shown_figures.clear()
+        self.displays.start()
+        if WATCHED in sys.modules:
+            self._attach()
+        else:
+            self._watch_for_ipython()
+
+    def end_command(self) -> list[dict[str, Any]]:
+        """Publish the command's figures, stop collecting; return its bundles in order."""
+        try:
+            try:
+                self.publish_figures()
+            except (Exception, KeyboardInterrupt):
+                # A figure that cannot be drawn (or an interrupt while drawing) must not
+                # cost the command its record: say why on the command's stderr.
+                traceback.print_exc()
+        finally:
+            self._detach()
+            bundles = self.displays.stop()
+        return bundles
+
+    def format_value(self, value: Any) -> dict[str, Any]:
+        """Display data of a value, JSON-ready: text/plain always, richer types where
+        it has them."""
+        data, _ = self._get_formatter().format(value)
+        return jsonable(data)
+
+    # -- the shell -----------------------------------------------------------------
+
+    def _get_formatter(self) -> Any:
+        if self._formatter is None:
+            module = _displayshell()
+            if self._formatter is None:  # unless importing IPython has just made it
+                self._formatter = module.make_formatter(self.figure_png)
+        return self._formatter
+
+    def _attach(self) -> None:
+        """Make our shell the IPython singleton, unless there already is one."""
+        # Imports first, outside the lock: another thread may hold an import lock we
+        # need while it waits for ours (a user thread importing IPython runs
+        # ``_on_ipython``).
         module = _displayshell()
-        if _formatter is None:  # unless importing IPython has just made it
-            _formatter = module.make_formatter(figure_png)
-    return _formatter
+        formatter = self._get_formatter()
+        InteractiveShell = module.InteractiveShell
+        with _lock:
+            if InteractiveShell.initialized():  # ours, or a real shell we must not replace
+                return
+            if self._shell is None:
+                self._shell = module.DisplayShell(self.displays, formatter)
+                self._slots = tuple(module.DisplayShell._walk_mro())
+            # SingletonConfigurable keeps its instance in ``_instance`` on each singleton
+            # class of the MRO (what ``instance()`` sets and ``clear_instance()`` unsets);
+            # setting it here lets one shell, with its formatters, serve every command.
+            InteractiveShell._instance = module.DisplayShell._instance = self._shell
+            self._attached = True
 
+    def _detach(self) -> None:
+        """Take our shell off the singleton slot, so nothing sees it between commands."""
+        with _lock:
+            if not self._attached:
+                return
+            self._attached = False
+            # ``clear_instance``, with the classes it walks found once, not per command.
+            shell_class = type(self._shell)
+            if shell_class.initialized():
+                for slot in self._slots:
+                    if isinstance(slot._instance, shell_class):
+                        slot._instance = None
 
-def _attach() -> None:
-    """Make our shell the IPython singleton, unless there already is one."""
-    global _shell, _slots, _attached
-    # Imports first, outside the lock: another thread may hold an import lock we need
-    # while it waits for ours (a user thread importing IPython runs ``_on_ipython``).
-    module = _displayshell()
-    formatter = _get_formatter()
-    InteractiveShell = module.InteractiveShell
-    with _lock:
-        if InteractiveShell.initialized():  # ours, or a real shell we must not replace
+    def _on_ipython(self, module: ModuleType) -> None:
+        """IPython's shell module has just executed: attach now if a command is running."""
+        self._finder = None
+        if not self.displays.active:
+            return  # the next command attaches
+        try:
+            self._attach()
+        except Exception:
+            # Never break the user's ``import IPython``: display() then just prints.
+            print("ipk: rich display is unavailable in this kernel:", file=sys.stderr)
+            traceback.print_exc()
+
+    def _watch_for_ipython(self) -> None:
+        with _lock:
+            if self._finder is None:
+                self._finder = after_import(WATCHED, self._on_ipython)
+
+    # -- matplotlib ---------------------------------------------------------------
+
+    def figure_png(self, figure: Any) -> str | None:
+        """A figure as base64 PNG; None if nothing is drawn on it (IPython's rule: no
+        blank images)."""
+        if not figure.axes and not figure.lines:
+            return None
+        buffer = io.BytesIO()
+        figure.canvas.print_figure(
+            buffer,
+            format="png",
+            dpi=figure.dpi,
+            facecolor=figure.get_facecolor(),
+            edgecolor=figure.get_edgecolor(),
+            bbox_inches="tight",
+        )
+        self._shown_figures.add(figure)
+        return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+    def publish_figures(self) -> None:
+        """Publish and close the open pyplot figures drawn on non-interactive canvases."""
+        pyplot = sys.modules.get("matplotlib.pyplot")
+        if pyplot is None:
             return
-        if _shell is None:
-            _shell = module.DisplayShell(displays, formatter)
-            _slots = tuple(module.DisplayShell._walk_mro())
-        # SingletonConfigurable keeps its instance in ``_instance`` on each singleton
-        # class of the MRO (what ``instance()`` sets and ``clear_instance()`` unsets);
-        # setting it here lets one shell, with its formatters, serve every command.
-        InteractiveShell._instance = module.DisplayShell._instance = _shell
-        _attached = True
+        from matplotlib._pylab_helpers import Gcf  # pyplot's figure registry, loaded with it
 
-
-def _detach() -> None:
-    """Take our shell off the singleton slot, so nothing sees it between commands."""
-    global _attached
-    with _lock:
-        if not _attached:
-            return
-        _attached = False
-        # ``clear_instance``, with the classes it walks found once instead of per command.
-        shell_class = type(_shell)
-        if shell_class.initialized():
-            for slot in _slots:
-                if isinstance(slot._instance, shell_class):
-                    slot._instance = None
-
-
-def _on_ipython(module: ModuleType) -> None:
-    """IPython's shell module has just executed: attach now if a command is running."""
-    global _finder
-    _finder = None
-    if not displays.active:
-        return  # the next command attaches
-    try:
-        _attach()
-    except Exception:
-        # Never break the user's ``import IPython``: display() then just prints.
-        print("ipk: rich display is unavailable in this kernel:", file=sys.stderr)
-        traceback.print_exc()
-
-
-def _watch_for_ipython() -> None:
-    global _finder
-    with _lock:
-        if _finder is None:
-            _finder = after_import(WATCHED, _on_ipython)
-
-
-# -- matplotlib --------------------------------------------------------------------
-
-
-def figure_png(figure: Any) -> str | None:
-    """A figure as base64 PNG; None if nothing is drawn on it (IPython's rule: no blank images)."""
-    if not figure.axes and not figure.lines:
-        return None
-    buffer = io.BytesIO()
-    figure.canvas.print_figure(
-        buffer,
-        format="png",
-        dpi=figure.dpi,
-        facecolor=figure.get_facecolor(),
-        edgecolor=figure.get_edgecolor(),
-        bbox_inches="tight",
-    )
-    _shown_figures.add(figure)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def publish_figures() -> None:
-    """Publish and close the open pyplot figures drawn on non-interactive canvases."""
-    pyplot = sys.modules.get("matplotlib.pyplot")
-    if pyplot is None:
-        return
-    from matplotlib._pylab_helpers import Gcf  # pyplot's figure registry, loaded with it
-
-    for manager in sorted(Gcf.get_all_fig_managers(), key=lambda m: m.num):
-        figure = manager.canvas.figure
-        if figure.canvas.required_interactive_framework is not None:
-            continue  # it has a window of its own
-        if figure not in _shown_figures:
-            bundle = {"text/plain": repr(figure)}
-            png = figure_png(figure)
-            if png is not None:
-                bundle["image/png"] = png
-            displays.publish(bundle)
-        pyplot.close(figure)
+        for manager in sorted(Gcf.get_all_fig_managers(), key=lambda m: m.num):
+            figure = manager.canvas.figure
+            if figure.canvas.required_interactive_framework is not None:
+                continue  # it has a window of its own
+            if figure not in self._shown_figures:
+                bundle = {"text/plain": repr(figure)}
+                png = self.figure_png(figure)
+                if png is not None:
+                    bundle["image/png"] = png
+                self.displays.publish(bundle)
+            pyplot.close(figure)
