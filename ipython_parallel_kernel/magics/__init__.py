@@ -213,7 +213,7 @@ class KernelMagics(Magics):
         rows = [("target", "address", "state", "queue", "gui")]
         for target, kernel in enumerate(cluster):
             try:
-                status = kernel.status()
+                status = kernel.status(block=True)
                 rows.append(
                     (
                         str(target),
