@@ -254,7 +254,7 @@ class KernelMagics(Magics):
             raise UsageError(str(e)) from None
         names = [cluster[i].name for i in chosen]
         try:
-            cluster.kill(chosen)
+            cluster.kill(chosen, block=True)
         except CompositeError as e:
             print(e.render_traceback(), file=sys.stderr)
         print(f"stopped {', '.join(names)}")
@@ -297,7 +297,7 @@ class KernelMagics(Magics):
         cluster = self._require_active()
         address = args.address or format_address(self.gatherer.address)
         try:
-            cluster.notify(address, not args.stop)
+            cluster.notify(address, not args.stop, block=True)
         except ValueError as e:
             raise UsageError(f"notify {address}: {e}") from None
         except CompositeError as e:
@@ -492,7 +492,7 @@ class KernelMagics(Magics):
                 raise UsageError("%pxresult takes a command number, e.g. %pxresult 3") from None
             cluster = self._require_active()
             chosen = list(range(len(cluster)))
-            outcomes = cluster.result(number)
+            outcomes = cluster.result(number, block=True)
         elif self.last is None:
             raise UsageError("no %px has run yet in this session")
         else:
