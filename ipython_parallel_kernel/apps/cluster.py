@@ -80,7 +80,7 @@ def kernel_status(info: ConnectionInfo, timeout: float) -> dict[str, Any]:
     """The kernel's ``status()``, from a connection opened and closed for it."""
     client = connect(info, timeout)
     try:
-        return client.status()
+        return client.status(block=True)
     finally:
         client.disconnect()
 
@@ -89,7 +89,7 @@ def shut_down(info: ConnectionInfo, timeout: float) -> None:
     """Ask a kernel to shut down (it tells its other clients first)."""
     client = connect(info, timeout)
     try:
-        client.kill()
+        client.kill(block=True)
     finally:
         client.disconnect()
 

@@ -27,12 +27,12 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from ..core.clusterfile import read_cluster_file
 from ..core.connection import Address, ConnectionInfo, security_dir, write_json_private
 from ..errors import CompositeError
-from .kernel import HEARTBEAT, AsyncResult, FutureResult, RemoteKernel
+from .kernel import HEARTBEAT, AsyncResult, Blocking, FutureResult, RemoteKernel
 
 Targets = int | slice | str | Sequence[int] | None
 
@@ -113,9 +113,18 @@ class ClusterResult(FutureResult):
     ``progress`` counts the targets that have answered so far.
     """
 
-    def __init__(self, what: str, targets: list[int], names: list[str], parts: list) -> None:
+    def __init__(
+        self,
+        what: str,
+        targets: list[int],
+        names: list[str],
+        parts: list,
+        combine: Callable[[list[Any]], Any] | None = None,
+    ) -> None:
         super().__init__()
         self.what = what
+        #: Turns the list of values into the result (``map`` and ``gather`` join blocks).
+        self.combine = combine
         self.targets = targets
         self.names = names
         self.parts = parts
@@ -142,8 +151,13 @@ class ClusterResult(FutureResult):
                 failures.append((target, name, error))
         if failures:
             self.set_exception(CompositeError(self.what, failures, results))
-        else:
+        elif self.combine is None:
             self.set_result(results)
+        else:
+            try:
+                self.set_result(self.combine(results))
+            except BaseException as e:
+                self.set_exception(e)
 
     def still_running(self, timeout: float | None) -> str:
         return (
@@ -155,17 +169,20 @@ class ClusterResult(FutureResult):
         return f"<ClusterResult {self.what}: {self.progress}/{len(self.parts)} answered>"
 
 
-class InteractiveCluster:
+class InteractiveCluster(Blocking):
     """Several kernels, driven together.
 
     ``addrs``: kernel addresses or connection files to connect to now (more with
     ``start``). ``key``, ``timeout``, ``profile`` and ``heartbeat`` are passed to each
-    ``RemoteKernel``; ``block`` is the default for the verbs that take one.
+    ``RemoteKernel``. Every verb follows one rule: an explicit ``block=`` wins, else
+    ``block`` (this object's attribute, True unless set); blocking returns one value
+    per target, ``block=False`` a ``ClusterResult`` at once (``move``, which asks one
+    kernel, an ``AsyncResult``).
     """
 
     def __init__(
         self,
-        addrs: Iterable[Address | str] | None = None,
+        addrs: Iterable[Address | str | ConnectionInfo] | None = None,
         *,
         key: str | None = None,
         timeout: float | None = None,
@@ -177,7 +194,7 @@ class InteractiveCluster:
         self.key = key
         self.timeout = timeout
         self.profile = profile
-        self.block = block
+        self.block = self._blocking(block)
         self.heartbeat = heartbeat
         if addrs is not None:
             self.start(addrs)
@@ -249,27 +266,56 @@ class InteractiveCluster:
     # -- the fan-out ---------------------------------------------------------------------
 
     def _each(
-        self, what: str, targets: Targets, call: Callable[[int, RemoteKernel], AsyncResult]
-    ) -> ClusterResult:
+        self,
+        what: str,
+        targets: Targets,
+        call: Callable[[int, RemoteKernel], AsyncResult],
+        block: bool | None,
+        combine: Callable[[list[Any]], Any] | None = None,
+    ) -> Any:
+        """Send ``call`` to every target, then wait (as ``block`` says) for all replies."""
+        blocking = self._blocking(block)
         chosen = parse_targets(targets, len(self))
         parts = [call(position, self.kernels[i]) for position, i in enumerate(chosen)]
         names = [self.kernels[i].name for i in chosen]
-        return ClusterResult(what, chosen, names, parts)
-
-    def _finish(self, result: ClusterResult, block: bool | None) -> Any:
-        if block if block is not None else self.block:
-            return result.get(self.timeout)
-        return result
+        result = ClusterResult(what, chosen, names, parts, combine)
+        return result.get(self.timeout) if blocking else result
 
     # -- verbs -----------------------------------------------------------------------------
 
+    @overload
+    def execute(
+        self,
+        source: str,
+        targets: Targets = None,
+        *,
+        block: Literal[True],
+        on_output: Callable[[int, str, str], None] | None = None,
+    ) -> list[Any]: ...
+    @overload
+    def execute(
+        self,
+        source: str,
+        targets: Targets = None,
+        *,
+        block: Literal[False],
+        on_output: Callable[[int, str, str], None] | None = None,
+    ) -> ClusterResult: ...
+    @overload
     def execute(
         self,
         source: str,
         targets: Targets = None,
         block: bool | None = None,
         on_output: Callable[[int, str, str], None] | None = None,
-    ) -> Any:
+    ) -> list[Any] | ClusterResult: ...
+    def execute(
+        self,
+        source: str,
+        targets: Targets = None,
+        block: bool | None = None,
+        on_output: Callable[[int, str, str], None] | None = None,
+    ) -> list[Any] | ClusterResult:
         """Run ``source`` on each target; one ExecuteResult per target.
 
         ``on_output(target, stream_name, text)`` receives output while it is printed.
@@ -280,91 +326,296 @@ class InteractiveCluster:
             callback = None if on_output is None else partial(on_output, chosen[position])
             return kernel.execute(source, block=False, on_output=callback)
 
-        return self._finish(self._each("execute", chosen, send), block)
+        return self._each("execute", chosen, send, block)
 
-    def result(self, number: int | None = None, targets: Targets = None) -> list[Any]:
+    @overload
+    def result(
+        self, number: int | None = None, targets: Targets = None, *, block: Literal[True]
+    ) -> list[Any]: ...
+    @overload
+    def result(
+        self, number: int | None = None, targets: Targets = None, *, block: Literal[False]
+    ) -> ClusterResult: ...
+    @overload
+    def result(
+        self, number: int | None = None, targets: Targets = None, block: bool | None = None
+    ) -> list[Any] | ClusterResult: ...
+    def result(
+        self, number: int | None = None, targets: Targets = None, block: bool | None = None
+    ) -> list[Any] | ClusterResult:
         """Command ``number`` (default: the last) from each target's history."""
-        result = self._each("result", targets, lambda _, k: k.result(number, block=False))
-        return result.get(self.timeout)
+        return self._each("result", targets, lambda _, k: k.result(number, block=False), block)
 
-    def run(self, filename: str | Path, targets: Targets = None, block: bool | None = None) -> Any:
+    @overload
+    def run(
+        self, filename: str | Path, targets: Targets = None, *, block: Literal[True]
+    ) -> list[Any]: ...
+    @overload
+    def run(
+        self, filename: str | Path, targets: Targets = None, *, block: Literal[False]
+    ) -> ClusterResult: ...
+    @overload
+    def run(
+        self, filename: str | Path, targets: Targets = None, block: bool | None = None
+    ) -> list[Any] | ClusterResult: ...
+    def run(
+        self, filename: str | Path, targets: Targets = None, block: bool | None = None
+    ) -> list[Any] | ClusterResult:
         """Run a local file on each target."""
-        result = self._each("run", targets, lambda _, k: k.run(filename, block=False))
-        return self._finish(result, block)
+        return self._each("run", targets, lambda _, k: k.run(filename, block=False), block)
 
+    @overload
+    def push(
+        self,
+        value: Any,
+        name: str | None = None,
+        targets: Targets = None,
+        *,
+        block: Literal[True],
+    ) -> list[Any]: ...
+    @overload
+    def push(
+        self,
+        value: Any,
+        name: str | None = None,
+        targets: Targets = None,
+        *,
+        block: Literal[False],
+    ) -> ClusterResult: ...
+    @overload
     def push(
         self,
         value: Any,
         name: str | None = None,
         targets: Targets = None,
         block: bool | None = None,
-    ) -> Any:
+    ) -> list[Any] | ClusterResult: ...
+    def push(
+        self,
+        value: Any,
+        name: str | None = None,
+        targets: Targets = None,
+        block: bool | None = None,
+    ) -> list[Any] | ClusterResult:
         """Bind names on each target: ``push(value, name)`` or ``push({name: value})``."""
-        result = self._each("push", targets, lambda _, k: k.push(value, name, block=False))
-        return self._finish(result, block)
+        return self._each("push", targets, lambda _, k: k.push(value, name, block=False), block)
 
+    @overload
+    def pull(
+        self, names: str | Iterable[str], targets: Targets = None, *, block: Literal[True]
+    ) -> list[Any]: ...
+    @overload
+    def pull(
+        self, names: str | Iterable[str], targets: Targets = None, *, block: Literal[False]
+    ) -> ClusterResult: ...
+    @overload
     def pull(
         self, names: str | Iterable[str], targets: Targets = None, block: bool | None = None
-    ) -> Any:
+    ) -> list[Any] | ClusterResult: ...
+    def pull(
+        self, names: str | Iterable[str], targets: Targets = None, block: bool | None = None
+    ) -> list[Any] | ClusterResult:
         """The value of ``names`` on each target."""
         names = names if isinstance(names, str) else list(names)
-        result = self._each("pull", targets, lambda _, k: k.pull(names, block=False))
-        return self._finish(result, block)
+        return self._each("pull", targets, lambda _, k: k.pull(names, block=False), block)
 
+    @overload
     def apply(
-        self, func: Callable[..., Any], *args: Any, targets: Targets = None, **kwargs: Any
-    ) -> Any:
-        """Call ``func(*args, **kwargs)`` on each target (blocking as ``self.block``)."""
-        result = self._each("apply", targets, lambda _, k: k.apply_async(func, *args, **kwargs))
-        return self._finish(result, None)
+        self,
+        func: Callable[..., Any],
+        *args: Any,
+        targets: Targets = None,
+        block: Literal[True],
+        **kwargs: Any,
+    ) -> list[Any]: ...
+    @overload
+    def apply(
+        self,
+        func: Callable[..., Any],
+        *args: Any,
+        targets: Targets = None,
+        block: Literal[False],
+        **kwargs: Any,
+    ) -> ClusterResult: ...
+    @overload
+    def apply(
+        self,
+        func: Callable[..., Any],
+        *args: Any,
+        targets: Targets = None,
+        block: bool | None = None,
+        **kwargs: Any,
+    ) -> list[Any] | ClusterResult: ...
+    def apply(
+        self,
+        func: Callable[..., Any],
+        *args: Any,
+        targets: Targets = None,
+        block: bool | None = None,
+        **kwargs: Any,
+    ) -> list[Any] | ClusterResult:
+        """Call ``func(*args, **kwargs)`` on each target.
 
-    def keys(self, targets: Targets = None, block: bool = True) -> Any:
-        """The names defined on each target."""
-        return self._finish(self._each("keys", targets, lambda _, k: k.keys(block=False)), block)
-
-    def status(self, targets: Targets = None, block: bool = True) -> Any:
-        """Each target's status dict."""
-        return self._finish(
-            self._each("status", targets, lambda _, k: k.status(block=False)), block
+        ``targets`` and ``block`` are this method's; every other keyword is ``func``'s.
+        """
+        return self._each(
+            "apply", targets, lambda _, k: k.apply_async(func, *args, **kwargs), block
         )
 
-    def reset(self, targets: Targets = None, block: bool = True) -> Any:
+    @overload
+    def keys(self, targets: Targets = None, *, block: Literal[True]) -> list[Any]: ...
+    @overload
+    def keys(self, targets: Targets = None, *, block: Literal[False]) -> ClusterResult: ...
+    @overload
+    def keys(
+        self, targets: Targets = None, block: bool | None = None
+    ) -> list[Any] | ClusterResult: ...
+    def keys(self, targets: Targets = None, block: bool | None = None) -> list[Any] | ClusterResult:
+        """The names defined on each target."""
+        return self._each("keys", targets, lambda _, k: k.keys(block=False), block)
+
+    @overload
+    def status(self, targets: Targets = None, *, block: Literal[True]) -> list[Any]: ...
+    @overload
+    def status(self, targets: Targets = None, *, block: Literal[False]) -> ClusterResult: ...
+    @overload
+    def status(
+        self, targets: Targets = None, block: bool | None = None
+    ) -> list[Any] | ClusterResult: ...
+    def status(
+        self, targets: Targets = None, block: bool | None = None
+    ) -> list[Any] | ClusterResult:
+        """Each target's status dict."""
+        return self._each("status", targets, lambda _, k: k.status(block=False), block)
+
+    @overload
+    def reset(self, targets: Targets = None, *, block: Literal[True]) -> list[Any]: ...
+    @overload
+    def reset(self, targets: Targets = None, *, block: Literal[False]) -> ClusterResult: ...
+    @overload
+    def reset(
+        self, targets: Targets = None, block: bool | None = None
+    ) -> list[Any] | ClusterResult: ...
+    def reset(
+        self, targets: Targets = None, block: bool | None = None
+    ) -> list[Any] | ClusterResult:
         """Empty each target's namespace."""
-        return self._finish(self._each("reset", targets, lambda _, k: k.reset(block=False)), block)
+        return self._each("reset", targets, lambda _, k: k.reset(block=False), block)
 
-    def interrupt(self, targets: Targets = None, block: bool = True) -> Any:
+    @overload
+    def interrupt(self, targets: Targets = None, *, block: Literal[True]) -> list[Any]: ...
+    @overload
+    def interrupt(self, targets: Targets = None, *, block: Literal[False]) -> ClusterResult: ...
+    @overload
+    def interrupt(
+        self, targets: Targets = None, block: bool | None = None
+    ) -> list[Any] | ClusterResult: ...
+    def interrupt(
+        self, targets: Targets = None, block: bool | None = None
+    ) -> list[Any] | ClusterResult:
         """Interrupt the running command on each target."""
-        result = self._each("interrupt", targets, lambda _, k: k.interrupt(block=False))
-        return self._finish(result, block)
+        return self._each("interrupt", targets, lambda _, k: k.interrupt(block=False), block)
 
-    def abort(self, targets: Targets = None, block: bool = True) -> Any:
+    @overload
+    def abort(self, targets: Targets = None, *, block: Literal[True]) -> list[Any]: ...
+    @overload
+    def abort(self, targets: Targets = None, *, block: Literal[False]) -> ClusterResult: ...
+    @overload
+    def abort(
+        self, targets: Targets = None, block: bool | None = None
+    ) -> list[Any] | ClusterResult: ...
+    def abort(
+        self, targets: Targets = None, block: bool | None = None
+    ) -> list[Any] | ClusterResult:
         """Drop what is queued on each target."""
-        return self._finish(self._each("abort", targets, lambda _, k: k.abort(block=False)), block)
+        return self._each("abort", targets, lambda _, k: k.abort(block=False), block)
 
-    def kill(self, targets: Targets = None, block: bool = True) -> Any:
+    @overload
+    def kill(self, targets: Targets = None, *, block: Literal[True]) -> list[Any]: ...
+    @overload
+    def kill(self, targets: Targets = None, *, block: Literal[False]) -> ClusterResult: ...
+    @overload
+    def kill(
+        self, targets: Targets = None, block: bool | None = None
+    ) -> list[Any] | ClusterResult: ...
+    def kill(self, targets: Targets = None, block: bool | None = None) -> list[Any] | ClusterResult:
         """Shut the targets down; they are removed from this cluster."""
+        blocking = self._blocking(block)
         chosen = parse_targets(targets, len(self))
-        result = self._each("kill", chosen, lambda _, k: k.kill(block=False))
+        result = self._each("kill", chosen, lambda _, k: k.kill(block=False), False)
         doomed = {id(self.kernels[i]) for i in chosen}
         self.kernels = [k for k in self.kernels if id(k) not in doomed]
-        return self._finish(result, block)
+        return result.get(self.timeout) if blocking else result
 
+    @overload
     def notify(
-        self, addr: Address | str, flag: bool = True, targets: Targets = None, block: bool = True
-    ) -> Any:
+        self,
+        addr: Address | str,
+        flag: bool = True,
+        targets: Targets = None,
+        *,
+        block: Literal[True],
+    ) -> list[Any]: ...
+    @overload
+    def notify(
+        self,
+        addr: Address | str,
+        flag: bool = True,
+        targets: Targets = None,
+        *,
+        block: Literal[False],
+    ) -> ClusterResult: ...
+    @overload
+    def notify(
+        self,
+        addr: Address | str,
+        flag: bool = True,
+        targets: Targets = None,
+        block: bool | None = None,
+    ) -> list[Any] | ClusterResult: ...
+    def notify(
+        self,
+        addr: Address | str,
+        flag: bool = True,
+        targets: Targets = None,
+        block: bool | None = None,
+    ) -> list[Any] | ClusterResult:
         """Make each target report completed commands to the gatherer at ``addr``."""
-        result = self._each("notify", targets, lambda _, k: k.notify(addr, flag, block=False))
-        return self._finish(result, block)
+        return self._each("notify", targets, lambda _, k: k.notify(addr, flag, block=False), block)
 
-    def allow(self, network: str, targets: Targets = None, block: bool = True) -> Any:
+    @overload
+    def allow(
+        self, network: str, targets: Targets = None, *, block: Literal[True]
+    ) -> list[Any]: ...
+    @overload
+    def allow(
+        self, network: str, targets: Targets = None, *, block: Literal[False]
+    ) -> ClusterResult: ...
+    @overload
+    def allow(
+        self, network: str, targets: Targets = None, block: bool | None = None
+    ) -> list[Any] | ClusterResult: ...
+    def allow(
+        self, network: str, targets: Targets = None, block: bool | None = None
+    ) -> list[Any] | ClusterResult:
         """Let clients from ``network`` connect to each target."""
-        result = self._each("allow", targets, lambda _, k: k.allow(network, block=False))
-        return self._finish(result, block)
+        return self._each("allow", targets, lambda _, k: k.allow(network, block=False), block)
 
-    def deny(self, network: str, targets: Targets = None, block: bool = True) -> Any:
+    @overload
+    def deny(self, network: str, targets: Targets = None, *, block: Literal[True]) -> list[Any]: ...
+    @overload
+    def deny(
+        self, network: str, targets: Targets = None, *, block: Literal[False]
+    ) -> ClusterResult: ...
+    @overload
+    def deny(
+        self, network: str, targets: Targets = None, block: bool | None = None
+    ) -> list[Any] | ClusterResult: ...
+    def deny(
+        self, network: str, targets: Targets = None, block: bool | None = None
+    ) -> list[Any] | ClusterResult:
         """Refuse clients from ``network`` on each target."""
-        result = self._each("deny", targets, lambda _, k: k.deny(network, block=False))
-        return self._finish(result, block)
+        return self._each("deny", targets, lambda _, k: k.deny(network, block=False), block)
 
     def activate(self) -> InteractiveCluster:
         """Make this cluster the target of ``%px`` in the running IPython session.
@@ -403,25 +654,77 @@ class InteractiveCluster:
 
     # -- data across kernels -------------------------------------------------------------------
 
+    @overload
+    def scatter(
+        self, name: str, seq: Sequence, targets: Targets = None, *, block: Literal[True]
+    ) -> list[Any]: ...
+    @overload
+    def scatter(
+        self, name: str, seq: Sequence, targets: Targets = None, *, block: Literal[False]
+    ) -> ClusterResult: ...
+    @overload
     def scatter(
         self, name: str, seq: Sequence, targets: Targets = None, block: bool | None = None
-    ) -> Any:
+    ) -> list[Any] | ClusterResult: ...
+    def scatter(
+        self, name: str, seq: Sequence, targets: Targets = None, block: bool | None = None
+    ) -> list[Any] | ClusterResult:
         """Split ``seq`` into contiguous blocks, one bound to ``name`` on each target.
 
         Lists, tuples, ranges and numpy arrays (split along the first axis) work.
         """
         chosen = parse_targets(targets, len(self))
         blocks = split(seq, len(chosen))
-        result = self._each(
-            "scatter", chosen, lambda position, k: k.push(blocks[position], name, block=False)
+        return self._each(
+            "scatter",
+            chosen,
+            lambda position, k: k.push(blocks[position], name, block=False),
+            block,
         )
-        return self._finish(result, block)
 
-    def gather(self, name: str, targets: Targets = None) -> Any:
+    @overload
+    def gather(self, name: str, targets: Targets = None, *, block: Literal[True]) -> Any: ...
+    @overload
+    def gather(
+        self, name: str, targets: Targets = None, *, block: Literal[False]
+    ) -> ClusterResult: ...
+    @overload
+    def gather(self, name: str, targets: Targets = None, block: bool | None = None) -> Any: ...
+    def gather(self, name: str, targets: Targets = None, block: bool | None = None) -> Any:
         """Put ``name``'s blocks from every target back together, in target order."""
-        return join(self.pull(name, targets, block=True))
+        return self._each("gather", targets, lambda _, k: k.pull(name, block=False), block, join)
 
-    def map(self, func: Callable[..., Any], *seqs: Sequence, targets: Targets = None) -> list:
+    @overload
+    def map(
+        self,
+        func: Callable[..., Any],
+        *seqs: Sequence,
+        targets: Targets = None,
+        block: Literal[True],
+    ) -> list[Any]: ...
+    @overload
+    def map(
+        self,
+        func: Callable[..., Any],
+        *seqs: Sequence,
+        targets: Targets = None,
+        block: Literal[False],
+    ) -> ClusterResult: ...
+    @overload
+    def map(
+        self,
+        func: Callable[..., Any],
+        *seqs: Sequence,
+        targets: Targets = None,
+        block: bool | None = None,
+    ) -> list[Any] | ClusterResult: ...
+    def map(
+        self,
+        func: Callable[..., Any],
+        *seqs: Sequence,
+        targets: Targets = None,
+        block: bool | None = None,
+    ) -> list[Any] | ClusterResult:
         """``list(map(func, *seqs))``, computed in blocks across the targets."""
         items = list(zip(*seqs, strict=False)) if len(seqs) > 1 else list(seqs[0])
         chosen = parse_targets(targets, len(self))
@@ -431,22 +734,36 @@ class InteractiveCluster:
         def run_block(f: Callable[..., Any], block: list, starred: bool) -> list:
             return [f(*item) for item in block] if starred else [f(item) for item in block]
 
-        result = self._each(
+        return self._each(
             "map",
             chosen,
             lambda position, k: k.apply_async(run_block, func, blocks[position], star),
+            block,
+            join,
         )
-        return join(result.get(self.timeout))
 
+    @overload
+    def move(
+        self, name: str, source: int, targets: Targets = None, *, block: Literal[True]
+    ) -> list[str]: ...
+    @overload
+    def move(
+        self, name: str, source: int, targets: Targets = None, *, block: Literal[False]
+    ) -> AsyncResult: ...
+    @overload
     def move(
         self, name: str, source: int, targets: Targets = None, block: bool | None = None
-    ) -> Any:
+    ) -> list[str] | AsyncResult: ...
+    def move(
+        self, name: str, source: int, targets: Targets = None, block: bool | None = None
+    ) -> list[str] | AsyncResult:
         """Copy ``name`` from kernel ``source`` straight to the targets (default: all
         the others), without passing the value through this client.
         """
+        blocking = self._blocking(block)  # this cluster's default, not the kernel's
         source = _index(source, len(self))
         chosen = [i for i in parse_targets(targets, len(self)) if i != source]
-        return self.kernels[source].copy_to(name, [self.kernels[i] for i in chosen], block)
+        return self.kernels[source].copy_to(name, [self.kernels[i] for i in chosen], blocking)
 
 
 #: What makes a cluster the target of ``%px`` in a shell, given by the magics when they

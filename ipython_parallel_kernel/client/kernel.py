@@ -1,8 +1,10 @@
 """``RemoteKernel``: one kernel, driven from this process.
 
-Every method sends one request and, when blocking (the default), waits for its reply;
-with ``block=False`` it returns an ``AsyncResult`` at once. Requests from one client
-take effect on the kernel in the order they were sent::
+Every method sends one request. Whether it waits for the reply follows one rule: an
+explicit ``block=`` wins, else the object's ``block`` attribute (True unless set);
+blocking returns the reply's value, ``block=False`` returns an ``AsyncResult`` at once
+(``temp_flags(block=False)`` sets the default for a ``with`` block). Requests from one
+client take effect on the kernel in the order they were sent::
 
     >>> rk = RemoteKernel(("127.0.0.1", 10105))
     >>> rk.execute("a = 5")
@@ -25,8 +27,9 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, overload
 
 from twisted.python.failure import Failure
 
@@ -339,6 +342,31 @@ class KernelClientProtocol(FrameProtocol):
         return result
 
 
+class Blocking:
+    """The ``block`` flag of a client object, resolved one way for every verb."""
+
+    #: Whether verbs called without ``block=`` wait for their replies.
+    block: bool
+
+    def _blocking(self, block: bool | None) -> bool:
+        """An explicit ``block`` wins, else ``self.block``; anything else is refused."""
+        if block is None:
+            return self.block
+        if not isinstance(block, bool):
+            raise TypeError(f"block must be True, False or None, not {block!r}")
+        return block
+
+    @contextmanager
+    def temp_flags(self, block: bool | None = None) -> Iterator[None]:
+        """Within the ``with`` block, ``block`` (unless None) is the default."""
+        saved = self.block
+        self.block = self._blocking(block)
+        try:
+            yield
+        finally:
+            self.block = saved
+
+
 def _resolve(addr: Any, key: str | None, profile: str | None) -> ConnectionInfo:
     if isinstance(addr, ConnectionInfo):
         return addr
@@ -357,7 +385,7 @@ def _resolve(addr: Any, key: str | None, profile: str | None) -> ConnectionInfo:
     return found
 
 
-class RemoteKernel:
+class RemoteKernel(Blocking):
     """A kernel, driven from here.
 
     ``addr`` is ``(ip, port)``, ``"host:port"``, a connection file or a
@@ -385,7 +413,7 @@ class RemoteKernel:
         self.address: Address = self.info.address
         self.name = format_address(self.address)
         self.timeout = timeout
-        self.block = block
+        self.block = self._blocking(block)
         self.source_address = source_address
         reactor = get_reactor()
         channel = Channel(self.info.key, sign_buffers=self.info.sign_buffers)
@@ -445,13 +473,14 @@ class RemoteKernel:
         Blocking (``block``, else ``self.block``) waits ``self.timeout`` for a queued
         request and ``CONTROL_TIMEOUT`` for one the kernel answers at once.
         """
+        blocking = self._blocking(block)
         declared = messages.REQUESTS[verb]
         content = declared.build(**fields)
         payload, buffers = serialize.dumps(value) if declared.payload else (b"", [])
         result = self._protocol.request(
             declared.msg_type, content, decode, what or verb, payload, buffers, on_output
         )
-        if self.block if block is None else block:
+        if blocking:
             return result.get(self.timeout if declared.queued else CONTROL_TIMEOUT)
         return result
 
@@ -484,6 +513,27 @@ class RemoteKernel:
 
     # -- running code ------------------------------------------------------------------
 
+    @overload
+    def execute(
+        self,
+        source: str,
+        block: Literal[True],
+        on_output: Callable[[str, str], None] | None = None,
+    ) -> ExecuteResult: ...
+    @overload
+    def execute(
+        self,
+        source: str,
+        block: Literal[False],
+        on_output: Callable[[str, str], None] | None = None,
+    ) -> AsyncResult: ...
+    @overload
+    def execute(
+        self,
+        source: str,
+        block: bool | None = None,
+        on_output: Callable[[str, str], None] | None = None,
+    ) -> ExecuteResult | AsyncResult: ...
     def execute(
         self,
         source: str,
@@ -503,25 +553,37 @@ class RemoteKernel:
         fields = {"source": source, "stream": on_output is not None}
         return self._request("execute", fields, self._record(source), block, on_output=on_output)
 
-    def run(self, filename: str | os.PathLike, block: bool | None = None) -> Any:
+    @overload
+    def run(self, filename: str | os.PathLike, block: Literal[True]) -> ExecuteResult: ...
+    @overload
+    def run(self, filename: str | os.PathLike, block: Literal[False]) -> AsyncResult: ...
+    @overload
+    def run(
+        self, filename: str | os.PathLike, block: bool | None = None
+    ) -> ExecuteResult | AsyncResult: ...
+    def run(
+        self, filename: str | os.PathLike, block: bool | None = None
+    ) -> ExecuteResult | AsyncResult:
         """Run a local Python file on the kernel (tracebacks name the file)."""
+        blocking = self._blocking(block)
         with open(filename, encoding="utf-8") as f:
             source = f.read()
         fields = {"source": source, "filename": os.fspath(filename)}
-        return self._request("execute", fields, self._record(source), block, f"run {filename}")
+        return self._request("execute", fields, self._record(source), blocking, f"run {filename}")
 
     def apply(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call ``func(*args, **kwargs)`` on the kernel; lambdas and closures work too.
 
-        Blocks as ``self.block`` says; ``apply_async`` never blocks.
+        Blocks as ``self.block`` says (every keyword argument is ``func``'s, so none
+        is ``block``: use ``apply_async``, or ``temp_flags(block=...)``).
         """
-        return self._apply(self.block, func, args, kwargs)
+        return self._apply(None, func, args, kwargs)
 
     def apply_async(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> AsyncResult:
         """As ``apply``, returning an AsyncResult at once."""
         return self._apply(False, func, args, kwargs)
 
-    def _apply(self, block: bool, func: Callable, args: tuple, kwargs: dict) -> Any:
+    def _apply(self, block: bool | None, func: Callable, args: tuple, kwargs: dict) -> Any:
         if not callable(func):
             raise TypeError(f"apply() needs a callable, not {type(func).__name__}")
         what = f"apply({getattr(func, '__name__', 'function')})"
@@ -529,7 +591,19 @@ class RemoteKernel:
 
     # -- the namespace -----------------------------------------------------------------
 
-    def push(self, value: Any, name: str | None = None, block: bool | None = None) -> Any:
+    @overload
+    def push(self, value: Any, name: str | None, block: Literal[False]) -> AsyncResult: ...
+    @overload
+    def push(
+        self, value: Any, name: str | None = None, *, block: Literal[False]
+    ) -> AsyncResult: ...
+    @overload
+    def push(
+        self, value: Any, name: str | None = None, block: bool | None = None
+    ) -> AsyncResult | None: ...
+    def push(
+        self, value: Any, name: str | None = None, block: bool | None = None
+    ) -> AsyncResult | None:
         """Bind ``name`` to ``value`` on the kernel, or push a dict of names: all or none.
 
         >>> rk.push(10, "b")
@@ -545,8 +619,12 @@ class RemoteKernel:
         if bad:
             raise ValueError(f"not valid Python names: {', '.join(map(repr, bad))}")
         result = self._request("push", {"names": list(values)}, self._value, block, value=values)
-        return None if isinstance(result, list) else result
+        return result if isinstance(result, AsyncResult) else None
 
+    @overload
+    def pull(self, names: str | Iterable[str], block: Literal[False]) -> AsyncResult: ...
+    @overload
+    def pull(self, names: str | Iterable[str], block: bool | None = None) -> Any: ...
     def pull(self, names: str | Iterable[str], block: bool | None = None) -> Any:
         """The value of ``names`` on the kernel (a list of values for a list of names)."""
         single = isinstance(names, str)
@@ -578,20 +656,46 @@ class RemoteKernel:
             raise
 
     def __contains__(self, name: object) -> bool:
-        return name in self.keys()
+        return name in self.keys(block=True)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.keys())
+        return iter(self.keys(block=True))
 
-    def keys(self, block: bool = True) -> list[str]:
+    @overload
+    def keys(self, block: Literal[True]) -> list[str]: ...
+    @overload
+    def keys(self, block: Literal[False]) -> AsyncResult: ...
+    @overload
+    def keys(self, block: bool | None = None) -> list[str] | AsyncResult: ...
+    def keys(self, block: bool | None = None) -> list[str] | AsyncResult:
         """Names defined on the kernel."""
         return self._request("keys", {}, self._value, block)
 
-    def reset(self, block: bool = True) -> None:
+    @overload
+    def reset(self, block: Literal[True]) -> None: ...
+    @overload
+    def reset(self, block: Literal[False]) -> AsyncResult: ...
+    @overload
+    def reset(self, block: bool | None = None) -> AsyncResult | None: ...
+    def reset(self, block: bool | None = None) -> AsyncResult | None:
         """Empty the kernel's namespace (after everything queued before it)."""
         return self._request("reset", {}, self._value, block)
 
-    def copy_to(self, name: str, kernels: Iterable[RemoteKernel], block: bool | None = None) -> Any:
+    @overload
+    def copy_to(
+        self, name: str, kernels: Iterable[RemoteKernel], block: Literal[True]
+    ) -> list[str]: ...
+    @overload
+    def copy_to(
+        self, name: str, kernels: Iterable[RemoteKernel], block: Literal[False]
+    ) -> AsyncResult: ...
+    @overload
+    def copy_to(
+        self, name: str, kernels: Iterable[RemoteKernel], block: bool | None = None
+    ) -> list[str] | AsyncResult: ...
+    def copy_to(
+        self, name: str, kernels: Iterable[RemoteKernel], block: bool | None = None
+    ) -> list[str] | AsyncResult:
         """Send this kernel's ``name`` straight to other kernels, not through this client.
 
         The kernel pickles the value once and pushes it to each of them itself, after
@@ -606,7 +710,21 @@ class RemoteKernel:
 
     # -- history and control -------------------------------------------------------------
 
-    def result(self, number: int | None = None, block: bool = True) -> ExecuteResult:
+    @overload
+    def result(self, number: int | None, block: Literal[True]) -> ExecuteResult: ...
+    @overload
+    def result(self, number: int | None = None, *, block: Literal[True]) -> ExecuteResult: ...
+    @overload
+    def result(self, number: int | None, block: Literal[False]) -> AsyncResult: ...
+    @overload
+    def result(self, number: int | None = None, *, block: Literal[False]) -> AsyncResult: ...
+    @overload
+    def result(
+        self, number: int | None = None, block: bool | None = None
+    ) -> ExecuteResult | AsyncResult: ...
+    def result(
+        self, number: int | None = None, block: bool | None = None
+    ) -> ExecuteResult | AsyncResult:
         """Command ``number`` from the kernel's history (default: the last one).
 
         Unlike ``execute``, a recorded error is returned, not raised.
@@ -618,36 +736,95 @@ class RemoteKernel:
 
         return self._request("result", {"number": number}, convert, block)
 
-    def status(self, block: bool = True) -> dict[str, Any]:
+    @overload
+    def status(self, block: Literal[True]) -> dict[str, Any]: ...
+    @overload
+    def status(self, block: Literal[False]) -> AsyncResult: ...
+    @overload
+    def status(self, block: bool | None = None) -> dict[str, Any] | AsyncResult: ...
+    def status(self, block: bool | None = None) -> dict[str, Any] | AsyncResult:
         """State (idle/busy), queue length, commands run, gui, pid, host..."""
         return self._request("status", {}, self._value, block)
 
-    def interrupt(self, block: bool = True) -> bool:
+    @overload
+    def interrupt(self, block: Literal[True]) -> bool: ...
+    @overload
+    def interrupt(self, block: Literal[False]) -> AsyncResult: ...
+    @overload
+    def interrupt(self, block: bool | None = None) -> bool | AsyncResult: ...
+    def interrupt(self, block: bool | None = None) -> bool | AsyncResult:
         """Raise KeyboardInterrupt in the running command; False if nothing was running."""
         return self._request("interrupt", {}, self._value, block)
 
-    def abort(self, block: bool = True) -> int:
+    @overload
+    def abort(self, block: Literal[True]) -> int: ...
+    @overload
+    def abort(self, block: Literal[False]) -> AsyncResult: ...
+    @overload
+    def abort(self, block: bool | None = None) -> int | AsyncResult: ...
+    def abort(self, block: bool | None = None) -> int | AsyncResult:
         """Drop the commands queued behind the running one; returns how many."""
         return self._request("abort", {}, self._value, block)
 
-    def allow(self, network: str, block: bool = True) -> dict[str, list[str]]:
+    @overload
+    def allow(self, network: str, block: Literal[True]) -> dict[str, list[str]]: ...
+    @overload
+    def allow(self, network: str, block: Literal[False]) -> AsyncResult: ...
+    @overload
+    def allow(
+        self, network: str, block: bool | None = None
+    ) -> dict[str, list[str]] | AsyncResult: ...
+    def allow(self, network: str, block: bool | None = None) -> dict[str, list[str]] | AsyncResult:
         """Let clients from ``network`` (an address or CIDR) connect."""
         return self._request("allow", {"network": network}, self._value, block)
 
-    def deny(self, network: str, block: bool = True) -> dict[str, list[str]]:
+    @overload
+    def deny(self, network: str, block: Literal[True]) -> dict[str, list[str]]: ...
+    @overload
+    def deny(self, network: str, block: Literal[False]) -> AsyncResult: ...
+    @overload
+    def deny(
+        self, network: str, block: bool | None = None
+    ) -> dict[str, list[str]] | AsyncResult: ...
+    def deny(self, network: str, block: bool | None = None) -> dict[str, list[str]] | AsyncResult:
         """Refuse clients from ``network``, even if allowed."""
         return self._request("deny", {"network": network}, self._value, block)
 
-    def notify(self, addr: Address | str, flag: bool = True, block: bool = True) -> list[str]:
+    @overload
+    def notify(self, addr: Address | str, flag: bool, block: Literal[True]) -> list[str]: ...
+    @overload
+    def notify(
+        self, addr: Address | str, flag: bool = True, *, block: Literal[True]
+    ) -> list[str]: ...
+    @overload
+    def notify(self, addr: Address | str, flag: bool, block: Literal[False]) -> AsyncResult: ...
+    @overload
+    def notify(
+        self, addr: Address | str, flag: bool = True, *, block: Literal[False]
+    ) -> AsyncResult: ...
+    @overload
+    def notify(
+        self, addr: Address | str, flag: bool = True, block: bool | None = None
+    ) -> list[str] | AsyncResult: ...
+    def notify(
+        self, addr: Address | str, flag: bool = True, block: bool | None = None
+    ) -> list[str] | AsyncResult:
         """Send every completed command's record to the gatherer at ``addr`` (or stop)."""
         host, port = parse_address(addr)
         return self._request("notify", {"address": [host, port], "flag": flag}, self._value, block)
 
-    def kill(self, block: bool = True) -> Any:
+    @overload
+    def kill(self, block: Literal[True]) -> Any: ...
+    @overload
+    def kill(self, block: Literal[False]) -> AsyncResult: ...
+    @overload
+    def kill(self, block: bool | None = None) -> Any: ...
+    def kill(self, block: bool | None = None) -> Any:
         """Shut the kernel down (it tells its other clients); this client disconnects."""
+        blocking = self._blocking(block)
         done = self._request("shutdown", {}, self._value, False)
         done.add_done_callback(lambda _: self.disconnect())
-        return done.get(CONTROL_TIMEOUT) if block else done
+        return done.get(CONTROL_TIMEOUT) if blocking else done
 
     def disconnect(self) -> None:
         """Close this client's connection; the kernel keeps running."""

@@ -59,7 +59,7 @@ class SessionGatherer:
         """Make ``cluster``'s kernels report (or, without ``flag``, stop reporting) to
         the gatherer at ``address``; when that is this session's, it accepts them."""
         try:
-            cluster.notify(address, flag)
+            cluster.notify(address, flag, block=True)
         except ValueError as e:
             raise UsageError(f"notify {address}: {e}") from None
         except CompositeError as e:

@@ -166,7 +166,7 @@ class KernelMagics(Magics):
         rows = [("target", "address", "state", "queue", "gui")]
         for target, kernel in enumerate(cluster):
             try:
-                status = kernel.status()
+                status = kernel.status(block=True)
                 state, queued, gui = status["state"], str(status["queued"]), status["gui"]
                 rows.append((str(target), kernel.name, state, queued, gui))
             except KernelError as e:
@@ -194,7 +194,7 @@ class KernelMagics(Magics):
         chosen = _parse_targets(args.targets, len(cluster))
         names = [cluster[i].name for i in chosen]
         try:
-            cluster.kill(chosen)
+            cluster.kill(chosen, block=True)
         except CompositeError as e:
             print(e.render_traceback(), file=sys.stderr)
         print(f"stopped {', '.join(names)}")
@@ -342,7 +342,7 @@ class KernelMagics(Magics):
                 raise UsageError("%pxresult takes a command number, e.g. %pxresult 3") from None
             cluster = self._require_active()
             chosen = list(range(len(cluster)))
-            outcomes = cluster.result(number)
+            outcomes = cluster.result(number, block=True)
         elif self.last is None:
             raise UsageError("no %px has run yet in this session")
         else:

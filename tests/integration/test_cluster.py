@@ -12,6 +12,7 @@ import pytest
 from conftest import start_kernel
 
 from ipython_parallel_kernel import ClusterResult, CompositeError, InteractiveCluster, RemoteKernel
+from ipython_parallel_kernel.client.kernel import AsyncResult
 from ipython_parallel_kernel.errors import KernelDied, RemoteError
 
 TARGET_FORMS = [
@@ -247,4 +248,68 @@ def test_busy_kernel_is_not_taken_for_dead(own_four):
         "import time\nend = time.time() + 3\nwhile time.time() < end: pass\n'ok'"
     )
     assert [r.text for r in results] == ["'ok'", "'ok'"]
+    cluster.disconnect()
+
+
+def test_every_verb_returns_a_future_with_block_false(ic, tmp_path: Path):
+    """block=False makes every verb group return a ClusterResult (move, which asks one
+    kernel, an AsyncResult), whose get() is what the blocking call returns."""
+    script = tmp_path / "script.py"
+    script.write_text("ran = True\n")
+    ic.execute("x = 1", block=False).get(30)
+    assert ic.run(script, block=False).get(30)[0].source == "ran = True\n"
+    assert ic.push(2, "y", block=False).get(30) == [["y"]] * 4
+    assert ic.pull("y", block=False).get(30) == [2] * 4
+    assert ic.apply(lambda a: a + 1, 1, block=False).get(30) == [2] * 4
+    assert all("y" in names for names in ic.keys(block=False).get(30))
+    assert ic.result(block=False).get(30)[0].source == "ran = True\n"
+    assert [s["state"] for s in ic.status(block=False).get(30)] == ["idle"] * 4
+    assert ic.interrupt(block=False).get(30) == [False] * 4
+    assert ic.abort(block=False).get(30) == [0] * 4
+    assert "127.0.0.9/32" in ic.allow("127.0.0.9", 0, block=False).get(30)[0]["allow"]
+    assert "127.0.0.9/32" in ic.deny("127.0.0.9", 0, block=False).get(30)[0]["deny"]
+    notified = ic.notify(("127.0.0.1", 10104), False, block=False)
+    assert isinstance(notified, ClusterResult)
+    notified.get(30)
+    assert isinstance(ic.scatter("part", list(range(8)), block=False), ClusterResult)
+    gathered = ic.gather("part", block=False)
+    assert isinstance(gathered, ClusterResult) and gathered.get(30) == list(range(8))
+    mapped = ic.map(lambda v: v * v, range(6), block=False)
+    assert isinstance(mapped, ClusterResult) and mapped.get(30) == [0, 1, 4, 9, 16, 25]
+    moved = ic.move("y", 0, block=False)
+    assert isinstance(moved, AsyncResult) and len(moved.get(30)) == 3
+    assert ic.reset(block=False).get(30) == [None] * 4
+
+
+def test_cluster_default_rules_every_verb(ic):
+    """With ic.block = False, verbs called without block= (status, keys, map, gather,
+    apply, move...) return futures; block=True still waits; temp_flags restores."""
+    ic["z"] = [1]
+    ic.block = False
+    futures = [
+        ic.status(),
+        ic.keys(),
+        ic.apply(lambda: 1),
+        ic.map(abs, [-1, -2]),
+        ic.gather("z"),
+        ic.result(),
+    ]
+    assert all(isinstance(f, ClusterResult) for f in futures)
+    for future in futures:
+        future.get(30)
+    assert isinstance(ic.move("z", 0), AsyncResult)
+    assert ic.map(abs, [-1, -2], block=True) == [1, 2]
+    ic.block = True
+    with ic.temp_flags(block=False):
+        assert isinstance(ic.keys(), ClusterResult)
+    assert isinstance(ic.keys(), list)
+
+
+def test_cluster_kill_without_block_returns_a_future(own_four):
+    """kill(block=False) returns a ClusterResult, and the targets leave the cluster."""
+    cluster = InteractiveCluster([k.address for k in own_four[:2]], timeout=30, block=False)
+    done = cluster.kill(0)
+    assert isinstance(done, ClusterResult)
+    done.get(30)
+    assert len(cluster) == 1
     cluster.disconnect()

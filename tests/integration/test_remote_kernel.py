@@ -516,3 +516,56 @@ def test_requests_racing_a_lost_connection_each_fail_once(ipython_dir):
     failed = [r for r in results if r.exception(0) is not None]
     assert failed and all(isinstance(r.exception(0), KernelDied) for r in failed)
     assert isinstance(rk.execute("pass", block=False).exception(5), KernelDied)
+
+
+def test_every_verb_returns_a_future_with_block_false(rk):
+    """block=False makes every verb group (code, namespace, history, control, access)
+    return an AsyncResult whose get() is what the blocking call returns."""
+    assert rk.execute("x = 1", block=False).get(30).number >= 1
+    assert rk.push(2, "y", block=False).get(30) == ["y"]
+    assert rk.pull("y", block=False).get(30) == 2
+    assert "y" in rk.keys(block=False).get(30)
+    assert rk.result(block=False).get(30).source == "x = 1"
+    assert rk.status(block=False).get(30)["state"] == "idle"
+    assert rk.interrupt(block=False).get(30) is False
+    assert rk.abort(block=False).get(30) == 0
+    assert "127.0.0.9/32" in rk.allow("127.0.0.9", block=False).get(30)["allow"]
+    assert "127.0.0.9/32" in rk.deny("127.0.0.9", block=False).get(30)["deny"]
+    assert isinstance(rk.notify(("127.0.0.1", 10104), False, block=False).get(30), list)
+    assert rk.reset(block=False).get(30) is None
+    assert rk.keys(block=True) == []
+
+
+def test_object_default_rules_every_verb(rk):
+    """With rk.block = False, verbs called without block= return AsyncResults, and an
+    explicit block=True still waits; temp_flags sets the default for a with block."""
+    rk.execute("1", block=True)
+    rk.block = False
+    futures = [rk.status(), rk.keys(), rk.result(), rk.reset()]
+    assert all(isinstance(f, AsyncResult) for f in futures)
+    for future in futures:
+        future.get(30)
+    # Sent alone: with commands queued, an interrupt or abort would stop them.
+    assert rk.interrupt().get(30) is False
+    assert rk.abort().get(30) == 0
+    assert isinstance(rk.status(block=True), dict)
+    rk.block = True
+    with rk.temp_flags(block=False):
+        assert isinstance(rk.keys(), AsyncResult)
+    assert rk.keys() == []
+
+
+def test_block_must_be_a_bool(rk):
+    """A block= that is not True, False or None is refused before anything is sent."""
+    with pytest.raises(TypeError, match="block must be"):
+        rk.push(1, "z", block="no")
+    assert "z" not in rk
+
+
+def test_kill_without_block_returns_a_future(kernel):
+    """kill(block=False) returns an AsyncResult; the client disconnects once it lands."""
+    client = RemoteKernel(kernel.address, timeout=30, block=False)
+    done = client.kill()
+    assert isinstance(done, AsyncResult)
+    done.get(30)
+    assert wait_for(lambda: not client._protocol.open, 10)
