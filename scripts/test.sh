@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Set up what the suite needs, lint, check formatting, then run the tests; arguments go
-# to pytest (e.g. `bash scripts/test.sh tests/unit -x`). Exits non-zero if any step failed.
+# Set up what the suite needs, lint, check formatting and types, then run the tests;
+# arguments go to pytest (e.g. `bash scripts/test.sh tests/unit -x`). Exits non-zero if
+# any step failed.
 #
 # On Debian or Ubuntu it installs the system packages the GUI tests need, as root or
 # with `sudo -n` (else it prints the apt command to run and stops):
@@ -33,11 +34,12 @@ if [ ${#paths[@]} -gt 0 ]; then
     .venv/bin/python -m ruff check "${paths[@]}" || lint=1
     .venv/bin/python -m ruff format --check "${paths[@]}" || lint=1
 fi
+.venv/bin/python -m mypy || lint=1
 
 status=0
 .venv/bin/python -m pytest "$@" || status=$?
 if [ "$status" -eq 0 ] && [ "$lint" -ne 0 ]; then
-    echo "test.sh: tests passed but ruff found problems (see above)" >&2
+    echo "test.sh: tests passed but ruff or mypy found problems (see above)" >&2
     status=1
 fi
 exit "$status"
