@@ -335,7 +335,7 @@ class KernelClientProtocol(FrameProtocol):
             self.pending[request_id] = result
             # With requests already outstanding, this is a burst: batch the writes.
             burst = len(self.pending) > 1
-        sent = self.send(msg_type, content, payload, list(buffers), defer=burst, id=request_id)
+        sent = self.send(msg_type, content, payload, buffers, defer=burst, id=request_id)
         if not sent and self.pending.pop(request_id, None) is not None:
             why = self.lost_reason or "the connection is closed"
             result.set_exception(KernelDied(f"lost kernel {self.name}: {why}"))

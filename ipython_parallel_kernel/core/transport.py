@@ -36,6 +36,7 @@ import logging
 import socket
 import threading
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 from twisted.internet import interfaces
@@ -50,6 +51,8 @@ log = logging.getLogger(__name__)
 
 # sendmsg takes at most IOV_MAX (1024 on Linux) pieces at once.
 _MAX_PIECES = 1024
+#: Messages up to this size are joined into one piece before they are written.
+_JOIN_BELOW = 16 * 1024
 #: Seconds a refused peer has to read our alert and hang up before we cut it off.
 REFUSAL_LINGER = 1.0
 #: Refused connections lingering at once, per ``Lingering``; a new one cuts off the oldest.
@@ -253,7 +256,7 @@ class FrameProtocol(Protocol):
         msg_type: str,
         content: dict[str, Any] | None = None,
         payload: Buffer = b"",
-        buffers: list[Buffer] = (),  # type: ignore[assignment]
+        buffers: Sequence[Buffer] = (),
         defer: bool = False,
         **header: Any,
     ) -> bool:
@@ -269,13 +272,11 @@ class FrameProtocol(Protocol):
             if self._socket is None:
                 self._in_reactor(self.transport.writeSequence, [bytes(p) for p in pieces])
                 return True
-            if len(pieces) == 3:
-                # Three pieces (prefix, head, MAC) mean no payload and no buffers, as in
-                # most requests and replies: one small piece is cheaper to queue and to
-                # write than three.
-                views = deque((memoryview(b"".join(pieces)),))
-            else:
-                views = deque(_flat(p) for p in pieces)
+            views = deque(_flat(p) for p in pieces)
+            if sum(v.nbytes for v in views) <= _JOIN_BELOW:
+                # A small message (most requests and replies) is cheaper to queue and to
+                # write as one piece than as several; joining a large one would copy it.
+                views = deque((memoryview(b"".join(views)),))
             was_idle = not self._backlog
             if was_idle and not defer:
                 self._send_now(views)

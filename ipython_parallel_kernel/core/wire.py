@@ -73,7 +73,7 @@ import hmac
 import json
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -224,7 +224,7 @@ class Channel:
         msg_type: str,
         content: dict[str, Any] | None = None,
         payload: Buffer = b"",
-        buffers: list[Buffer] = (),  # type: ignore[assignment]
+        buffers: Sequence[Buffer] = (),
         **header: Any,
     ) -> list[Buffer]:
         """Frame one message; returns the pieces to send, in order, without copying buffers."""

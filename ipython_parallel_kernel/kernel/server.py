@@ -383,7 +383,7 @@ class KernelProtocol(FrameProtocol):
         """Answer ``request`` (``x_request`` -> ``x_reply``, same id)."""
         reply_type = request.type.removesuffix("_request") + "_reply"
         busy = self.service.engine.queued > 0  # more replies follow: let them travel together
-        self.send(reply_type, content, payload, list(buffers), defer=busy, id=request.id)
+        self.send(reply_type, content, payload, buffers, defer=busy, id=request.id)
 
     def reply_error(self, request: Message, ename: str, evalue: str) -> None:
         """Answer ``request`` with an error that has no traceback."""
