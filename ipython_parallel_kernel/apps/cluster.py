@@ -41,7 +41,13 @@ from ..core.clusterfile import (
     read_cluster_file,
     write_cluster_file,
 )
-from ..core.connection import ConnectionInfo, cluster_ready_line, format_address, profile_dir
+from ..core.connection import (
+    ConnectionInfo,
+    cluster_ready_line,
+    count_kernels,
+    format_address,
+    profile_dir,
+)
 from ..core.toolkits import GUI_CHOICES
 from ..errors import KernelError, KernelTimeout
 from ..launchers import (
@@ -125,11 +131,6 @@ def kernel_alive(info: ConnectionInfo) -> bool:
     if info.hostname == socket.gethostname() and info.pid:
         return is_kernel_process(info.pid)
     return not isinstance(for_each(kernel_status, [info], PROBE_TIMEOUT)[0], BaseException)
-
-
-def count_kernels(n: int) -> str:
-    """``1 kernel``, ``2 kernels``."""
-    return f"{n} kernel" if n == 1 else f"{n} kernels"
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], indent: str = "") -> str:

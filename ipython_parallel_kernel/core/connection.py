@@ -277,10 +277,14 @@ class KernelReady:
         return cls(words[2], int(words[4]), connection_file)
 
 
+def count_kernels(n: int) -> str:
+    """``1 kernel``, ``2 kernels``."""
+    return f"{n} kernel" if n == 1 else f"{n} kernels"
+
+
 def cluster_ready_line(kernels: int, cluster_file: str | Path) -> str:
     """The line ``ipk-cluster start`` prints once every kernel serves."""
-    noun = "kernel" if kernels == 1 else "kernels"
-    return f"{CLUSTER_READY} {kernels} {noun}, cluster file {cluster_file}"
+    return f"{CLUSTER_READY} {count_kernels(kernels)}, cluster file {cluster_file}"
 
 
 def parse_cluster_ready_line(line: str) -> str:

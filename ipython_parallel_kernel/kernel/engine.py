@@ -90,7 +90,7 @@ class SignalRelay:
         self.signals = frozenset(signals)
         #: How many times the main thread has handled ``WAKE_SIGNAL``.
         self.wakes_handled = 0
-        self._main = _main_thread_id()
+        self._main = main_thread_id()
         self._read_end, self._write_end = os.pipe()
         os.set_blocking(self._write_end, False)
         self._passed_on_to: int | None = None
@@ -139,7 +139,8 @@ def error_record(exc: BaseException, skip_frames: int = 0) -> dict[str, Any]:
     }
 
 
-def _main_thread_id() -> int:
+def main_thread_id() -> int:
+    """The id of the process's main thread, which runs user code and takes signals."""
     ident = threading.main_thread().ident
     assert ident is not None  # the main thread has always started
     return ident
@@ -267,7 +268,7 @@ class Engine:
 
     def _send_interrupt_signal(self) -> None:
         self._interrupt_signals_until = time.monotonic() + INTERRUPT_RESEND * (RESENDS + 10)
-        signal.pthread_kill(_main_thread_id(), signal.SIGINT)
+        signal.pthread_kill(main_thread_id(), signal.SIGINT)
 
     def _resend_until_taken(self, job: Job | None) -> None:
         """Send SIGINT again until the handler has run, while ``job`` still runs.

@@ -28,7 +28,6 @@ import resource
 import signal
 import socket
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -45,7 +44,7 @@ from ..core.transport import FrameProtocol, Lingering
 from ..core.wire import Buffer, Channel, Message
 from ..errors import InvalidSignature, WireError
 from .access import AccessList
-from .engine import Engine, error_record
+from .engine import Engine, error_record, main_thread_id
 from .events import BurstLog
 from .notifier import Notifier
 from .peer import push_to_kernels
@@ -553,9 +552,7 @@ class KernelProtocol(FrameProtocol):
         self.reply(request, {"status": "ok"})
         # To the main thread, whose handler stops the kernel (even in a running job): sent
         # to the process, the signal could land on this thread instead.
-        main = threading.main_thread().ident
-        assert main is not None  # the main thread runs the kernel: it has started
-        signal.pthread_kill(main, signal.SIGTERM)
+        signal.pthread_kill(main_thread_id(), signal.SIGTERM)
 
 
 def _load(request: Message) -> Any:
