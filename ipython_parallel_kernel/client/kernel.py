@@ -24,6 +24,7 @@ import itertools
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -104,8 +105,11 @@ class AsyncResult(FutureResult):
         self.kernel = kernel
         self.what = what
         self._convert = convert
-        #: ``on_output(stream_name, text)``, called on the reactor thread as output streams.
+        #: ``on_output(stream_name, text)``, called as output streams: on the reactor
+        #: thread, or on the thread waiting for this result if that one reads its reply.
         self.on_output: Callable[[str, str], None] | None = None
+        #: Whether the requesting thread reads the reply itself (see ``request``).
+        self.read_here = False
 
     def still_running(self, timeout: float | None) -> str:
         return (
@@ -172,7 +176,9 @@ class KernelClientProtocol(FrameProtocol):
     for. Bytes moving either way count as word: a long transfer is not silence.
 
     Thread rules: Twisted's callbacks, the heartbeat and ``connection_closed`` run on the
-    reactor thread; ``request`` runs on the caller's. A request's AsyncResult is
+    reactor thread; ``request`` and ``wait`` run on the caller's, and so does
+    ``message_received`` while a caller reads its own reply (see ``request``). A request's
+    AsyncResult is
     completed by whoever takes it out of ``pending`` (the reply, the lost connection,
     or a send that failed), so it is completed once; ``_pending_lock`` makes taking all
     of them on a lost connection and adding one in ``request`` exclude each other, so
@@ -206,6 +212,7 @@ class KernelClientProtocol(FrameProtocol):
             self._beat = self.reactor.callLater(self.heartbeat / 4, self._check_heartbeat)
 
     def _check_heartbeat(self) -> None:
+        self.reclaim_reading()
         if self.progress != self._progress_seen:
             self._progress_seen = self.progress
             self._last_heard = self.reactor.seconds()
@@ -323,8 +330,15 @@ class KernelClientProtocol(FrameProtocol):
         payload: Buffer = b"",
         buffers: Sequence[Buffer] = (),
         on_output: Callable[[str, str], None] | None = None,
+        wait_here: bool = False,
     ) -> AsyncResult:
-        """Send a request from any thread; the AsyncResult completes with its reply."""
+        """Send a request from any thread; the AsyncResult completes with its reply.
+
+        ``wait_here``: the caller is about to ``wait`` for this result. If nothing else
+        is outstanding, the caller's thread then reads the reply from the socket itself
+        (``result.read_here``), which saves waking the reactor thread and then the
+        caller; otherwise the reactor reads, as for every other request.
+        """
         result = AsyncResult(self.name, what, convert)
         result.on_output = on_output
         request_id = next(self._ids)
@@ -335,11 +349,28 @@ class KernelClientProtocol(FrameProtocol):
             self.pending[request_id] = result
             # With requests already outstanding, this is a burst: batch the writes.
             burst = len(self.pending) > 1
+        result.read_here = wait_here and not burst and self.claim_reading()
+        if not result.read_here:
+            self.want_reactor_reading()
         sent = self.send(msg_type, content, payload, buffers, defer=burst, id=request_id)
         if not sent and self.pending.pop(request_id, None) is not None:
             why = self.lost_reason or "the connection is closed"
             result.set_exception(KernelDied(f"lost kernel {self.name}: {why}"))
         return result
+
+    def wait(self, result: AsyncResult, timeout: float | None) -> Any:
+        """The value of ``result``, waited for at most ``timeout`` seconds (caller's
+        thread): read here if ``request`` let this thread read, else as ``get``."""
+        if not result.read_here:
+            return result.get(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self.read_until(result.done, deadline)
+        if deadline is None:
+            return result.get()
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 and not result.done():
+            raise KernelTimeout(result.still_running(timeout))
+        return result.get(max(remaining, 0))
 
 
 class Blocking:
@@ -478,10 +509,10 @@ class RemoteKernel(Blocking):
         content = declared.build(**fields)
         payload, buffers = serialize.dumps(value) if declared.payload else (b"", [])
         result = self._protocol.request(
-            declared.msg_type, content, decode, what or verb, payload, buffers, on_output
+            declared.msg_type, content, decode, what or verb, payload, buffers, on_output, blocking
         )
         if blocking:
-            return result.get(self.timeout if declared.queued else CONTROL_TIMEOUT)
+            return self._protocol.wait(result, self.timeout if declared.queued else CONTROL_TIMEOUT)
         return result
 
     def _check(self, message: Message) -> dict[str, Any]:
@@ -542,8 +573,9 @@ class RemoteKernel(Blocking):
     ) -> ExecuteResult | AsyncResult:
         """Run ``source``; returns what it printed and its result, or raises RemoteError.
 
-        ``on_output(stream_name, text)`` is called (on the client's reactor thread) with
-        what the command prints while it runs, in batches a tenth of a second apart.
+        ``on_output(stream_name, text)`` is called (on the client's reactor thread, or on
+        the caller's when it waits for its own reply) with what the command prints while
+        it runs, in batches a tenth of a second apart.
 
         >>> rk.execute("print('hi'); 6 * 7").text
         '42'

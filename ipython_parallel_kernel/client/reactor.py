@@ -4,7 +4,9 @@ Thread rules: every RemoteKernel of the process shares this reactor. Twisted cal
 (connecting, protocol callbacks, reply dispatch) happen on its thread; the caller's
 thread (IPython's, usually) reaches it only through ``call``, which has a deadline,
 or through the protocol's thread-safe ``send``. Replies resolve futures on the
-reactor thread, which wakes exactly the caller waiting for them.
+reactor thread, which wakes exactly the caller waiting for them; a caller that waits
+for its one outstanding reply reads it on its own thread instead (see
+``core.transport``), so the reactor thread is not woken for it at all.
 """
 
 from __future__ import annotations

@@ -12,6 +12,17 @@ Thread rules, for kernel and client alike:
   behind (a busy queue, a burst of non-blocking requests) defers instead: the
   reactor then sends the whole batch with one system call.
 
+Reading on the waiting thread: a thread that waits for one reply, with nothing else
+outstanding, may read the socket itself (``claim_reading``, then ``read_until``)
+instead of having the reactor thread read the reply and wake it: that saves a
+cross-thread wake-up per round trip. One reader at a time, under ``_read_lock``:
+``_reader`` says whether the reactor, a waiting thread or nobody reads. The reactor
+stops watching the socket the first time it finds another reader in charge; once the
+waiter has its reply, nobody reads until the reactor is asked to again
+(``want_reactor_reading``, for any request the sender will not wait for on its own
+thread) or finds input waiting on its next look (``reclaim_reading``). Plain TCP only;
+under TLS the reactor always reads.
+
 Receiving: Twisted reads at most 64 KiB at a time and hands it to ``dataReceived``.
 When the decoder is inside a large buffer, the protocol keeps reading from the same
 socket with ``recv_into`` straight into the buffer's final memory until the socket is
@@ -33,10 +44,12 @@ more than that many descriptors.
 from __future__ import annotations
 
 import logging
+import select
 import socket
 import threading
+import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.internet import interfaces
@@ -59,6 +72,14 @@ REFUSAL_LINGER = 1.0
 MAX_LINGERING = 32
 #: Characters of a peer's text (an alert) that are logged or shown; the rest is cut.
 SHOWN_TEXT = 300
+#: Seconds a waiting thread sleeps in ``poll`` before it looks at its reply again: a
+#: reply the connection's loss completed is noticed within this time.
+WAITER_POLL = 0.25
+#: Bytes read at a time, by the reactor (Twisted's default) and by a waiting thread.
+READ_SIZE = 65536
+
+# Who reads a plain TCP connection's socket (see "Reading on the waiting thread").
+_REACTOR, _WAITER, _NOBODY = "reactor", "waiter", "nobody"
 
 
 def shown(text: str, limit: int = SHOWN_TEXT) -> str:
@@ -133,6 +154,10 @@ class FrameProtocol(Protocol):
         self._backlog: deque[memoryview] = deque()
         self._socket: socket.socket | None = None
         self._reactor_thread: int | None = None
+        # Who reads the socket now, and whether the reactor asked to again meanwhile.
+        self._read_lock = threading.Lock()
+        self._reader = _REACTOR
+        self._reactor_wanted = False
         self._close_when_sent = False
         self._refused = False
         self._tls = False
@@ -155,6 +180,7 @@ class FrameProtocol(Protocol):
         if isinstance(handle, socket.socket) and not interfaces.ISSLTransport.providedBy(transport):
             self._socket = handle
             transport.registerProducer(self, False)
+            transport.doRead = self._reactor_read(transport.doRead)
 
     def dataReceived(self, data: bytes) -> None:
         if self._discarding:
@@ -170,7 +196,7 @@ class FrameProtocol(Protocol):
             if self._socket is not None:
                 messages += self._receive_into_buffers()
         except WireError as e:
-            self.wire_error(e)
+            self._in_reactor(self.wire_error, e)
             return
         for message in messages:
             if not self.open:
@@ -180,7 +206,7 @@ class FrameProtocol(Protocol):
             # An alert ends the connection: one per connection is all a peer gets heard.
             # Its text is whatever the peer chose: escaped and cut short here, once.
             self._discarding = True
-            self.alert_received(shown(self.decoder.alert))
+            self._in_reactor(self.alert_received, shown(self.decoder.alert))
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         with self._lock:
@@ -209,7 +235,8 @@ class FrameProtocol(Protocol):
     # -- for subclasses ----------------------------------------------------------------
 
     def message_received(self, message: Message) -> None:
-        """A verified message arrived (reactor thread)."""
+        """A verified message arrived (on the reactor thread, or on a waiting thread
+        that reads for itself: see ``claim_reading``)."""
         raise NotImplementedError
 
     def alert_received(self, text: str) -> None:
@@ -242,14 +269,90 @@ class FrameProtocol(Protocol):
     def read_now(self) -> None:
         """Read what the peer has sent so far without waiting for the reactor's next turn
         (reactor thread; plain TCP only, a no-op under TLS)."""
-        if self._socket is None:
-            return
+        with self._read_lock:
+            if self._socket is None or self._reader != _REACTOR:
+                return
+            try:
+                data = self._socket.recv(READ_SIZE)
+            except OSError:
+                return  # nothing yet, or an error Twisted's next read reports
+            if data:
+                self.dataReceived(data)
+
+    def claim_reading(self) -> bool:
+        """Make this thread the socket's reader, to wait for a reply with ``read_until``;
+        False if it cannot be (TLS, the reactor's own thread, another waiter reading).
+
+        Claim before sending the request, so the reply cannot reach the reactor first.
+        """
+        with self._read_lock:
+            if (
+                self._socket is None
+                or self._reader == _WAITER
+                or threading.get_ident() == self._reactor_thread
+            ):
+                return False
+            self._reader = _WAITER
+            self._reactor_wanted = False
+            return True
+
+    def read_until(self, done: Callable[[], bool], deadline: float | None) -> None:
+        """Read and handle messages on this thread until ``done()`` or ``deadline`` (a
+        ``time.monotonic()`` time); then stop reading (see ``claim_reading``).
+
+        The end of the stream or an error is left for the reactor to read and report,
+        as are messages after a timeout.
+        """
+        sock = self._socket
+        hand_over = True
         try:
-            data = self._socket.recv(65536)
-        except OSError:
-            return  # nothing yet, or an error Twisted's next read reports
-        if data:
-            self.dataReceived(data)
+            if sock is None:
+                return
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            while not done():
+                wait = WAITER_POLL if deadline is None else deadline - time.monotonic()
+                if wait <= 0:
+                    return
+                if not poller.poll(1000 * min(wait, WAITER_POLL)):
+                    continue
+                with self._read_lock:
+                    if done():
+                        break
+                    try:
+                        data = sock.recv(READ_SIZE)
+                    except (BlockingIOError, InterruptedError):
+                        continue
+                    except OSError:
+                        return
+                    if not data:
+                        return
+                    self.dataReceived(data)
+            hand_over = False
+        finally:
+            self._stop_reading_here(hand_over)
+
+    def want_reactor_reading(self) -> None:
+        """Have the reactor read again, for replies nobody waits for on their own thread
+        (any thread)."""
+        with self._read_lock:
+            if self._reader == _NOBODY:
+                self._reader = _REACTOR
+                self._in_reactor(self._resume_reading)
+            elif self._reader == _WAITER:
+                self._reactor_wanted = True
+
+    def reclaim_reading(self) -> None:
+        """If nobody reads and input is waiting (a notice, the end of the stream), read
+        it on the reactor again (reactor thread; for a periodic check)."""
+        with self._read_lock:
+            sock = self._socket
+            if self._reader != _NOBODY or sock is None:
+                return
+            readable, _, _ = select.select([sock], [], [], 0)
+            if readable:
+                self._reader = _REACTOR
+                self._resume_reading()
 
     def send(
         self,
@@ -320,6 +423,33 @@ class FrameProtocol(Protocol):
             func(*args)
         else:
             self.reactor.callFromThread(func, *args)
+
+    def _reactor_read(self, read: Callable[[], Any]) -> Callable[[], Any]:
+        """Twisted's ``doRead`` for our socket, run only while the reactor is its reader:
+        otherwise the reactor stops watching the socket until it is asked to again."""
+
+        def read_if_ours() -> Any:
+            with self._read_lock:
+                if self._reader != _REACTOR:
+                    self.transport.pauseProducing()
+                    return None
+                return read()
+
+        return read_if_ours
+
+    def _stop_reading_here(self, hand_over: bool) -> None:
+        with self._read_lock:
+            if self._reader != _WAITER:
+                return
+            if hand_over or self._reactor_wanted:
+                self._reader = _REACTOR
+                self._in_reactor(self._resume_reading)
+            else:
+                self._reader = _NOBODY
+
+    def _resume_reading(self) -> None:
+        if self.open and self._reader == _REACTOR:
+            self.transport.resumeProducing()
 
     def _close_now(self) -> None:
         transport = self.transport

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import Future
 from pathlib import Path
+from threading import current_thread
 
 import numpy as np
 import pytest
@@ -400,6 +402,46 @@ def test_no_kernel_there(ipython_dir):
 
     with pytest.raises(ConnectionFailed, match="ipk-kernel --port 1"):
         RemoteKernel(("127.0.0.1", 1), key="00")
+
+
+def test_a_blocking_call_reads_its_reply_on_its_own_thread(rk):
+    """With nothing else outstanding, the waiting thread reads its own reply (its output
+    callbacks run there); requests nobody waits for are still read by the reactor."""
+    threads: set[str] = set()
+    result = rk.execute("print('hi')", on_output=lambda n, t: threads.add(current_thread()))
+    assert result.stdout == "hi\n"
+    assert threads == {current_thread()}
+    for _ in range(20):
+        assert rk.apply(lambda x: x + 1, 1) == 2
+    pending = [rk.execute(f"{i}", block=False) for i in range(5)]
+    assert [p.get(30).text for p in pending] == [str(i) for i in range(5)]
+    assert rk.pull("__name__") == "__main__"
+
+
+def test_a_kernel_lost_while_the_client_is_idle_is_noticed_with_no_call_made(kernel):
+    """After blocking calls nobody reads the idle connection; its loss is still seen by
+    the next heartbeat, and the next call says the kernel is gone instead of waiting."""
+    client = RemoteKernel(kernel.address, timeout=30, heartbeat=1.0)
+    for _ in range(5):
+        client.execute("1")
+    kernel.process.kill()
+    kernel.process.wait(30)
+    wait_for(lambda: "disconnected" in repr(client), timeout=10)
+    with pytest.raises(KernelDied, match=client.name):
+        client.execute("1")
+
+
+def test_the_next_call_after_an_unnoticed_loss_fails_at_once(kernel):
+    """With no heartbeat, a kernel lost while the client was idle is found by the next
+    blocking call itself, which fails naming the kernel."""
+    client = RemoteKernel(kernel.address, timeout=30, heartbeat=0)
+    client.execute("1")
+    kernel.process.kill()
+    kernel.process.wait(30)
+    started = time.monotonic()
+    with pytest.raises(KernelDied, match=client.name):
+        client.execute("1")
+    assert time.monotonic() - started < 25  # well inside the call's own 30 s deadline
 
 
 def test_output_streams_while_the_command_runs(rk):
