@@ -35,7 +35,8 @@ then. If not, a finder on ``sys.meta_path`` waits for
 right after it has executed, before user code gets it back: the first command that
 imports IPython can display at once, and a kernel whose user never imports IPython
 pays one string comparison per import. (The engine loads IPython too, the first time
-it formats a trailing expression's value, after that command's code has run.)
+it formats a trailing expression's value other than a number or a string, after that
+command's code has run.)
 
 matplotlib figures
 ------------------
@@ -67,6 +68,9 @@ from .capture import DisplayCapture, jsonable
 from .importhook import after_import
 
 WATCHED = "IPython.core.interactiveshell"
+#: Values of these types are formatted without IPython when nothing says otherwise
+#: (see ``displayshell.PlainValues``).
+_PLAIN_TYPES = frozenset((int, float, complex, bool, str, bytes))
 
 #: Guards IPython's shell singleton slot, which every engine of the process shares.
 _lock = threading.Lock()
@@ -104,6 +108,7 @@ class RichOutput:
         self._shell: Any = None  # our DisplayShell, made the first time it is attached
         self._slots: tuple[Any, ...] = ()  # the singleton classes whose ``_instance`` it takes
         self._formatter: Any = None  # its DisplayFormatter, also used by format_value
+        self._plain: Any = None  # displayshell.PlainValues of that formatter
         self._attached = False
         self._finder: Any = None
         self._shown_figures: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -133,7 +138,16 @@ class RichOutput:
 
     def format_value(self, value: Any) -> dict[str, Any]:
         """Display data of a value, JSON-ready: text/plain always, richer types where
-        it has them."""
+        it has them.
+
+        A number, string or bytes with no printer registered for it is its ``repr``,
+        found without IPython's formatter (or importing IPython, when no command has):
+        until IPython is loaded, nothing can have registered one.
+        """
+        if type(value) in _PLAIN_TYPES:
+            text = repr(value) if self._plain is None else self._plain.text(value)
+            if text is not None:
+                return {"text/plain": text}
         data, _ = self._get_formatter().format(value)
         return jsonable(data)
 
@@ -144,6 +158,7 @@ class RichOutput:
             module = _displayshell()
             if self._formatter is None:  # unless importing IPython has just made it
                 self._formatter = module.make_formatter(self.figure_png)
+                self._plain = module.PlainValues(self._formatter, _PLAIN_TYPES)
         return self._formatter
 
     def _attach(self) -> None:

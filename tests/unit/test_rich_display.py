@@ -150,3 +150,39 @@ def test_shell_is_visible_only_while_a_command_runs(engine: Engine) -> None:
     record = engine.execute("from IPython import get_ipython; type(get_ipython()).__name__")
     assert record.result == {"text/plain": "'DisplayShell'"}
     assert get_ipython() is None
+
+
+@pytest.mark.parametrize(
+    "source", ["5", "2**70", "1.5", "1j", "True", "'text'", "'a\\nb'", "b'\\x00'", "'x' * 100"]
+)
+def test_numbers_and_strings_display_as_ipython_would(engine: Engine, source: str) -> None:
+    """A number's or string's result, formatted without IPython's formatter, is exactly
+    what that formatter gives."""
+    from IPython.core.formatters import DisplayFormatter
+
+    value = eval(source)
+    expected, _ = DisplayFormatter().format(value)
+    assert engine.execute(source).result == expected
+
+
+def test_printers_registered_for_builtin_types_are_used(engine: Engine) -> None:
+    """Printers registered for int (a richer type, or text/plain itself) and %precision
+    for floats change a result's display data, as in IPython."""
+    engine.execute(
+        "from IPython import get_ipython\nformatters = get_ipython().display_formatter.formatters"
+    )
+    assert engine.execute("7").result == {"text/plain": "7"}
+    engine.execute("formatters['text/latex'].for_type(int, lambda v: f'${v}$')")
+    assert engine.execute("7").result == {"text/plain": "7", "text/latex": "$7$"}
+    engine.execute("formatters['text/plain'].for_type(int, lambda v, p, c: p.text(f'int {v}'))")
+    assert engine.execute("8").result["text/plain"] == "int 8"
+    engine.execute("formatters['text/plain'].float_format = '%.2f'")
+    assert engine.execute("3.14159").result == {"text/plain": "3.14"}
+    assert engine.execute("'s'").result == {"text/plain": "'s'"}
+
+
+def test_a_subclass_of_a_builtin_keeps_its_own_display(engine: Engine) -> None:
+    """Only exact builtin types are formatted the short way: a subclass's _repr_html_
+    is honoured."""
+    engine.execute("class Tagged(int):\n    def _repr_html_(self):\n        return '<b>t</b>'")
+    assert engine.execute("Tagged(3)").result == {"text/plain": "3", "text/html": "<b>t</b>"}
