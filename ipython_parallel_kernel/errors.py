@@ -18,6 +18,7 @@
     +-- CompositeError              one request to several kernels failed on some of them
     +-- LaunchError                 kernels could not be started (ipk-cluster, %kernel start)
     |   +-- LaunchTimeout           a kernel was still starting at the deadline
+    |   +-- ClusterRunning          a cluster of that id already runs in that profile
     +-- GuiUnavailable              a --gui toolkit cannot run here (what to install or set)
 
 Arguments are checked at the API edge with Python's own exceptions: ``TypeError`` for
@@ -39,6 +40,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "ClusterRunning",
     "CompositeError",
     "ConnectionFailed",
     "ConnectionRefused",
@@ -232,6 +234,10 @@ class LaunchError(KernelError):
 
 class LaunchTimeout(LaunchError):
     """A kernel was still starting when the deadline passed."""
+
+
+class ClusterRunning(LaunchError):
+    """A cluster with that id already runs in that profile; the message says how to stop it."""
 
 
 class GuiUnavailable(KernelError):

@@ -18,18 +18,12 @@ several can run side by side.
 
 from __future__ import annotations
 
-import os
-import socket
 import sys
-import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from collections.abc import Sequence
 from pathlib import Path
 from textwrap import dedent
-from typing import TYPE_CHECKING, Any, TypeVar
 
-from traitlets import Bool, Enum, Float, Int, List, Unicode
+from traitlets import Bool, Float, Unicode
 from traitlets.config import Application
 
 from .. import __version__
@@ -39,7 +33,6 @@ from ..core.clusterfile import (
     cluster_id_of,
     list_cluster_files,
     read_cluster_file,
-    write_cluster_file,
 )
 from ..core.connection import (
     ConnectionInfo,
@@ -48,89 +41,8 @@ from ..core.connection import (
     format_address,
     profile_dir,
 )
-from ..core.toolkits import GUI_CHOICES
-from ..errors import KernelError, KernelTimeout
-from ..launchers import (
-    LAUNCHERS,
-    PLANNED,
-    LaunchedKernel,
-    LaunchError,
-    LaunchTimeout,
-    get_launcher,
-)
-from ..launchers.local import is_kernel_process
-
-if TYPE_CHECKING:
-    from ..client.kernel import RemoteKernel
-
-CONFIG_FILE = "ipk_cluster_config.py"
-#: How long ``list`` waits for a kernel before calling it dead.
-PROBE_TIMEOUT = 2.0
-#: How long ``stop`` lets kernels that were asked to shut down exit by themselves.
-SHUTDOWN_GRACE = 2.0
-
-T = TypeVar("T")
-
-
-def connect(info: ConnectionInfo, timeout: float) -> RemoteKernel:
-    """A client for a cluster's kernel, every wait bounded by ``timeout``."""
-    from ..client.kernel import RemoteKernel
-
-    if info.path and os.path.exists(info.path):
-        # The kernel's own file also carries its TLS certificate, if it serves TLS.
-        return RemoteKernel(info.path, timeout=timeout, connect_timeout=timeout)
-    return RemoteKernel(info.address, key=info.key, timeout=timeout, connect_timeout=timeout)
-
-
-def kernel_status(info: ConnectionInfo, timeout: float) -> dict[str, Any]:
-    """The kernel's ``status()``, from a connection opened and closed for it."""
-    client = connect(info, timeout)
-    try:
-        return client.status(block=True)
-    finally:
-        client.disconnect()
-
-
-def shut_down(info: ConnectionInfo, timeout: float) -> None:
-    """Ask a kernel to shut down (it tells its other clients first)."""
-    client = connect(info, timeout)
-    try:
-        client.kill(block=True)
-    finally:
-        client.disconnect()
-
-
-def for_each(
-    func: Callable[[ConnectionInfo, float], T], infos: Sequence[ConnectionInfo], timeout: float
-) -> list[T | BaseException]:
-    """``func(info, timeout)`` for every kernel at once; each result or exception.
-
-    A call still running after ``timeout`` (plus a margin for the connection) counts
-    as a KernelTimeout rather than holding up the others. Errors other than failing
-    to reach a kernel are bugs, and propagate.
-    """
-    if not infos:
-        return []
-    pool = ThreadPoolExecutor(max_workers=min(len(infos), 64), thread_name_prefix="ipk-cluster")
-    futures: list[Future[T]] = [pool.submit(func, info, timeout) for info in infos]
-    deadline = time.monotonic() + 2 * timeout + 1.0
-    outcomes: list[T | BaseException] = []
-    for info, future in zip(infos, futures, strict=True):
-        try:
-            outcomes.append(future.result(max(0.0, deadline - time.monotonic())))
-        except FutureTimeout:
-            outcomes.append(KernelTimeout(f"{format_address(info.address)} did not answer"))
-        except (KernelError, OSError, ValueError) as e:
-            outcomes.append(e)
-    pool.shutdown(wait=False, cancel_futures=True)
-    return outcomes
-
-
-def kernel_alive(info: ConnectionInfo) -> bool:
-    """Whether the kernel a cluster file lists is still running."""
-    if info.hostname == socket.gethostname() and info.pid:
-        return is_kernel_process(info.pid)
-    return not isinstance(for_each(kernel_status, [info], PROBE_TIMEOUT)[0], BaseException)
+from ..errors import ClusterRunning, LaunchError, LaunchTimeout
+from ..launchers.cluster import CONFIG_FILE, PROBE_TIMEOUT, Cluster, for_each, kernel_status
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], indent: str = "") -> str:
@@ -195,22 +107,19 @@ class ClusterCommand(Application):
 
 
 class LauncherCommand(ClusterCommand):
-    """A subcommand that starts or stops kernel processes."""
+    """A subcommand that starts or stops kernel processes, through a ``Cluster``."""
 
-    launcher = Enum(
-        sorted(LAUNCHERS),
-        "local",
-        help=f"How kernels are started and stopped; {', '.join(PLANNED)} come later.",
-    ).tag(config=True)
-    timeout = Float(30.0, help="Seconds to wait for the kernels.").tag(config=True)
+    classes = [Cluster]
+    aliases = {**ClusterCommand.aliases, "launcher": "Cluster.launcher"}
 
-    aliases = {**ClusterCommand.aliases, "launcher": "LauncherCommand.launcher"}
+    def cluster(self, cluster_id: str | None = None) -> Cluster:
+        """The cluster this command works on, with the profile's and command line's settings."""
+        return Cluster(parent=self, profile=self.profile, cluster_id=cluster_id or self.cluster_id)
 
-    def init_checks(self) -> None:
+    def check_timeout(self, timeout: float) -> None:
         """Refuse a timeout that is not positive."""
-        super().init_checks()
-        if self.timeout <= 0:
-            self.fail(f"--timeout {self.timeout:g}: give a number of seconds above 0", status=2)
+        if timeout <= 0:
+            self.fail(f"--timeout {timeout:g}: give a number of seconds above 0", status=2)
 
 
 class StartCommand(LauncherCommand):
@@ -230,22 +139,11 @@ class StartCommand(LauncherCommand):
     ipk-cluster start -n 2 -- --allow 10.0.0.0/8
     """)
 
-    n = Int(2, help="How many kernels to start.").tag(config=True)
-    timeout = Float(
-        30.0, help="Seconds to wait until every kernel answers; then give up and stop them."
-    ).tag(config=True)
-    gui = Enum(GUI_CHOICES, "none", help="GUI toolkit whose event loop each kernel runs.").tag(
-        config=True
-    )
-    kernel_args = List(
-        Unicode(), help="More arguments for every kernel, e.g. ['--allow', '10.0.0.0/8']."
-    ).tag(config=True)
-
     aliases = {
         **LauncherCommand.aliases,
-        "n": "StartCommand.n",
-        "gui": "StartCommand.gui",
-        "timeout": "StartCommand.timeout",
+        "n": "Cluster.n",
+        "gui": "Cluster.gui",
+        "timeout": "Cluster.timeout",
     }
 
     def parse_command_line(self, argv: list[str] | None = None) -> None:
@@ -259,75 +157,36 @@ class StartCommand(LauncherCommand):
         super().parse_command_line(argv)
 
     def init_checks(self) -> None:
-        """Refuse a cluster of fewer than one kernel."""
+        """Refuse a cluster of fewer than one kernel, or a timeout that is not positive."""
         super().init_checks()
-        if self.n < 1:
-            self.fail(f"-n {self.n}: a cluster needs at least one kernel", status=2)
-
-    def kernel_arguments(self) -> list[str]:
-        """What every kernel is started with, besides its port and connection file."""
-        gui = ["--gui", self.gui] if self.gui != "none" else []
-        return [*gui, *self.kernel_args, *self.passed_through]
+        cluster = self.cluster()
+        if cluster.n < 1:
+            self.fail(f"-n {cluster.n}: a cluster needs at least one kernel", status=2)
+        self.check_timeout(cluster.timeout)
 
     def start(self) -> None:
         """Start the kernels, check them, write the cluster file and report."""
-        path = cluster_file_path(self.cluster_id, self.profile)
-        launcher = get_launcher(self.launcher)(self.profile, self.cluster_id)
-        self.refuse_if_running(path)
-        deadline = time.monotonic() + self.timeout
-        kernels: list[LaunchedKernel] = []
+        cluster = self.cluster()
         try:
-            kernels = launcher.start(
-                self.n, self.kernel_arguments(), profile_dir(self.profile) / "log"
-            )
-            infos = launcher.wait_ready(kernels, max(0.0, deadline - time.monotonic()))
-            self.check_answers(infos, max(0.001, deadline - time.monotonic()))
-            write_cluster_file(infos, path)
+            infos = cluster.start(self.passed_through)
+        except ClusterRunning as e:
+            self.fail(str(e))
         except KeyboardInterrupt:
-            launcher.stop(kernels, timeout=5.0)
             self.fail("interrupted; the kernels it had started are stopped")
-        except (KernelError, OSError, ValueError) as e:
-            launcher.stop(kernels, timeout=5.0)
-            hint = ""
-            if isinstance(e, LaunchTimeout):
-                hint = f" Gave up at --timeout {self.timeout:g} s; raise it if kernels are slow."
-            self.fail(f"{e}\nThe kernels it had started are stopped.{hint}")
+        except LaunchTimeout as e:
+            self.fail(
+                f"{e} Gave up at --timeout {cluster.timeout:g} s; raise it if kernels are slow."
+            )
+        except LaunchError as e:
+            self.fail(str(e))
         for index, info in enumerate(infos):
             print(f"[{index}] {format_address(info.address)} pid {info.pid}")
-        print(cluster_ready_line(len(infos), path))
+        print(cluster_ready_line(len(infos), cluster.path))
         print(
             "Use it from IPython: from ipython_parallel_kernel import InteractiveCluster; "
-            f"ic = InteractiveCluster.from_file({str(path)!r})",
+            f"ic = InteractiveCluster.from_file({str(cluster.path)!r})",
             flush=True,
         )
-
-    def refuse_if_running(self, path: Path) -> None:
-        """Exit if the cluster already runs; clear what a dead one left behind."""
-        if not path.exists():
-            return
-        try:
-            infos = read_cluster_file(path)
-        except ValueError as e:
-            self.log.warning("%s; replacing it", e)
-            return
-        alive = [info for info in infos if kernel_alive(info)]
-        if alive:
-            self.fail(
-                f"cluster {self.cluster_id!r} is already running ({len(alive)} of {len(infos)} "
-                f"kernels alive, cluster file {path}); stop it with: "
-                f"ipk-cluster stop --cluster-id {self.cluster_id}{self.profile_option()}"
-            )
-        get_launcher(self.launcher)(self.profile, self.cluster_id).stop(infos, timeout=1.0)
-
-    def check_answers(self, infos: list[ConnectionInfo], timeout: float) -> None:
-        """Raise LaunchError unless every kernel answers ``status()`` as itself."""
-        outcomes = for_each(kernel_status, infos, timeout)
-        for index, (info, outcome) in enumerate(zip(infos, outcomes, strict=True)):
-            where = f"kernel {index} ({format_address(info.address)}, pid {info.pid})"
-            if isinstance(outcome, BaseException):
-                raise LaunchError(f"{where} is ready but does not answer: {outcome}")
-            if outcome.get("pid") != info.pid:
-                raise LaunchError(f"{where} is answered by pid {outcome.get('pid')} instead")
 
 
 class ListCommand(ClusterCommand):
@@ -403,6 +262,11 @@ class StopCommand(LauncherCommand):
         "all": ({"StopCommand": {"all": True}}, "Stop every cluster of the profile."),
     }
 
+    def init_checks(self) -> None:
+        """Refuse a timeout that is not positive."""
+        super().init_checks()
+        self.check_timeout(self.timeout)
+
     def start(self) -> None:
         """Stop the chosen cluster (or all); exit 1 if any process would not go."""
         if self.all:
@@ -427,21 +291,10 @@ class StopCommand(LauncherCommand):
         """Stop one cluster; False (with the reason printed) if that failed."""
         cluster_id = cluster_id_of(path)
         try:
-            infos = read_cluster_file(path)
-        except ValueError as e:
+            infos = self.cluster(cluster_id).stop(self.timeout)
+        except (ValueError, LaunchError) as e:
             print(f"{self.name}: {e}", file=sys.stderr)
             return False
-        for_each(shut_down, infos, PROBE_TIMEOUT)
-        launcher = get_launcher(self.launcher)(self.profile, cluster_id)
-        left = launcher.stop(infos, timeout=self.timeout, grace=SHUTDOWN_GRACE)
-        if left:
-            print(
-                f"{self.name}: cluster {cluster_id}: pids {', '.join(map(str, left))} are still "
-                f"running after SIGKILL; cluster file {path} kept",
-                file=sys.stderr,
-            )
-            return False
-        path.unlink(missing_ok=True)
         pids = ", ".join(str(info.pid) for info in infos)
         print(
             f"stopped cluster {cluster_id}: {count_kernels(len(infos))} (pids {pids})", flush=True
@@ -467,7 +320,7 @@ class ClusterApp(Application):
     ipk-cluster stop                        # stop cluster "default"
     ipk-cluster stop --all                  # stop every cluster of the profile
     """)
-    classes = [ClusterCommand, LauncherCommand, StartCommand, ListCommand, StopCommand]
+    classes = [ClusterCommand, LauncherCommand, StartCommand, ListCommand, StopCommand, Cluster]
     subcommands = {
         "start": (StartCommand, "Start N kernels (-n N, default 2) and write the cluster file."),
         "list": (ListCommand, "Show every cluster: each kernel's address, pid, state, queue."),

@@ -72,9 +72,9 @@ class KernelMagics(Magics):
     @subcommand(
         "start",
         "start local kernels and activate them",
-        argument("-n", type=int, default=2, help="how many kernels (default 2)"),
-        argument("--gui", default="none", choices=GUI_CHOICES),
-        argument("--profile", default="default"),
+        argument("-n", type=int, help="how many kernels (default: the profile's, else 2)"),
+        argument("--gui", choices=GUI_CHOICES, help="(default: the profile's, else none)"),
+        argument("--profile", default="default", help="its ipk_cluster_config.py applies"),
     )
     @subcommand(
         "connect",
@@ -138,7 +138,7 @@ class KernelMagics(Magics):
         return getattr(self, f"_kernel_{args.command}")(args)
 
     def _kernel_start(self, args: argparse.Namespace) -> None:
-        self.active = self.started.start(args.n, args.gui, args.profile)
+        self.active = self.started.start(args.profile, args.n, args.gui)
         names = ", ".join(k.name for k in self.active)
         count = len(self.active)
         print(f"started {count} kernel{'s' if count != 1 else ''}: {names} (active)")

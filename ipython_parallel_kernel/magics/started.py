@@ -1,44 +1,38 @@
-"""Clusters ``%kernel start`` makes: started with ``ipk-cluster``, stopped with the session.
+"""Clusters ``%kernel start`` makes: started in this process, stopped with the session.
 
-Each gets a cluster id of its own (``session-<pid>-<n>``), so stopping one leaves other
-sessions' clusters, and this session's others, alone.
+Each is a ``launchers.cluster.Cluster`` with the profile's ``ipk_cluster_config.py``
+settings, and a cluster id of its own (``session-<pid>-<n>``), so stopping one leaves
+other sessions' clusters, and this session's others, alone.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from itertools import count
+from typing import Any
 
 from IPython.core.error import UsageError
 
 from ..client.cluster import InteractiveCluster
-from ..core.clusterfile import cluster_file_path
-
-CLUSTER_APP = [sys.executable, "-m", "ipython_parallel_kernel.apps.cluster"]
-#: Bounds on ``ipk-cluster start`` and ``stop``, so a stuck one cannot hang the session.
-START_TIMEOUT = 120
-STOP_TIMEOUT = 60
+from ..errors import LaunchError, LaunchTimeout
+from ..launchers.cluster import CONFIG_FILE, Cluster
 
 
 @dataclass
 class StartedCluster:
     """A cluster ``%kernel start`` made, and the addresses of its kernels not yet stopped."""
 
-    cluster_id: str
-    profile: str
+    cluster: Cluster
     running: set[str]
 
     def stop(self) -> None:
-        """``ipk-cluster stop`` it: what still runs is shut down, its cluster file removed."""
-        subprocess.run(
-            [*CLUSTER_APP, "stop", "--cluster-id", self.cluster_id, "--profile", self.profile],
-            capture_output=True,
-            timeout=STOP_TIMEOUT,
-            check=False,
-        )
+        """Stop what still runs and remove the cluster file; a failure is only printed,
+        as the session may be ending."""
+        try:
+            self.cluster.stop()
+        except (LaunchError, ValueError) as e:
+            print(f"%kernel: could not stop cluster {self.cluster.cluster_id}: {e}")
 
 
 @dataclass
@@ -48,26 +42,29 @@ class StartedClusters:
     clusters: list[StartedCluster] = field(default_factory=list)
     _numbers: count = field(default_factory=lambda: count(1))
 
-    def start(self, n: int, gui: str, profile: str) -> InteractiveCluster:
-        """Start ``n`` kernels with ``ipk-cluster start``; a cluster connected to them."""
-        if n < 1:
+    def start(
+        self, profile: str, n: int | None = None, gui: str | None = None
+    ) -> InteractiveCluster:
+        """Start kernels as the profile's cluster settings say, ``n`` and ``gui`` (when
+        given) winning; a cluster connected to them."""
+        if n is not None and n < 1:
             raise UsageError("-n takes a number of kernels, 1 or more")
+        given: dict[str, Any] = {"n": n, "gui": gui}
+        settings = {name: value for name, value in given.items() if value is not None}
         cluster_id = f"session-{os.getpid()}-{next(self._numbers)}"
-        command = [*CLUSTER_APP, "start", "-n", str(n), "--cluster-id", cluster_id]
-        command += ["--profile", profile, "--gui", gui]
-        done = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            timeout=START_TIMEOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        if done.returncode != 0:
-            raise UsageError(f"could not start kernels:\n{done.stdout}{done.stderr}".rstrip())
-        # Where ipk-cluster writes it follows from the id and profile: no need to read its output.
-        cluster = InteractiveCluster.from_file(cluster_file_path(cluster_id, profile))
-        self.clusters.append(StartedCluster(cluster_id, profile, {k.name for k in cluster}))
-        return cluster
+        cluster = Cluster.from_profile(profile, cluster_id=cluster_id, **settings)
+        try:
+            cluster.start()
+        except LaunchTimeout as e:
+            raise UsageError(
+                f"could not start kernels: {e} Gave up after {cluster.timeout:g} s; raise "
+                f"c.Cluster.timeout in profile {profile}'s {CONFIG_FILE} if kernels are slow."
+            ) from None
+        except (LaunchError, ValueError) as e:
+            raise UsageError(f"could not start kernels: {e}") from None
+        connected = InteractiveCluster.from_file(cluster.path)
+        self.clusters.append(StartedCluster(cluster, {k.name for k in connected}))
+        return connected
 
     def stopped(self, names: list[str]) -> None:
         """Note that the kernels called ``names`` were shut down; a cluster none of whose

@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from conftest import wait_for
@@ -235,6 +236,33 @@ def test_kernel_stop_of_every_started_kernel_removes_the_cluster_file(ipython_di
     finally:
         ip.run_cell("%unload_ext ipython_parallel_kernel")
     assert not list(security.glob("ipk-*.json"))
+
+
+def test_kernel_start_follows_the_profile_and_starts_kernels_from_this_process(ipython_dir, capsys):
+    """%kernel start reads the profile's ipk_cluster_config.py (c.Cluster.n, kernel_args)
+    and starts the kernels itself: they are children of this process, not of an
+    ipk-cluster command; -n on the line wins over the profile."""
+    profile = ipython_dir / "profile_default"
+    profile.mkdir(parents=True, exist_ok=True)
+    (profile / "ipk_cluster_config.py").write_text(
+        "c.Cluster.n = 3\nc.Cluster.kernel_args = ['--allow', '10.9.8.0/24']\n"
+    )
+    ip = InteractiveShell.instance()
+    ip.run_cell("%load_ext ipython_parallel_kernel")
+    try:
+        ip.run_cell("%kernel start")
+        assert "started 3 kernels" in capsys.readouterr().out
+        magics = ip.magics_manager.registry["KernelMagics"]
+        for kernel in magics.active:
+            pid = kernel.kernel_info["pid"]
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            assert parent == os.getpid()
+            assert "10.9.8.0/24" in kernel.status()["allow"]
+        ip.run_cell("%kernel stop")
+        ip.run_cell("%kernel start -n 1")
+        assert "started 1 kernel:" in capsys.readouterr().out
+    finally:
+        ip.run_cell("%unload_ext ipython_parallel_kernel")
 
 
 def _alive(pid: int) -> bool:

@@ -9,6 +9,7 @@ import pytest
 import ipython_parallel_kernel
 from ipython_parallel_kernel import errors
 from ipython_parallel_kernel.errors import (
+    ClusterRunning,
     CompositeError,
     ConnectionFailed,
     ConnectionRefused,
@@ -50,6 +51,7 @@ TREE = [
     (CompositeError, KernelError),
     (LaunchError, KernelError),
     (LaunchTimeout, LaunchError),
+    (ClusterRunning, LaunchError),
     (GuiUnavailable, KernelError),
 ]
 

@@ -1,9 +1,9 @@
 """The one table of GUI toolkits, and the places that take their names from it."""
 
-from ipython_parallel_kernel.apps.cluster import StartCommand
 from ipython_parallel_kernel.apps.kernel import KernelApp
 from ipython_parallel_kernel.core.toolkits import GUI_CHOICES, TOOLKITS
 from ipython_parallel_kernel.kernel.gui import TOOLKIT_LOOPS
+from ipython_parallel_kernel.launchers.cluster import Cluster
 
 
 def test_every_toolkit_has_an_event_loop_and_every_loop_an_entry():
@@ -15,7 +15,7 @@ def test_every_toolkit_has_an_event_loop_and_every_loop_an_entry():
 def test_the_apps_offer_exactly_the_tables_choices():
     """ipk-kernel --gui and ipk-cluster start --gui accept what the table lists, and none."""
     assert tuple(KernelApp.gui.values) == GUI_CHOICES == ("none", *TOOLKITS)
-    assert tuple(StartCommand.gui.values) == GUI_CHOICES
+    assert tuple(Cluster.gui.values) == GUI_CHOICES
 
 
 def test_a_missing_toolkit_is_not_installed():
