@@ -27,30 +27,43 @@ class _AfterImport(importlib.abc.MetaPathFinder):
     """Calls ``then(module)`` right after module ``name`` has executed, then goes away.
 
     Python has no post-import hook: this finder lets the other finders locate the
-    module and wraps the loader they return, for that one import.
+    module and wraps the loader they return, for that one import. Several may wait for
+    one module (one per engine): each asks the others while it searches, and answers
+    nothing while it is itself searching, so their loaders nest and each is called.
     """
 
     def __init__(self, name: str, then: Callable[[ModuleType], None]) -> None:
         self.name = name
         self.then = then
+        self._searching = False
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> Any:
-        if fullname != self.name:
+        if fullname != self.name or self._searching:
             return None
+        self._searching = True
+        try:
+            spec = self._find_elsewhere(fullname, path, target)
+        finally:
+            self._searching = False
+        if spec is None:
+            return None
+        if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            spec.loader = _ThenLoader(spec.loader, self._executed)
+        return spec
+
+    def _find_elsewhere(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None
+    ) -> Any:
         for finder in sys.meta_path:
             find_spec = getattr(finder, "find_spec", None)
             if finder is self or find_spec is None:
                 continue
             spec = find_spec(fullname, path, target)
             if spec is not None:
-                break
-        else:
-            return None
-        if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-            spec.loader = _ThenLoader(spec.loader, self._executed)
-        return spec
+                return spec
+        return None
 
     def _executed(self, module: ModuleType) -> None:
         if self in sys.meta_path:
