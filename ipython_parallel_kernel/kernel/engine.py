@@ -146,14 +146,47 @@ def main_thread_id() -> int:
     return ident
 
 
+#: Sources whose compiled code is kept, most recently run first.
+COMPILED_SOURCES = 256
+_compiled: OrderedDict[str, tuple[types.CodeType, types.CodeType | None]] = OrderedDict()
+_compiled_lock = threading.Lock()
+
+
 def _compile(source: str, filename: str) -> tuple[types.CodeType, types.CodeType | None]:
-    """Code for the statements, and for a trailing expression whose value is the result."""
+    """Code for the statements, and for a trailing expression whose value is the result.
+
+    Compiling is most of what running a short command costs, and clients often send
+    the same source again (``%px`` in a loop, a benchmark): the code of the last
+    ``COMPILED_SOURCES`` sources is reused, renamed for this command. So a compile-time
+    warning (a ``SyntaxWarning``) is shown the first time only, as for an imported module.
+    """
+    with _compiled_lock:
+        code = _compiled.get(source)
+        if code is not None:
+            _compiled.move_to_end(source)
+    if code is not None:
+        body, last = code
+        return _renamed(body, filename), None if last is None else _renamed(last, filename)
     tree = ast.parse(source, filename, "exec")
     last = None
     if tree.body and isinstance(final := tree.body[-1], ast.Expr):
         tree.body.pop()
         last = compile(ast.Expression(final.value), filename, "eval")
-    return compile(tree, filename, "exec"), last
+    body = compile(tree, filename, "exec")
+    with _compiled_lock:
+        _compiled[source] = (body, last)
+        if len(_compiled) > COMPILED_SOURCES:
+            _compiled.popitem(last=False)
+    return body, last
+
+
+def _renamed(code: types.CodeType, filename: str) -> types.CodeType:
+    """``code`` and the code nested in it (functions, classes...) as if compiled from
+    ``filename``, where tracebacks and ``inspect`` look for its source."""
+    consts = tuple(
+        _renamed(c, filename) if isinstance(c, types.CodeType) else c for c in code.co_consts
+    )
+    return code.replace(co_filename=filename, co_consts=consts)
 
 
 class Engine:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import io
 import linecache
 import threading
@@ -661,3 +662,17 @@ def test_engine_shutdown_is_not_an_exception() -> None:
     """EngineShutdown escapes `except Exception` handlers in user-facing code."""
     assert issubclass(EngineShutdown, BaseException)
     assert not issubclass(EngineShutdown, Exception)
+
+
+def test_the_same_source_run_again_is_its_own_command() -> None:
+    """A source run again (its code reused) reports its own command in tracebacks, and
+    the functions it defines point at that command's source."""
+    engine = Engine()
+    source = "def f():\n    return 1 / 0\nf()"
+    first, second = engine.execute(source), engine.execute(source)
+    assert first.error is not None and second.error is not None
+    assert f"<ipk-input-{first.number}>" in "".join(first.error["traceback"])
+    assert f"<ipk-input-{second.number}>" in "".join(second.error["traceback"])
+    code = engine.namespace["f"].__code__
+    assert code.co_filename == f"<ipk-input-{second.number}>"
+    assert inspect.getsource(engine.namespace["f"]).startswith("def f():")
