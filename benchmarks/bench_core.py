@@ -10,7 +10,8 @@ What is measured
      plain blocking socket): the floor for anything running on Twisted's reactor;
    - memcpy: numpy copy of 1 GiB into a pre-touched array, the floor for bulk data.
 2. ipk (``ipk-kernel --port 0`` with a private IPYTHONDIR, driven by ``RemoteKernel``):
-   execute round trip (median, p99), pipelined non-blocking executes (ops/s),
+   execute round trip (median, p99; also with client and kernel pinned to one CPU and
+   to two, as the ping-pong), pipelined non-blocking executes (ops/s),
    push / pull of a small value, ``apply``, push / pull of 1 MiB, 100 MiB and 1 GiB
    float64 arrays (GB/s, steady state after warm-ups, plus the cold first 1 GiB
    transfer), and the kernel's peak RSS while it receives the largest array.
@@ -549,10 +550,8 @@ def ipk_kernels(ipython_dir: Path, count: int) -> Iterator[list[Kernel]]:
         stop_processes(processes)
 
 
-def bench_ipk_execute(
-    results: Results, settings: Settings, rk: Any, section: str = "ipk", label: str = "ipk"
-) -> None:
-    """Blocking ``execute('a=5')`` round trips after warm-up: median and p99."""
+def execute_round_trips(settings: Settings, rk: Any) -> list[float]:
+    """Durations of blocking ``execute('a=5')`` calls, after warm-up."""
     for _ in range(settings.warmup):
         rk.execute("a=5")
     samples = []
@@ -561,11 +560,54 @@ def bench_ipk_execute(
         start = clock()
         rk.execute("a=5")
         samples.append(clock() - start)
+    return samples
+
+
+def bench_ipk_execute(
+    results: Results, settings: Settings, rk: Any, section: str = "ipk", label: str = "ipk"
+) -> None:
+    """Blocking ``execute('a=5')`` round trips after warm-up: median and p99."""
+    samples = execute_round_trips(settings, rk)
     note = f"median of {len(samples)} after {settings.warmup} warm-up"
     median, p99 = median_us(samples), p99_us(samples)
     measure = f"{label} execute round trip"
     results.add(section, f"{section}_exec_median", measure, median, "us", note)
     results.add(section, f"{section}_exec_p99", f"{measure} p99", p99, "us")
+
+
+@contextlib.contextmanager
+def pinned_process(pid: int, cpu: int | None) -> Iterator[None]:
+    """Run every thread of process ``pid`` on ``cpu`` for the duration (None: as it is)."""
+    if cpu is None:
+        yield
+        return
+    threads = [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
+    before = {tid: os.sched_getaffinity(tid) for tid in threads}
+    for tid in threads:
+        os.sched_setaffinity(tid, {cpu})
+    try:
+        yield
+    finally:
+        for tid, cpus in before.items():
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(tid, cpus)
+
+
+def bench_ipk_placements(results: Results, settings: Settings, rk: Any, kernel_pid: int) -> None:
+    """Execute round trips with client and kernel pinned as the raw ping-pong was, so
+    each ratio compares like with like: on this kind of VM a wake-up on the other CPU
+    costs far more after a few hundred microseconds idle than right after the last."""
+    for placement in ("same CPU", "across CPUs"):
+        ours, theirs = PLACEMENTS[placement]
+        if max(ours or 0, theirs or 0) >= (os.cpu_count() or 1):
+            continue
+        with pinned_process(os.getpid(), ours), pinned_process(kernel_pid, theirs):
+            samples = execute_round_trips(settings, rk)
+        key = f"ipk_exec_{placement.replace(' ', '_')}"
+        note = f"client and kernel pinned; median of {len(samples)}"
+        results.add(
+            "ipk", key, f"ipk execute round trip, {placement}", median_us(samples), "us", note
+        )
 
 
 def bench_ipk_pipelined(
@@ -703,6 +745,7 @@ def bench_ipk(results: Results, settings: Settings, scratch: Path) -> None:
         rk = RemoteKernel((HOST, kernel.port), timeout=CALL_TIMEOUT)
         try:
             bench_ipk_execute(results, settings, rk)
+            bench_ipk_placements(results, settings, rk, kernel.process.pid)
             bench_ipk_pipelined(results, settings, rk)
             bench_ipk_small(results, settings, rk)
             for size, warmup, reps in settings.sizes:
@@ -1199,6 +1242,14 @@ def add_ratios(results: Results, settings: Settings) -> None:
     largest = size_label(largest_size)
     push, pull = f"ipk_push_{size_key(largest_size)}", f"ipk_pull_{size_key(largest_size)}"
     ratio("ipk execute / raw ping-pong", "ipk_exec_median", "raw_rtt_unpinned", "medians")
+    for placement in ("same CPU", "across CPUs"):
+        key = placement.replace(" ", "_")
+        ratio(
+            f"ipk execute / raw ping-pong, {placement}",
+            f"ipk_exec_{key}",
+            f"raw_rtt_{key}",
+            "medians, both pinned alike",
+        )
     ratio("ipk execute / Twisted echo", "ipk_exec_median", "twisted_rtt_across_CPUs", "medians")
     for toolkit in TOOLKITS:
         if results.get(f"gui_{toolkit}_exec_median") is not None:
