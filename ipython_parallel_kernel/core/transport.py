@@ -152,6 +152,8 @@ class FrameProtocol(Protocol):
         self.open = False
         self._lock = threading.Lock()
         self._backlog: deque[memoryview] = deque()
+        # The reactor thread is writing a batch taken off the backlog (see resumeProducing).
+        self._sending = False
         self._socket: socket.socket | None = None
         self._reactor_thread: int | None = None
         # Who reads the socket now, and whether the reactor asked to again meanwhile.
@@ -218,11 +220,22 @@ class FrameProtocol(Protocol):
         self.connection_closed(reason)
 
     def resumeProducing(self) -> None:
-        """Twisted's "the socket can take more": send the backlog."""
+        """Twisted's "the socket can take more": send the backlog.
+
+        Outside the lock, so senders are not held up by a long write: what they send
+        meanwhile queues behind it (``_sending``) and goes next.
+        """
         with self._lock:
-            if self._backlog:
-                # Room appeared only because the peer read: that is a sign of life.
-                self.progress += self._send_now(self._backlog)
+            batch, self._backlog = self._backlog, deque()
+            self._sending = bool(batch)
+        # Room appeared only because the peer read: that is a sign of life.
+        sent = self._send_now(batch) if batch else 0
+        with self._lock:
+            self._sending = False
+            self.progress += sent
+            if batch and self.open:
+                batch.extend(self._backlog)
+                self._backlog = batch
             if self._backlog:
                 self.transport.startWriting()
             elif self._close_when_sent:
@@ -375,12 +388,15 @@ class FrameProtocol(Protocol):
             if self._socket is None:
                 self._in_reactor(self.transport.writeSequence, [bytes(p) for p in pieces])
                 return True
-            views = deque(_flat(p) for p in pieces)
-            if sum(v.nbytes for v in views) <= _JOIN_BELOW:
-                # A small message (most requests and replies) is cheaper to queue and to
-                # write as one piece than as several; joining a large one would copy it.
-                views = deque((memoryview(b"".join(views)),))
-            was_idle = not self._backlog
+            # A small message (most requests and replies) is cheaper to queue and to
+            # write as one piece than as several; joining a large one would copy it.
+            if not buffers and memoryview(payload).nbytes <= _JOIN_BELOW:
+                views = deque((memoryview(b"".join(pieces)),))  # bytes, and the payload
+            else:
+                views = deque(_flat(p) for p in pieces)
+                if sum(v.nbytes for v in views) <= _JOIN_BELOW:
+                    views = deque((memoryview(b"".join(views)),))
+            was_idle = not self._backlog and not self._sending
             if was_idle and not defer:
                 self._send_now(views)
             if views:
@@ -405,7 +421,8 @@ class FrameProtocol(Protocol):
                 self._in_reactor(self.transport.write, encode_alert(reason))
             else:
                 self._backlog.append(memoryview(encode_alert(reason)))
-                self._send_now(self._backlog)
+                if not self._sending:
+                    self._send_now(self._backlog)
             self.open = False
         self.close()
 
@@ -413,7 +430,7 @@ class FrameProtocol(Protocol):
         """Close once everything queued so far has been sent (any thread)."""
         with self._lock:
             self._close_when_sent = True
-            if not self._backlog:
+            if not self._backlog and not self._sending:
                 self._in_reactor(self._close_now)
 
     # -- internals ---------------------------------------------------------------------
@@ -467,7 +484,7 @@ class FrameProtocol(Protocol):
 
     def _send_now(self, views: deque[memoryview]) -> int:
         """Write what the socket takes now; leave the rest in ``views``; return the bytes
-        written. Lock held."""
+        written. Lock held, or on the reactor thread with ``_sending`` set."""
         assert self._socket is not None
         total = 0
         while views:
