@@ -301,6 +301,8 @@ class FrameProtocol(Protocol):
         with self._read_lock:
             if (
                 self._socket is None
+                or not self.open
+                or self._close_when_sent
                 or self._reader == _WAITER
                 or threading.get_ident() == self._reactor_thread
             ):
@@ -322,7 +324,10 @@ class FrameProtocol(Protocol):
             if sock is None:
                 return
             poller = select.poll()
-            poller.register(sock, select.POLLIN)
+            try:
+                poller.register(sock, select.POLLIN)
+            except (ValueError, OSError):
+                return  # closed meanwhile: the reactor reports why
             while not done():
                 wait = WAITER_POLL if deadline is None else deadline - time.monotonic()
                 if wait <= 0:
