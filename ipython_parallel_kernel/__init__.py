@@ -22,10 +22,12 @@ __all__ = [
     "ClusterResult",
     "CompositeError",
     "InteractiveCluster",
+    "Reference",
     "RemoteError",
     "RemoteKernel",
     "ResultGatherer",
     "__version__",
+    "interactive",
 ]
 
 _LAZY = {
@@ -36,6 +38,8 @@ _LAZY = {
     "RemoteError": "ipython_parallel_kernel.errors",
     "CompositeError": "ipython_parallel_kernel.errors",
     "ResultGatherer": "ipython_parallel_kernel.client.gatherer",
+    "Reference": "ipython_parallel_kernel.core.references",
+    "interactive": "ipython_parallel_kernel.core.references",
 }
 
 

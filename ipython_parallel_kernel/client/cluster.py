@@ -138,6 +138,16 @@ class ClusterResult(FutureResult):
         """How many targets have answered."""
         return self._answered
 
+    @property
+    def stdout(self) -> list[str]:
+        """What the request's code printed on each target (``apply``), in target order."""
+        return [getattr(part, "stdout", "") for part in self.parts]
+
+    @property
+    def stderr(self) -> list[str]:
+        """What it wrote to stderr on each target, in target order."""
+        return [getattr(part, "stderr", "") for part in self.parts]
+
     def _one_done(self, part: Future) -> None:
         with self._lock:
             self._answered += 1

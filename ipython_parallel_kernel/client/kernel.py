@@ -110,6 +110,9 @@ class AsyncResult(FutureResult):
         self.on_output: Callable[[str, str], None] | None = None
         #: Whether the requesting thread reads the reply itself (see ``request``).
         self.read_here = False
+        #: What the request's code printed on the kernel (``apply``), once it is done.
+        self.stdout = ""
+        self.stderr = ""
 
     def still_running(self, timeout: float | None) -> str:
         return (
@@ -121,6 +124,8 @@ class AsyncResult(FutureResult):
         """Turn the reply into the result (reactor thread)."""
         if self.done():
             return
+        self.stdout = message.content.get("stdout", "")
+        self.stderr = message.content.get("stderr", "")
         try:
             value = self._convert(message)
         except BaseException as e:

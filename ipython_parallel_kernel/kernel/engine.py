@@ -26,11 +26,12 @@ import time
 import traceback
 import types
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.records import CommandRecord
+from ..core.references import resolve_arguments
 from .capture import CapturedStream
 from .rich import RichOutput
 
@@ -47,6 +48,14 @@ WAKE_SIGNAL = signal.SIGURG
 
 class EngineShutdown(BaseException):
     """Raised in the engine thread to stop it; never caught as a user error."""
+
+
+@dataclass
+class PrintedOutput:
+    """What code printed while ``Engine.captured_output`` collected it."""
+
+    stdout: str = ""
+    stderr: str = ""
 
 
 @dataclass
@@ -440,34 +449,44 @@ class Engine:
         self._next_number += 1
         name = f"<ipk-input-{record.number}>" if filename is None else filename
         self._remember(record, name)
-        if self.streams:
-            for stream in self.streams:
-                stream.start()
-        self._output_sink = on_output
-        self.rich.begin_command()
-        record.started = time.time()
-        try:
-            value = self._run_source(source, name)
-            if value is not None:
-                record.result = self.format(value)
-        except SyntaxError as exc:
-            record.error = error_record(exc, skip_frames=99)
-        except EngineShutdown:
-            raise
-        except BaseException as exc:
-            record.error = error_record(exc, skip_frames=2)
-        finally:
+        with self.captured_output() as printed:
+            self._output_sink = on_output
+            self.rich.begin_command()
+            record.started = time.time()
             try:
-                # Before the streams stop: drawing a figure may print a warning or error.
-                record.displays = self.rich.end_command()
+                value = self._run_source(source, name)
+                if value is not None:
+                    record.result = self.format(value)
+            except SyntaxError as exc:
+                record.error = error_record(exc, skip_frames=99)
+            except EngineShutdown:
+                raise
+            except BaseException as exc:
+                record.error = error_record(exc, skip_frames=2)
             finally:
-                record.completed = time.time()
-                self.stream_output()
-                self._output_sink = None
-                if self.streams:
-                    record.stdout, record.stderr = (s.stop() for s in self.streams)
-                self.commands_run += 1
+                try:
+                    # Before the streams stop: drawing a figure may print a warning or error.
+                    record.displays = self.rich.end_command()
+                finally:
+                    record.completed = time.time()
+                    self.stream_output()
+                    self._output_sink = None
+                    self.commands_run += 1
+        record.stdout, record.stderr = printed.stdout, printed.stderr
         return record
+
+    @contextlib.contextmanager
+    def captured_output(self) -> Iterator[PrintedOutput]:
+        """Collect what the code run inside the block prints; the text is in the yielded
+        ``PrintedOutput`` once the block has ended (empty without captured streams)."""
+        printed = PrintedOutput()
+        for stream in self.streams or ():
+            stream.start()
+        try:
+            yield printed
+        finally:
+            if self.streams:
+                printed.stdout, printed.stderr = (s.stop() for s in self.streams)
 
     def stream_output(self) -> None:
         """Hand the running command's new output to its ``on_output`` (any thread)."""
@@ -552,11 +571,14 @@ class Engine:
     def apply(self, func: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> Any:
         """Call ``func(*args, **kwargs)`` here.
 
-        A function defined interactively on the client (module ``__main__``) runs with
-        this kernel's namespace as its globals, as in ipyparallel: ``apply(lambda: a)``
-        reads the kernel's ``a`` and ``global`` statements bind there. Names it captured
-        on the client are added where the namespace lacks them.
+        A function defined interactively on the client (module ``__main__``, or marked
+        ``@interactive``) runs with this kernel's namespace as its globals, as in
+        ipyparallel: ``apply(lambda: a)`` reads the kernel's ``a`` and ``global``
+        statements bind there. Names it captured on the client are added where the
+        namespace lacks them. ``Reference`` arguments are replaced by the values they
+        name here.
         """
+        args, kwargs = resolve_arguments(args, kwargs, self.namespace)
         if isinstance(func, types.FunctionType) and func.__module__ == "__main__":
             for name, value in func.__globals__.items():
                 if not name.startswith("__"):

@@ -44,7 +44,7 @@ from ..core.transport import FrameProtocol, Lingering
 from ..core.wire import Buffer, Channel, Message
 from ..errors import InvalidSignature, WireError
 from .access import AccessList
-from .engine import Engine, error_record, main_thread_id
+from .engine import Engine, PrintedOutput, error_record, main_thread_id
 from .events import BurstLog
 from .notifier import Notifier
 from .peer import push_to_kernels
@@ -446,13 +446,26 @@ class KernelProtocol(FrameProtocol):
         self.queue(request, lambda: engine.pull(names), with_payload=True)
 
     def handle_apply(self, request: Message, fields: Fields) -> None:
+        """Call the function; what it prints comes back in the reply, also on error."""
         engine = self.service.engine
+        printed = PrintedOutput()
 
-        def call() -> Any:
-            func, args, kwargs = _load(request)
-            return engine.apply(func, args, kwargs)
+        def call() -> tuple[bytes, list[memoryview]]:
+            nonlocal printed
+            # Unpickling and pickling run code of their own (``__reduce__``): inside too.
+            with engine.captured_output() as printed:
+                func, args, kwargs = _load(request)
+                return serialize.dumps(engine.apply(func, args, kwargs))
 
-        self.queue(request, call, with_payload=True)
+        def done(value: Any, error: dict[str, Any] | None) -> None:
+            output = {"stdout": printed.stdout, "stderr": printed.stderr}
+            if error is not None:
+                self.reply(request, {"status": "error", "error": error, **output})
+                return
+            payload, buffers = value
+            self.reply(request, {"status": "ok", **output}, payload, buffers)
+
+        engine.submit(request.type, call, done)
 
     def handle_keys(self, request: Message, fields: Fields) -> None:
         self.queue(request, self.service.engine.keys)

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -55,6 +56,8 @@ if TYPE_CHECKING:
 CONFIG_FILE = "ipk_cluster_config.py"
 #: How long a probe waits for a kernel before calling it dead.
 PROBE_TIMEOUT = 2.0
+#: Kernels probed at once by ``for_each``.
+PROBES_AT_ONCE = 64
 #: How long ``stop`` lets kernels that were asked to shut down exit by themselves.
 SHUTDOWN_GRACE = 2.0
 
@@ -96,12 +99,23 @@ def for_each(
 
     A call still running after ``timeout`` (plus a margin for the connection) counts
     as a KernelTimeout rather than holding up the others. Errors other than failing
-    to reach a kernel are bugs, and propagate.
+    to reach a kernel are bugs, and propagate. Threads of its own, not an executor:
+    ``%kernel start``'s clusters are stopped at exit, when executors take no more work.
     """
-    if not infos:
-        return []
-    pool = ThreadPoolExecutor(max_workers=min(len(infos), 64), thread_name_prefix="ipk-cluster")
-    futures: list[Future[T]] = [pool.submit(func, info, timeout) for info in infos]
+    room = threading.BoundedSemaphore(PROBES_AT_ONCE)
+
+    def probe(info: ConnectionInfo, future: Future[T]) -> None:
+        with room:
+            try:
+                future.set_result(func(info, timeout))
+            except BaseException as e:
+                future.set_exception(e)
+
+    futures: list[Future[T]] = []
+    for info in infos:
+        future: Future[T] = Future()
+        threading.Thread(target=probe, args=(info, future), name="ipk-probe", daemon=True).start()
+        futures.append(future)
     deadline = time.monotonic() + 2 * timeout + 1.0
     outcomes: list[T | BaseException] = []
     for info, future in zip(infos, futures, strict=True):
@@ -111,7 +125,6 @@ def for_each(
             outcomes.append(KernelTimeout(f"{format_address(info.address)} did not answer"))
         except (KernelError, OSError, ValueError) as e:
             outcomes.append(e)
-    pool.shutdown(wait=False, cancel_futures=True)
     return outcomes
 
 

@@ -28,10 +28,10 @@ class StartedCluster:
 
     def stop(self) -> None:
         """Stop what still runs and remove the cluster file; a failure is only printed,
-        as the session may be ending."""
+        as the session may be ending (at exit nothing else could be done about it)."""
         try:
             self.cluster.stop()
-        except (LaunchError, ValueError) as e:
+        except Exception as e:
             print(f"%kernel: could not stop cluster {self.cluster.cluster_id}: {e}")
 
 

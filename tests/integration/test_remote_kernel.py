@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import check_abort_drops_the_queue, start_kernel, wait_for
 
-from ipython_parallel_kernel import RemoteKernel
+from ipython_parallel_kernel import Reference, RemoteKernel, interactive
 from ipython_parallel_kernel.client.kernel import AsyncResult, ExecuteResult
 from ipython_parallel_kernel.errors import KernelDied, KernelTimeout, KeyNotFound, RemoteError
 
@@ -175,6 +175,54 @@ def test_apply_sees_the_kernel_namespace(rk):
     namespace: dict = {"__name__": "__main__"}
     exec("def peek():\n    return remote_only + 1\n", namespace)
     assert rk.apply(namespace["peek"]) == 42
+
+
+def test_reference_arguments_are_the_kernels_values(rk):
+    """Reference('name') arguments (and items of a list or dict argument) are the
+    kernel's values when the call runs; the value never travels."""
+    rk.execute("data = list(range(10)); scale = 3")
+    assert rk.apply(len, Reference("data")) == 10
+    assert rk.apply(lambda xs, k=1: [x * k for x in xs], [Reference("scale")], k=2) == [6]
+    assert rk.apply(lambda d: d["s"] + 1, {"s": Reference("scale")}) == 4
+    assert rk.apply(lambda n: n, Reference("data[2] * scale")) == 6
+    with pytest.raises(RemoteError, match="NameError"):
+        rk.apply(print, Reference("missing_name"))
+    with pytest.raises(TypeError, match="names a variable"):
+        Reference(5)  # type: ignore[arg-type]
+
+
+def test_interactive_functions_use_the_kernels_globals(rk):
+    """A module function marked @interactive runs with the kernel's namespace as its
+    globals: it reads kernel names and binds globals there."""
+    rk["base"] = 100
+    assert rk.apply(module_function_reading_base) == 101
+    rk.apply(module_function_binding_result)
+    assert rk["result_from_function"] == "bound on the kernel"
+
+
+def test_what_an_applied_function_prints_comes_back_with_it(rk):
+    """print() inside apply goes back to the caller (AsyncResult.stdout and .stderr), not
+    to the kernel's log; output before an error is kept too."""
+    import sys
+
+    def chatty(x):
+        print("working on", x)
+        print("careful", file=sys.stderr)
+        return x * 2
+
+    result = rk.apply_async(chatty, 21)
+    assert result.get(30) == 42
+    assert (result.stdout, result.stderr) == ("working on 21\n", "careful\n")
+
+    def fails():
+        print("before the error")
+        raise ValueError("no")
+
+    failed = rk.apply_async(fails)
+    with pytest.raises(RemoteError, match="ValueError"):
+        failed.get(30)
+    assert failed.stdout == "before the error\n"
+    assert rk.execute("print('still captured per command')").stdout.startswith("still")
 
 
 def test_apply_remote_error(rk):
@@ -611,3 +659,16 @@ def test_kill_without_block_returns_a_future(kernel):
     assert isinstance(done, AsyncResult)
     done.get(30)
     assert wait_for(lambda: not client._protocol.open, 10)
+
+
+@interactive
+def module_function_reading_base():
+    """A module-level function, sent by value because it is marked interactive."""
+    return base + 1  # type: ignore[name-defined]  # noqa: F821  (the kernel's name)
+
+
+@interactive
+def module_function_binding_result():
+    """Binds a global: on the kernel, since its globals are the kernel's namespace."""
+    global result_from_function
+    result_from_function = "bound on the kernel"
