@@ -19,8 +19,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncResult",
+    "Client",
     "ClusterResult",
     "CompositeError",
+    "DirectView",
     "InteractiveCluster",
     "Reference",
     "RemoteError",
@@ -34,6 +36,8 @@ _LAZY = {
     "RemoteKernel": "ipython_parallel_kernel.client.kernel",
     "AsyncResult": "ipython_parallel_kernel.client.kernel",
     "InteractiveCluster": "ipython_parallel_kernel.client.cluster",
+    "Client": "ipython_parallel_kernel.client.client",
+    "DirectView": "ipython_parallel_kernel.client.views",
     "ClusterResult": "ipython_parallel_kernel.client.cluster",
     "RemoteError": "ipython_parallel_kernel.errors",
     "CompositeError": "ipython_parallel_kernel.errors",

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -110,8 +110,15 @@ class ClusterResult(FutureResult):
 
     Completes when every target has answered. ``get`` returns the list of values, or
     raises ``CompositeError`` listing the failures (with the other values in it);
-    ``progress`` counts the targets that have answered so far.
+    ``progress`` counts the targets that have answered so far. As ipyparallel's
+    AsyncResult: ``get(return_exceptions=True)``, ``r``, ``get_dict()``,
+    ``successful()``, ``len``, ``ar[i]``, and iteration as the targets answer. A
+    request to one target given as an int (``rc[0]``) has ``single`` set: its value,
+    or its own exception, instead of a list of one.
     """
+
+    #: One target, named by an int: ``get`` returns its value rather than a list.
+    single = False
 
     def __init__(
         self,
@@ -168,6 +175,57 @@ class ClusterResult(FutureResult):
                 self.set_result(self.combine(results))
             except BaseException as e:
                 self.set_exception(e)
+
+    def get(self, timeout: float | None = None, return_exceptions: bool = False) -> Any:
+        """The values, waiting at most ``timeout`` seconds; with ``return_exceptions``,
+        a failed target's exception takes its place instead of being raised."""
+        try:
+            values = super().get(timeout)
+        except CompositeError as e:
+            if return_exceptions:
+                values = e.results
+            elif self.single:
+                raise e.errors[0][2] from None
+            else:
+                raise
+        return values[0] if self.single else values
+
+    @property
+    def r(self) -> Any:
+        """``get()``."""
+        return self.get()
+
+    def get_dict(self, timeout: float | None = None) -> dict[int, Any]:
+        """The values by target number."""
+        values = self.get(timeout)
+        return dict(zip(self.targets, [values] if self.single else values, strict=True))
+
+    def successful(self) -> bool:
+        """Whether every target succeeded; RuntimeError while some have not answered."""
+        if not self.done():
+            raise RuntimeError("successful() needs the result: it is still running")
+        return self.exception() is None
+
+    def __len__(self) -> int:
+        return len(self.parts)
+
+    def __getitem__(self, index: int | slice) -> Any:
+        """The value of the ``index``-th target (or a slice of them), once every target
+        has answered. An item that failed raises its exception."""
+        values = self.get(return_exceptions=True)
+        picked = ([values] if self.single else values)[index]
+        for value in picked if isinstance(index, slice) else [picked]:
+            if isinstance(value, BaseException):
+                raise value
+        return picked
+
+    def __iter__(self) -> Iterator[Any]:
+        """Each target's value, in target order, as soon as that target has answered."""
+        for part in self.parts:
+            error = part.exception()
+            if error is not None:
+                raise error
+            yield part.result()
 
     def still_running(self, timeout: float | None) -> str:
         return (

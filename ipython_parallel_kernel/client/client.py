@@ -1,0 +1,128 @@
+"""``Client``: ipyparallel's entry point, connected to a cluster of ipk kernels.
+
+``Client()`` connects to every kernel of the default cluster of the default profile
+(what ``ipk-cluster start`` writes); ``Client(path)`` to those of a cluster file, or to
+the one kernel of a connection file; ``profile=`` and ``cluster_id=`` pick another
+cluster. Kernels are numbered from 0 in the cluster file's order (``ids``), and
+indexing gives a ``DirectView``::
+
+    >>> rc = Client()                       # after: ipk-cluster start -n 4
+    >>> rc.ids
+    [0, 1, 2, 3]
+    >>> dview = rc[:]                       # all; rc[0], rc[::2], rc[[1, 3]] ...
+    >>> rc[0].apply_sync(lambda: 6 * 7)     # an int target gives its value, not a list
+    42
+
+There is no controller: requests go straight from this client to each kernel.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from ..core.clusterfile import cluster_file_path, read_kernels
+from .cluster import InteractiveCluster, Targets
+from .kernel import FutureResult, RemoteKernel
+from .views import DirectView
+
+
+class Client:
+    """The kernels of one cluster, ready to be divided into views."""
+
+    def __init__(
+        self,
+        url_file: str | Path | None = None,
+        profile: str | None = None,
+        cluster_id: str | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> None:
+        self.profile = profile or "default"
+        if url_file is None:
+            path = cluster_file_path(cluster_id or "default", self.profile)
+            if not path.exists():
+                raise FileNotFoundError(
+                    f"no cluster {cluster_id or 'default'!r} in profile {self.profile!r} "
+                    f"(no {path}): start one with 'ipk-cluster start -n 4"
+                    f"{'' if cluster_id is None else f' --cluster-id {cluster_id}'}"
+                    f"{'' if profile is None else f' --profile {profile}'}', or give "
+                    "Client() a cluster or connection file"
+                )
+        else:
+            path = Path(url_file).expanduser()
+        #: Seconds any blocking call of this client or its views waits (None: no limit).
+        self.timeout = timeout
+        #: Every kernel, in ``ids`` order.
+        connected = InteractiveCluster(read_kernels(path), timeout=timeout, profile=self.profile)
+        self.kernels: list[RemoteKernel] = connected.kernels
+        self.path = path
+
+    @property
+    def ids(self) -> list[int]:
+        """The kernels' numbers, as views take them."""
+        return list(range(len(self.kernels)))
+
+    def __len__(self) -> int:
+        return len(self.kernels)
+
+    def __getitem__(self, targets: Targets) -> DirectView:
+        """``rc[0]``, ``rc[:]``, ``rc[::2]``, ``rc[[0, 2]]``, ``rc['all']``: a DirectView."""
+        if targets is None:
+            raise TypeError("rc[...] takes an int, a slice, a list of ids or 'all'")
+        return DirectView(self, targets)
+
+    def direct_view(self, targets: Targets = "all") -> DirectView:
+        """A DirectView of ``targets``."""
+        return DirectView(self, targets)
+
+    def wait(self, jobs: Any = None, timeout: float | None = None) -> bool:
+        """Wait until ``jobs`` (a result, or a list of them; default: every request
+        outstanding now) are done; False if ``timeout`` seconds passed first."""
+        pending: list[FutureResult]
+        if jobs is None:
+            pending = [r for k in self.kernels for r in list(k._protocol.pending.values())]
+        elif isinstance(jobs, FutureResult):
+            pending = [jobs]
+        else:
+            pending = list(jobs)
+        deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
+        for job in pending:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not job.wait(left):
+                return False
+        return True
+
+    def abort(self, targets: Targets = "all", block: bool | None = None) -> Any:
+        """Drop what is queued on the targets behind their running requests."""
+        return self.direct_view(targets).abort(block=block)
+
+    def clear(self, targets: Targets = "all", block: bool | None = None) -> Any:
+        """Empty the targets' namespaces."""
+        view = self.direct_view(targets)
+        return view._run(None, block, lambda ids: view._cluster.reset(targets=ids, block=False))
+
+    def shutdown(self, targets: Targets = "all", block: bool | None = None) -> Any:
+        """Shut the targets' kernels down."""
+        return self.direct_view(targets).shutdown(block=block)
+
+    def close(self) -> None:
+        """Close every connection; the kernels keep running."""
+        for kernel in self.kernels:
+            kernel.disconnect()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Client: {len(self)} kernels, cluster file {self.path}>"

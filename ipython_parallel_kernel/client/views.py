@@ -1,0 +1,289 @@
+"""ipyparallel's ``DirectView``, on an ``InteractiveCluster``'s fan-out.
+
+A view is some of a ``Client``'s kernels (``targets``: an int, a list, a slice or
+``'all'``, numbered as ``Client.ids``) and a ``block`` flag, False by default as in
+ipyparallel. Every verb sends its request to every target before it waits; with
+``block`` it returns the values (one per target, or the value itself when ``targets``
+is an int), without it a ``ClusterResult``, which speaks ipyparallel's AsyncResult::
+
+    >>> dview = rc[:]
+    >>> dview.apply_sync(lambda: 6 * 7)          # [42, 42, 42, 42]
+    >>> ar = dview.map_async(lambda x: x**2, range(8)); ar.get()
+    [0, 1, 4, 9, 16, 25, 36, 49]
+    >>> dview.scatter("part", range(16)); dview.execute("s = sum(part)").wait()
+    >>> sum(dview.gather("s", block=True))
+    120
+
+Where ipyparallel and ``InteractiveCluster`` differ in a signature, the view follows
+ipyparallel: ``apply`` gives every keyword argument to the function, ``push`` takes a
+dict, ``execute`` and ``run`` return their result object even when blocking.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .cluster import ClusterResult, InteractiveCluster, Targets, join, parse_targets, split
+from .kernel import Blocking
+
+if TYPE_CHECKING:
+    from .client import Client
+
+#: ``scatter``/``gather`` distributions: contiguous blocks, or round robin.
+DISTRIBUTIONS = ("b", "r")
+
+
+class DirectView(Blocking):
+    """Some of a client's kernels, each addressed directly (ipyparallel's DirectView)."""
+
+    def __init__(self, client: Client, targets: Targets = "all", block: bool = False) -> None:
+        self.client = client
+        self._cluster = InteractiveCluster(timeout=client.timeout, block=False)
+        self._cluster.kernels = client.kernels
+        self.block = self._blocking(block)
+        self.targets = targets
+
+    @property
+    def targets(self) -> Targets:
+        """The kernels this view uses: an int, a list of ids, a slice, or ``'all'``."""
+        return self._targets
+
+    @targets.setter
+    def targets(self, targets: Targets) -> None:
+        parse_targets(targets, len(self.client.kernels))  # refuse a bad one now
+        self._targets = targets
+
+    def set_flags(self, *, block: bool | None = None, targets: Targets = None) -> None:
+        """Set ``block`` and ``targets`` (those given)."""
+        if block is not None:
+            self.block = self._blocking(block)
+        if targets is not None:
+            self.targets = targets
+
+    @contextmanager
+    def temp_flags(self, block: bool | None = None, targets: Targets = None) -> Iterator[None]:
+        """Within the ``with`` block, ``block`` and ``targets`` (those given) are set."""
+        saved = self.block, self.targets
+        self.set_flags(block=block, targets=targets)
+        try:
+            yield
+        finally:
+            self.block, self.targets = saved
+
+    def __len__(self) -> int:
+        return len(self._ids(None))
+
+    def __repr__(self) -> str:
+        return (
+            f"<DirectView {self._ids(None) if not isinstance(self.targets, int) else self.targets}>"
+        )
+
+    # -- plumbing --------------------------------------------------------------------
+
+    def _ids(self, targets: Targets) -> list[int]:
+        return parse_targets(self.targets if targets is None else targets, len(self.client.kernels))
+
+    def _run(
+        self,
+        targets: Targets,
+        block: bool | None,
+        send: Callable[[list[int]], ClusterResult],
+        wait_only: bool = False,
+    ) -> Any:
+        """Send to the chosen targets; wait for the values (or, ``wait_only``, for the
+        result object) as ``block`` says."""
+        chosen = self.targets if targets is None else targets
+        result = send(self._ids(targets))
+        result.single = isinstance(chosen, int)
+        if not self._blocking(block):
+            return result
+        values = result.get(self.client.timeout)
+        return result if wait_only else values
+
+    # -- running code --------------------------------------------------------------------
+
+    def apply(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``f(*args, **kwargs)`` on every target, blocking as ``block`` says; every
+        keyword argument is ``f``'s."""
+        return self._apply(None, f, args, kwargs)
+
+    def apply_sync(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """As ``apply``, waiting for the values."""
+        return self._apply(True, f, args, kwargs)
+
+    def apply_async(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> ClusterResult:
+        """As ``apply``, returning a ClusterResult at once."""
+        return self._apply(False, f, args, kwargs)
+
+    def _apply(self, block: bool | None, f: Callable, args: tuple, kwargs: dict) -> Any:
+        if not callable(f):
+            raise TypeError(f"apply() needs a callable, not {type(f).__name__}")
+        # Through the fan-out itself: InteractiveCluster.apply keeps ``targets`` and
+        # ``block`` for itself, and here they may be ``f``'s.
+        return self._run(
+            None,
+            block,
+            lambda ids: self._cluster._each(
+                "apply", ids, lambda _, k: k.apply_async(f, *args, **kwargs), False
+            ),
+        )
+
+    def map(self, f: Callable[..., Any], *sequences: Sequence, block: bool | None = None) -> Any:
+        """``list(map(f, *sequences))``, computed in one block per target."""
+        if not sequences:
+            raise TypeError("map() needs at least one sequence")
+        return self._run(
+            [*self._ids(None)],
+            block,
+            lambda ids: self._cluster.map(f, *sequences, targets=ids, block=False),
+        )
+
+    def map_sync(self, f: Callable[..., Any], *sequences: Sequence) -> list[Any]:
+        """As ``map``, waiting for the values."""
+        return self.map(f, *sequences, block=True)
+
+    def map_async(self, f: Callable[..., Any], *sequences: Sequence) -> ClusterResult:
+        """As ``map``, returning a ClusterResult at once."""
+        return self.map(f, *sequences, block=False)
+
+    def execute(
+        self, code: str, silent: bool = True, targets: Targets = None, block: bool | None = None
+    ) -> ClusterResult:
+        """Run ``code`` on the targets; the ClusterResult of their ExecuteResults, once
+        they are done if blocking (a failure then raises). ``silent`` is accepted for
+        ipyparallel's sake: results never print here; the records carry them."""
+        return self._run(
+            targets,
+            block,
+            lambda ids: self._cluster.execute(code, targets=ids, block=False),
+            wait_only=True,
+        )
+
+    def run(
+        self, filename: str | Path, targets: Targets = None, block: bool | None = None
+    ) -> ClusterResult:
+        """``execute`` the contents of a local file."""
+        return self.execute(Path(filename).read_text(), targets=targets, block=block)
+
+    # -- namespaces --------------------------------------------------------------------------
+
+    def push(self, ns: dict[str, Any], targets: Targets = None, block: bool | None = None) -> Any:
+        """Bind every name of ``ns`` on the targets: all or none on each."""
+        if not isinstance(ns, dict):
+            raise TypeError(f"push() takes a dict of names and values, not {type(ns).__name__}")
+        return self._run(
+            targets, block, lambda ids: self._cluster.push(ns, targets=ids, block=False)
+        )
+
+    update = push
+
+    def pull(
+        self, names: str | Iterable[str], targets: Targets = None, block: bool | None = None
+    ) -> Any:
+        """The value of ``names`` (a name, or a list of names) on each target."""
+        names = names if isinstance(names, str) else list(names)
+        return self._run(
+            targets, block, lambda ids: self._cluster.pull(names, targets=ids, block=False)
+        )
+
+    def get(self, names: str | Iterable[str]) -> Any:
+        """``pull(names, block=True)``."""
+        return self.pull(names, block=True)
+
+    def __getitem__(self, name: str) -> Any:
+        """``dview['a']``: pull ``a`` from the targets, waiting for it."""
+        if not isinstance(name, str):
+            raise TypeError(f"a view is indexed by names, not {name!r} (use rc[...] for kernels)")
+        return self.pull(name, block=True)
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        """``dview['a'] = 5``: push to the targets, waiting until it is done."""
+        self.push({name: value}, block=True)
+
+    def scatter(
+        self,
+        key: str,
+        seq: Sequence,
+        dist: str = "b",
+        flatten: bool = False,
+        targets: Targets = None,
+        block: bool | None = None,
+    ) -> Any:
+        """Bind to ``key`` on each target its part of ``seq``: contiguous blocks
+        (``dist='b'``) or every n-th item (``'r'``). ``flatten``: a part of one item
+        is bound as that item."""
+        ids = self._ids(targets)
+        parts = _partition(seq, len(ids), dist)
+        if flatten:
+            parts = [part[0] if len(part) == 1 else part for part in parts]
+        kernels = [self.client.kernels[i] for i in ids]
+        return self._run(
+            ids,
+            block,
+            lambda ids: ClusterResult(
+                "scatter",
+                ids,
+                [k.name for k in kernels],
+                [k.push(part, key, block=False) for k, part in zip(kernels, parts, strict=True)],
+            ),
+        )
+
+    def gather(
+        self, key: str, dist: str = "b", targets: Targets = None, block: bool | None = None
+    ) -> Any:
+        """Put ``key``'s parts from the targets back together, as ``scatter`` split them."""
+        _check_distribution(dist)
+        ids = self._ids(targets)
+
+        def send(ids: list[int]) -> ClusterResult:
+            result = self._cluster.pull(key, targets=ids, block=False)
+            result.combine = _joiner(dist)
+            return result
+
+        return self._run(ids, block, send)
+
+    # -- control -----------------------------------------------------------------------------
+
+    def wait(self, jobs: Any = None, timeout: float | None = None) -> bool:
+        """Wait for ``jobs`` (results of this client; default: everything outstanding)."""
+        return self.client.wait(jobs, timeout)
+
+    def abort(self, targets: Targets = None, block: bool | None = None) -> Any:
+        """Drop the requests queued on the targets behind the running one."""
+        return self._run(targets, block, lambda ids: self._cluster.abort(targets=ids, block=False))
+
+    def shutdown(self, targets: Targets = None, block: bool | None = None) -> Any:
+        """Shut the targets' kernels down."""
+        return self._run(targets, block, lambda ids: self._cluster.kill(targets=ids, block=False))
+
+    def activate(self) -> DirectView:
+        """Make this view's kernels the target of ``%px`` in this IPython session."""
+        self._cluster.subcluster(self._ids(None)).activate()
+        return self
+
+
+def _check_distribution(dist: str) -> None:
+    if dist not in DISTRIBUTIONS:
+        raise ValueError(f"dist={dist!r}: 'b' (contiguous blocks) or 'r' (round robin)")
+
+
+def _partition(seq: Sequence, parts: int, dist: str) -> list[Any]:
+    _check_distribution(dist)
+    if dist == "b":
+        return split(seq, parts)
+    return [seq[i::parts] for i in range(parts)]
+
+
+def _joiner(dist: str) -> Callable[[list[Any]], Any]:
+    if dist == "b":
+        return join
+
+    def interleave(parts: list[Any]) -> list[Any]:
+        lists = [list(p) for p in parts]
+        total = sum(len(p) for p in lists)
+        return [lists[i % len(lists)][i // len(lists)] for i in range(total)]
+
+    return interleave

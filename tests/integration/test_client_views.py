@@ -1,0 +1,225 @@
+"""``Client`` and ``DirectView``: ipyparallel's vocabulary on real kernels.
+
+Cells from ipyparallel's "direct" tutorial page run here with only the import changed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import ipython_parallel_kernel as ipp
+from ipython_parallel_kernel.core.clusterfile import write_cluster_file
+from ipython_parallel_kernel.core.connection import read_connection_file
+from ipython_parallel_kernel.errors import CompositeError, RemoteError
+
+
+@pytest.fixture
+def rc(four_kernels, tmp_path: Path) -> Iterator[ipp.Client]:
+    """A Client of the four shared kernels (through a cluster file), namespaces emptied."""
+    path = tmp_path / "ipk-cluster-four.json"
+    write_cluster_file([read_connection_file(k.connection_file) for k in four_kernels], path)
+    client = ipp.Client(path, timeout=60)
+    client.clear(block=True)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def test_ids_and_views(rc):
+    """ids number the kernels; rc[...] takes ints, slices, lists and 'all'."""
+    assert rc.ids == [0, 1, 2, 3] and len(rc) == 4
+    assert len(rc[:]) == 4 and len(rc[::2]) == 2 and len(rc[[1, 3]]) == 2
+    assert len(rc["all"]) == 4 and rc.direct_view().targets == "all"
+    with pytest.raises(IndexError):
+        rc[7]
+
+
+#: Cells of ipyparallel's docs/source/tutorial/direct.md, in order, with the import
+#: changed and each shown output turned into an assert.
+DIRECT_TUTORIAL = [
+    """
+dview = rc[:]
+serial_result = list(map(lambda x:x**10, range(32)))
+parallel_result = dview.map_sync(lambda x: x**10, range(32))
+assert serial_result == parallel_result
+""",
+    """
+dview.block=True
+dview['a'] = 5
+dview['b'] = 10
+assert dview.apply(lambda x: a+b+x, 27) == [42, 42, 42, 42]
+dview.block = False
+assert dview.apply_sync(lambda x: a+b+x, 27) == [42, 42, 42, 42]
+""",
+    """
+rc[::2].execute('c = a + b')
+rc[1::2].execute('c = a - b')
+rc.wait()
+assert dview['c'] == [15, -5, 15, -5]
+""",
+    """
+def wait(t):
+    import time
+    tic = time.time()
+    time.sleep(t)
+    return time.time()-tic
+
+ar = dview.apply_async(wait, 0.2)
+assert all(t >= 0.2 for t in ar.get())
+ar = dview.apply_async(wait, 2)
+assert ar.ready() is False
+try:
+    ar.get(0.1)
+except TimeoutError:
+    pass
+else:
+    raise AssertionError("get(0.1) returned before the result")
+ar_list = [dview.apply_async(wait, 0.1) for i in range(4)]
+assert dview.wait(ar_list)
+assert len(ar_list[0].get()) == 4
+""",
+    """
+dview.targets = [0, 2]
+dview.block = False
+ar = dview.apply(lambda : 10)
+assert ar.get() == [10, 10]
+dview.targets = rc.ids
+dview.block = True
+assert dview.apply(lambda : 42) == [42, 42, 42, 42]
+""",
+    """
+dview.push(dict(a=1.03234, b=3453))
+assert dview.pull('a') == [1.03234] * 4
+assert dview.pull('b', targets=0) == 3453
+assert dview.pull(('a', 'b')) == [[1.03234, 3453]] * 4
+dview.push(dict(c='speed'))
+ar = dview.pull('a', block=False)
+assert ar.get() == [1.03234] * 4
+dview['a'] = ['foo', 'bar']
+assert dview['a'] == [['foo', 'bar']] * 4
+""",
+    """
+dview.scatter('a', range(16))
+assert dview['a'] == [range(0, 4), range(4, 8), range(8, 12), range(12, 16)]
+dview.block = False
+assert dview.gather('a').get() == list(range(16))
+assert dview.gather('a')[3] == 3
+""",
+]
+
+
+def test_the_direct_tutorial_cells(rc):
+    """The tutorial's cells, run in a real IPython shell as a user would, with
+    `import ipython_parallel_kernel as ipp` where the page imports ipyparallel."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    shell.user_ns["rc"] = rc
+    try:
+        assert shell.run_cell("import ipython_parallel_kernel as ipp").success
+        for cell in DIRECT_TUTORIAL:
+            result = shell.run_cell(cell)
+            assert result.success, (cell, result.error_in_exec or result.error_before_exec)
+    finally:
+        for name in ("rc", "dview", "ar", "ar_list", "wait", "ipp"):
+            shell.user_ns.pop(name, None)
+
+
+def test_an_int_target_gives_values_not_lists(rc):
+    """rc[0] answers with the value itself, and raises its own RemoteError."""
+    assert rc[0].apply_sync(lambda: 6 * 7) == 42
+    assert rc[2].pull("__name__", block=True) == "__main__"
+    with pytest.raises(RemoteError, match="ZeroDivisionError"):
+        rc[1].execute("1/0", block=True)
+    assert rc[1].apply_async(lambda: 1).get_dict() == {1: 1}
+
+
+def test_every_keyword_goes_to_the_function(rc):
+    """apply passes every keyword argument on, even ones named block or targets."""
+
+    def echo(block=None, targets=None):
+        return (block, targets)
+
+    assert rc[:].apply_sync(echo, block="b", targets="t") == [("b", "t")] * 4
+
+
+def test_async_result_vocabulary(rc):
+    """get(return_exceptions=True), r, get_dict, successful, len, indexing, iteration."""
+    dview = rc[:]
+    ar = dview.apply_async(lambda x: x, 7)
+    assert ar.r == [7] * 4 and ar.successful() and len(ar) == 4
+    assert ar.get_dict() == {0: 7, 1: 7, 2: 7, 3: 7}
+    assert ar[1] == 7 and ar[1:3] == [7, 7] and list(ar) == [7] * 4
+    failing = dview.execute("import os\nif os.getpid() % 1 == 0 and __import__('sys'): 1/0")
+    with pytest.raises(CompositeError):
+        failing.get(30)
+    values = failing.get(return_exceptions=True)
+    assert all(isinstance(v, RemoteError) for v in values)
+    assert not failing.successful()
+    pending = dview.apply_async(time.sleep, 1)
+    with pytest.raises(RuntimeError, match="still running"):
+        pending.successful()
+    assert pending.get(30) == [None] * 4
+
+
+def test_execute_returns_its_result_object_and_raises_when_blocking(rc):
+    """execute always gives the ClusterResult (its ExecuteResults); blocking, a failure
+    on any target raises CompositeError."""
+    done = rc[:].execute("x = 1; print('hi')", block=True)
+    assert [r.stdout for r in done.get()] == ["hi\n"] * 4
+    with pytest.raises(CompositeError):
+        rc[:].execute("1/0", block=True)
+
+
+def test_scatter_and_gather_distributions(rc):
+    """dist='b' blocks and 'r' round robin come back in order; flatten unwraps parts of
+    one item."""
+    dview = rc[:]
+    dview.scatter("part", list(range(10)), dist="r", block=True)
+    assert dview["part"] == [[0, 4, 8], [1, 5, 9], [2, 6], [3, 7]]
+    assert dview.gather("part", dist="r", block=True) == list(range(10))
+    dview.scatter("one", list(range(4)), flatten=True, block=True)
+    assert dview["one"] == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="round robin"):
+        dview.scatter("x", [1], dist="z")
+
+
+def test_flags_and_push_checks(rc):
+    """set_flags and temp_flags set block and targets; push takes a dict."""
+    dview = rc[:]
+    with dview.temp_flags(block=True, targets=[0, 1]):
+        assert dview.apply(lambda: 1) == [1, 1]
+    assert dview.block is False and dview.targets == slice(None)
+    dview.set_flags(block=True, targets=3)
+    assert dview.apply(lambda: 2) == 2
+    with pytest.raises(TypeError, match="dict"):
+        dview.push(5)
+    with pytest.raises(IndexError):
+        dview.targets = [9]
+
+
+def test_client_finds_the_default_cluster_as_a_user_starts_it(ipython_dir):
+    """After `ipk-cluster start -n 2`, Client() with no arguments connects to it; with
+    no cluster running it says what to start."""
+    with pytest.raises(FileNotFoundError, match="ipk-cluster start -n 4"):
+        ipp.Client()
+    command = [sys.executable, "-m", "ipython_parallel_kernel.apps.cluster"]
+    env = dict(os.environ)
+    started = subprocess.run(
+        [*command, "start", "-n", "2"], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert started.returncode == 0, started.stderr
+    try:
+        with ipp.Client(timeout=30) as rc:
+            assert rc.ids == [0, 1]
+            assert rc[:].apply_sync(lambda: 1) == [1, 1]
+    finally:
+        subprocess.run([*command, "stop"], capture_output=True, timeout=120, env=env)
