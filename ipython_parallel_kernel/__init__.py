@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AsyncResult",
     "Client",
+    "Cluster",
     "ClusterResult",
     "CompositeError",
     "DirectView",
@@ -37,6 +38,7 @@ _LAZY = {
     "AsyncResult": "ipython_parallel_kernel.client.kernel",
     "InteractiveCluster": "ipython_parallel_kernel.client.cluster",
     "Client": "ipython_parallel_kernel.client.client",
+    "Cluster": "ipython_parallel_kernel.launchers.cluster",
     "DirectView": "ipython_parallel_kernel.client.views",
     "ClusterResult": "ipython_parallel_kernel.client.cluster",
     "RemoteError": "ipython_parallel_kernel.errors",

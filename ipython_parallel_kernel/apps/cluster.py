@@ -114,7 +114,12 @@ class LauncherCommand(ClusterCommand):
 
     def cluster(self, cluster_id: str | None = None) -> Cluster:
         """The cluster this command works on, with the profile's and command line's settings."""
-        return Cluster(parent=self, profile=self.profile, cluster_id=cluster_id or self.cluster_id)
+        return Cluster(
+            parent=self,
+            profile=self.profile,
+            cluster_id=cluster_id or self.cluster_id,
+            shutdown_atexit=False,  # the kernels outlive this command
+        )
 
     def check_timeout(self, timeout: float) -> None:
         """Refuse a timeout that is not positive."""

@@ -83,8 +83,11 @@ class Launcher(ABC):
         return log_dir / f"{PREFIX}{self.cluster_id}-kernel-{index}.log"
 
     @abstractmethod
-    def start(self, n: int, kernel_args: list[str], log_dir: Path) -> list[LaunchedKernel]:
-        """Start ``n`` kernels with ``kernel_args``; return at once, without waiting."""
+    def start(
+        self, n: int, kernel_args: list[str], log_dir: Path, first: int = 0
+    ) -> list[LaunchedKernel]:
+        """Start ``n`` kernels with ``kernel_args``, numbered from ``first`` (a cluster
+        that grows numbers its new kernels after the others); return at once."""
 
     @abstractmethod
     def is_running(self, kernel: LaunchedKernel) -> bool:

@@ -22,7 +22,12 @@ The probes (``kernel_status``, ``shut_down``) talk to kernels through a
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import contextlib
 import os
+import secrets
+import signal
 import socket
 import threading
 import time
@@ -32,13 +37,14 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from traitlets import Enum, Float, Int, List, Unicode
+from traitlets import Bool, Enum, Float, Int, List, Unicode, default
 from traitlets.config import Config, LoggingConfigurable
 from traitlets.config.loader import PyFileConfigLoader
 
 from ..core.clusterfile import (
     check_cluster_id,
     cluster_file_path,
+    cluster_id_of,
     read_cluster_file,
     write_cluster_file,
 )
@@ -50,6 +56,7 @@ from .base import LaunchedKernel, Stoppable
 from .local import is_kernel_process
 
 if TYPE_CHECKING:
+    from ..client.client import Client
     from ..client.kernel import RemoteKernel
 
 #: The profile's file of cluster settings.
@@ -135,6 +142,16 @@ def kernel_alive(info: ConnectionInfo) -> bool:
     return not isinstance(for_each(kernel_status, [info], PROBE_TIMEOUT)[0], BaseException)
 
 
+def _signal_number(signum: int | str) -> int:
+    if isinstance(signum, str):
+        name = signum.upper() if signum.upper().startswith("SIG") else f"SIG{signum.upper()}"
+        try:
+            return int(signal.Signals[name])
+        except KeyError:
+            raise ValueError(f"no signal called {signum!r}") from None
+    return int(signal.Signals(signum))
+
+
 def profile_config(profile: str) -> Config:
     """The settings in the profile's ``ipk_cluster_config.py``; empty if it has none."""
     directory = profile_dir(profile)
@@ -144,10 +161,22 @@ def profile_config(profile: str) -> Config:
 
 
 class Cluster(LoggingConfigurable):
-    """The kernels of cluster ``cluster_id`` in ``profile``, started and stopped as one."""
+    """The kernels of cluster ``cluster_id`` in ``profile``, started and stopped as one.
+
+    It speaks ipyparallel's ``Cluster`` too: ``start_cluster``, ``start_and_connect``,
+    ``connect_client``, ``stop_cluster``, ``start_engines``, ``stop_engines``,
+    ``restart_engines`` and ``signal_engines``, each a coroutine with a blocking
+    ``_sync`` twin, and ``with``/``async with``, which start the kernels and give a
+    ``Client``::
+
+        >>> with Cluster(n=4) as rc:
+        ...     rc[:].apply_sync(os.getpid)
+
+    There is no controller: "engines" are the kernels. ``engines=`` is ``launcher``.
+    """
 
     profile = Unicode("default", help="IPython profile: its security/ holds the cluster file.")
-    cluster_id = Unicode("default", help="Name of the cluster, so several can run side by side.")
+    cluster_id = Unicode(help="Name of the cluster, so several can run side by side.")
     n = Int(2, help="How many kernels to start.").tag(config=True)
     launcher = Enum(
         sorted(LAUNCHERS),
@@ -163,17 +192,48 @@ class Cluster(LoggingConfigurable):
     timeout = Float(
         30.0, help="Seconds to wait until every kernel answers; then give up and stop them."
     ).tag(config=True)
+    shutdown_atexit = Bool(
+        True,
+        help="Stop the kernels this object started when Python exits "
+        "(ipk-cluster's kernels outlive it: there, False).",
+    )
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, engines: str | None = None, **kwargs: Any) -> None:
+        if engines is not None:
+            kwargs["launcher"] = engines
         super().__init__(**kwargs)
         # The kernels this object started, so that ``stop`` reaps its own child processes.
         self._launched: list[LaunchedKernel] = []
+        self._context_client: Any = None
+
+    @default("cluster_id")
+    def _fresh_cluster_id(self) -> str:
+        # As ipyparallel: a Cluster made in Python does not take over ipk-cluster's default.
+        return f"{int(time.time())}-{secrets.token_hex(2)}"
 
     @classmethod
     def from_profile(cls, profile: str = "default", **settings: Any) -> Cluster:
         """A cluster configured by ``profile``'s ``ipk_cluster_config.py``, then by
         ``settings`` (``n=``, ``cluster_id=``, ``gui=``...), which win."""
         return cls(config=profile_config(profile), profile=profile, **settings)
+
+    @classmethod
+    def from_file(
+        cls,
+        cluster_file: str | Path | None = None,
+        *,
+        profile: str = "default",
+        cluster_id: str = "default",
+    ) -> Cluster:
+        """The running cluster of a cluster file (default: ``ipk-cluster start``'s), to
+        connect to or stop; its kernels are not stopped when Python exits."""
+        if cluster_file is not None:
+            path = Path(cluster_file).expanduser()
+            cluster_id = cluster_id_of(path)
+            profile = path.parent.parent.name.removeprefix("profile_")
+        cluster = cls.from_profile(profile, cluster_id=cluster_id, shutdown_atexit=False)
+        cluster.n = len(cluster.kernels())
+        return cluster
 
     @property
     def path(self) -> Path:
@@ -192,22 +252,35 @@ class Cluster(LoggingConfigurable):
         kernel fails to start; the kernels started so far are stopped first, also when
         interrupted.
         """
-        if self.n < 1:
-            raise ValueError(f"n={self.n}: a cluster needs at least one kernel")
-        path = self.path
-        self._clear_stale(path)
+        self._clear_stale(self.path)
+        infos = self._launch(self.n, 0, extra_args)
+        write_cluster_file(infos, self.path)
+        if self.shutdown_atexit:
+            atexit.register(self._stop_at_exit)
+        return infos
+
+    def add_kernels(self, n: int, extra_args: Sequence[str] = ()) -> list[ConnectionInfo]:
+        """Start ``n`` more kernels into the running cluster (numbered after the others)
+        and add them to its cluster file; their infos."""
+        running = self.kernels()
+        infos = self._launch(n, len(running), extra_args)
+        write_cluster_file(running + infos, self.path)
+        return infos
+
+    def _launch(self, n: int, first: int, extra_args: Sequence[str]) -> list[ConnectionInfo]:
+        """Start kernels ``first``...``first + n - 1``, wait until each answers; stop them
+        all if any fails (or on Ctrl-C) before the error propagates."""
+        if n < 1:
+            raise ValueError(f"n={n}: a cluster needs at least one kernel")
         launcher = get_launcher(self.launcher)(self.profile, self.cluster_id)
         deadline = time.monotonic() + self.timeout
         gui = ["--gui", self.gui] if self.gui != "none" else []
+        args = [*gui, *self.kernel_args, *extra_args]
         kernels: list[LaunchedKernel] = []
         try:
-            kernels = launcher.start(
-                self.n, [*gui, *self.kernel_args, *extra_args], profile_dir(self.profile) / "log"
-            )
+            kernels = launcher.start(n, args, profile_dir(self.profile) / "log", first)
             infos = launcher.wait_ready(kernels, max(0.0, deadline - time.monotonic()))
             self._check_answers(infos, max(0.001, deadline - time.monotonic()))
-            write_cluster_file(infos, path)
-            self._launched = kernels
         except KeyboardInterrupt:
             launcher.stop(kernels, timeout=5.0)
             raise
@@ -215,6 +288,7 @@ class Cluster(LoggingConfigurable):
             launcher.stop(kernels, timeout=5.0)
             error = LaunchTimeout if isinstance(e, LaunchTimeout) else LaunchError
             raise error(f"{e}\nThe kernels it had started are stopped.") from None
+        self._launched += kernels
         return infos
 
     def stop(self, timeout: float = 10.0) -> list[ConnectionInfo]:
@@ -227,9 +301,12 @@ class Cluster(LoggingConfigurable):
         infos = self.kernels()
         for_each(shut_down, infos, PROBE_TIMEOUT)
         launcher = get_launcher(self.launcher)(self.profile, self.cluster_id)
-        targets: Sequence[Stoppable] = self._launched or infos
+        # Our own children are stopped through their Popen, which also reaps them.
+        ours = {k.pid: k for k in self._launched}
+        targets: list[Stoppable] = [ours.get(info.pid or -1, info) for info in infos]
         left = launcher.stop(targets, timeout=timeout, grace=SHUTDOWN_GRACE)
         self._launched = []
+        atexit.unregister(self._stop_at_exit)
         if left:
             raise LaunchError(
                 f"cluster {self.cluster_id}: pids {', '.join(map(str, left))} are still "
@@ -237,6 +314,120 @@ class Cluster(LoggingConfigurable):
             )
         self.path.unlink(missing_ok=True)
         return infos
+
+    def _stop_at_exit(self) -> None:
+        with contextlib.suppress(LaunchError, ValueError):
+            self.stop(timeout=5.0)
+
+    def signal(self, signum: int | str) -> None:
+        """Send a signal (a number, or a name such as ``"SIGINT"`` or ``"INT"``) to
+        every kernel of the cluster on this machine."""
+        number = _signal_number(signum)
+        for info in self.kernels():
+            if info.pid and info.hostname == socket.gethostname() and is_kernel_process(info.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(info.pid, number)
+
+    # -- ipyparallel's Cluster ------------------------------------------------------------
+
+    def start_cluster_sync(self, n: int | None = None) -> Cluster:
+        """Start the kernels (``n`` of them, default ``self.n``); returns self."""
+        if n is not None:
+            self.n = n
+        self.start()
+        return self
+
+    def connect_client_sync(self) -> Client:
+        """A ``Client`` of the cluster's kernels."""
+        from ..client.client import Client
+
+        return Client(self.path, profile=self.profile)
+
+    def start_and_connect_sync(self, n: int | None = None, activate: bool = False) -> Client:
+        """Start the kernels and connect a ``Client``; ``activate`` makes a blocking view
+        of all of them the target of ``%px``."""
+        self.start_cluster_sync(n)
+        client = self.connect_client_sync()
+        if activate:
+            view = client[:]
+            view.block = True
+            view.activate()
+        return client
+
+    def stop_cluster_sync(self) -> None:
+        """Stop every kernel and remove the cluster file."""
+        self.stop()
+
+    def start_engines_sync(self, n: int | None = None) -> list[ConnectionInfo]:
+        """Start ``n`` kernels (default ``self.n``): the cluster, or more of it if it runs."""
+        count = self.n if n is None else n
+        if self.path.exists():
+            return self.add_kernels(count)
+        self.n = count
+        return self.start()
+
+    def stop_engines_sync(self) -> None:
+        """Stop every kernel (with no controller, the same as ``stop_cluster``)."""
+        self.stop()
+
+    def restart_engines_sync(self) -> None:
+        """Stop the kernels and start as many fresh ones (new namespaces and addresses)."""
+        self.n = len(self.kernels())
+        self.stop()
+        self.start()
+
+    def signal_engines_sync(self, signum: int | str) -> None:
+        """``signal``. A SIGINT from outside stops an ipk kernel: to interrupt what
+        runs, use ``rc[:].interrupt()`` (or Ctrl-C during ``%px``)."""
+        self.signal(signum)
+
+    async def start_cluster(self, n: int | None = None) -> Cluster:
+        """``start_cluster_sync``, awaitable."""
+        return await asyncio.to_thread(self.start_cluster_sync, n)
+
+    async def connect_client(self) -> Client:
+        """``connect_client_sync``, awaitable."""
+        return await asyncio.to_thread(self.connect_client_sync)
+
+    async def start_and_connect(self, n: int | None = None, activate: bool = False) -> Client:
+        """``start_and_connect_sync``, awaitable."""
+        return await asyncio.to_thread(self.start_and_connect_sync, n, activate)
+
+    async def stop_cluster(self) -> None:
+        """``stop_cluster_sync``, awaitable."""
+        await asyncio.to_thread(self.stop_cluster_sync)
+
+    async def start_engines(self, n: int | None = None) -> list[ConnectionInfo]:
+        """``start_engines_sync``, awaitable."""
+        return await asyncio.to_thread(self.start_engines_sync, n)
+
+    async def stop_engines(self) -> None:
+        """``stop_engines_sync``, awaitable."""
+        await asyncio.to_thread(self.stop_engines_sync)
+
+    async def restart_engines(self) -> None:
+        """``restart_engines_sync``, awaitable."""
+        await asyncio.to_thread(self.restart_engines_sync)
+
+    async def signal_engines(self, signum: int | str) -> None:
+        """``signal_engines_sync``, awaitable."""
+        await asyncio.to_thread(self.signal_engines_sync, signum)
+
+    def __enter__(self) -> Client:
+        self._context_client = self.start_and_connect_sync()
+        return self._context_client
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._context_client.close()
+        self.stop_cluster_sync()
+
+    async def __aenter__(self) -> Client:
+        self._context_client = await self.start_and_connect()
+        return self._context_client
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._context_client.close()
+        await self.stop_cluster()
 
     def _clear_stale(self, path: Path) -> None:
         """Refuse to start if the cluster runs; clear what a dead one left behind."""

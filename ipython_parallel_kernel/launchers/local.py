@@ -116,12 +116,14 @@ class LocalLauncher(Launcher):
             *kernel_args,
         ]
 
-    def start(self, n: int, kernel_args: list[str], log_dir: Path) -> list[LaunchedKernel]:
+    def start(
+        self, n: int, kernel_args: list[str], log_dir: Path, first: int = 0
+    ) -> list[LaunchedKernel]:
         """Start ``n`` kernels at once, each logging to its own file in ``log_dir``."""
         log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         kernels: list[LaunchedKernel] = []
         try:
-            for index in range(n):
+            for index in range(first, first + n):
                 kernels.append(self._start_one(index, kernel_args, log_dir))
         except BaseException:
             self.stop(kernels, timeout=5.0)

@@ -3,12 +3,17 @@ with real kernel processes; whatever a test leaves running is killed by pid."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 from test_cluster_app import ipk_cluster, kill_leftovers, wait_gone
 
+import ipython_parallel_kernel as ipp
 from ipython_parallel_kernel import InteractiveCluster
 from ipython_parallel_kernel.errors import ClusterRunning, LaunchError
 from ipython_parallel_kernel.launchers.cluster import Cluster
@@ -63,3 +68,63 @@ def test_a_kernel_that_cannot_start_stops_the_others(profile):
     with pytest.raises(LaunchError, match="kernels it had started are stopped"):
         cluster.start()
     assert not cluster.path.exists()
+
+
+def test_ipyparallel_cluster_with_statement(profile):
+    """`with ipp.Cluster(n=2) as rc` starts kernels and gives a Client; leaving the block
+    stops them; the id is fresh, so ipk-cluster's default cluster is left alone."""
+    cluster = ipp.Cluster(n=2)
+    assert cluster.cluster_id != "default"
+    with cluster as rc:
+        assert rc.ids == [0, 1]
+        pids = rc[:].apply_sync(os.getpid)
+        assert cluster.path.exists()
+    assert wait_gone(pids) == []
+    assert not cluster.path.exists()
+
+
+def test_ipyparallel_cluster_async_and_engines(profile):
+    """The coroutines, start_engines into a running cluster (numbered after the others),
+    restart_engines, signal_engines by name, and from_file."""
+
+    async def session() -> list[int]:
+        cluster = ipp.Cluster(n=1, engines="local")
+        rc = await cluster.start_and_connect()
+        assert rc.ids == [0]
+        rc.close()
+        added = await cluster.start_engines(1)
+        assert len(added) == 1 and len(cluster.kernels()) == 2
+        again = ipp.Cluster.from_file(cluster.path)
+        assert (again.cluster_id, again.n) == (cluster.cluster_id, 2)
+        with again.connect_client_sync() as rc2:
+            assert len(rc2[:].apply_sync(lambda: 1)) == 2
+        before = [i.pid for i in cluster.kernels()]
+        await cluster.restart_engines()
+        after = [i.pid for i in cluster.kernels()]
+        assert len(after) == 2 and not set(before) & set(after)
+        await cluster.signal_engines("TERM")
+        assert all(exited(pid) for pid in after)
+        await cluster.stop_cluster()  # reaps them
+        assert wait_gone([p for p in after if p is not None]) == []
+        return after
+
+    asyncio.run(session())
+
+
+def exited(pid: int | None, timeout: float = 10.0) -> bool:
+    """Whether ``pid`` exits within ``timeout`` s (a zombie not yet reaped has exited)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_signal_names_are_checked():
+    """An unknown signal name is a ValueError naming it."""
+    with pytest.raises(ValueError, match="SIGNOPE"):
+        ipp.Cluster(n=1).signal_engines_sync("SIGNOPE")
