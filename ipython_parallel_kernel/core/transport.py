@@ -157,7 +157,9 @@ class FrameProtocol(Protocol):
         self._socket: socket.socket | None = None
         self._reactor_thread: int | None = None
         # Who reads the socket now, and whether the reactor asked to again meanwhile.
-        self._read_lock = threading.Lock()
+        # Reentrant: what a message sets off on the reading thread (a callback sending a
+        # request) may ask for the reactor again while that thread holds it.
+        self._read_lock = threading.RLock()
         self._reader = _REACTOR
         self._reactor_wanted = False
         self._close_when_sent = False

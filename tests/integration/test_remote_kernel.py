@@ -466,6 +466,22 @@ def test_a_blocking_call_reads_its_reply_on_its_own_thread(rk):
     assert rk.pull("__name__") == "__main__"
 
 
+def test_a_callback_may_send_the_next_request(rk):
+    """A done callback (run on the thread that read the reply) may send another
+    request, as a load balancer does, and that one completes too."""
+    second: Future = Future()
+
+    def send_next(first: AsyncResult) -> None:
+        value = first.result()
+        rk.apply_async(lambda: value + 1).add_done_callback(
+            lambda r: second.set_result(r.result())
+        )
+
+    rk.apply_async(lambda: 1).add_done_callback(send_next)
+    assert second.result(30) == 2
+    assert rk.apply(lambda: 3) == 3  # blocking calls still read their own replies after
+
+
 def test_a_kernel_lost_while_the_client_is_idle_is_noticed_with_no_call_made(kernel):
     """After blocking calls nobody reads the idle connection; its loss is still seen by
     the next heartbeat, and the next call says the kernel is gone instead of waiting."""
