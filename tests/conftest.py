@@ -272,6 +272,23 @@ def ic(four_kernels: list[KernelProcess]) -> Iterator:
         cluster.disconnect()
 
 
+@pytest.fixture
+def rc(four_kernels, tmp_path: Path) -> Iterator:
+    """A Client of the four shared kernels (through a cluster file), namespaces emptied."""
+    import ipython_parallel_kernel as ipp
+    from ipython_parallel_kernel.core.clusterfile import write_cluster_file
+    from ipython_parallel_kernel.core.connection import read_connection_file
+
+    path = tmp_path / "ipk-cluster-four.json"
+    write_cluster_file([read_connection_file(k.connection_file) for k in four_kernels], path)
+    client = ipp.Client(path, timeout=60)
+    client.clear(block=True)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
 def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
     """A certificate for 127.0.0.1 and its key, as PEM files in ``directory``."""
     from cryptography import x509

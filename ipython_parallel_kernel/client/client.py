@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import Any
 
 from ..core.clusterfile import cluster_file_path, read_kernels
+from .balancer import LoadBalancedView
 from .cluster import InteractiveCluster, Targets
 from .kernel import FutureResult, RemoteKernel
 from .views import DirectView
@@ -77,6 +78,10 @@ class Client:
     def direct_view(self, targets: Targets = "all") -> DirectView:
         """A DirectView of ``targets``."""
         return DirectView(self, targets)
+
+    def load_balanced_view(self, targets: Targets = None) -> LoadBalancedView:
+        """A LoadBalancedView: tasks to whichever of ``targets`` (default: all) is free."""
+        return LoadBalancedView(self, targets)
 
     def wait(self, jobs: Any = None, timeout: float | None = None) -> bool:
         """Wait until ``jobs`` (a result, or a list of them; default: every request

@@ -32,6 +32,7 @@ from typing import Any
 
 from ..core.records import CommandRecord
 from ..core.references import resolve_arguments
+from ..core.tasks import Chunk
 from .capture import CapturedStream
 from .rich import RichOutput
 
@@ -569,7 +570,7 @@ class Engine:
         return [name for name in self.namespace if not name.startswith("__")]
 
     def apply(self, func: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> Any:
-        """Call ``func(*args, **kwargs)`` here.
+        """Call ``func(*args, **kwargs)`` here (or run a ``Chunk`` of such calls).
 
         A function defined interactively on the client (module ``__main__``, or marked
         ``@interactive``) runs with this kernel's namespace as its globals, as in
@@ -578,17 +579,26 @@ class Engine:
         namespace lacks them. ``Reference`` arguments are replaced by the values they
         name here.
         """
-        args, kwargs = resolve_arguments(args, kwargs, self.namespace)
-        if isinstance(func, types.FunctionType) and func.__module__ == "__main__":
-            for name, value in func.__globals__.items():
-                if not name.startswith("__"):
-                    self.namespace.setdefault(name, value)
-            rebound = types.FunctionType(
-                func.__code__, self.namespace, func.__name__, func.__defaults__, func.__closure__
-            )
-            rebound.__kwdefaults__ = func.__kwdefaults__
-            func = rebound
-        return func(*args, **kwargs)
+        if isinstance(func, Chunk):
+            return func.run(self._bound, self._resolved)
+        args, kwargs = self._resolved(args, kwargs)
+        return self._bound(func)(*args, **kwargs)
+
+    def _resolved(self, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
+        return resolve_arguments(args, kwargs, self.namespace)
+
+    def _bound(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        """``func``, with this namespace as its globals if it is interactive."""
+        if not (isinstance(func, types.FunctionType) and func.__module__ == "__main__"):
+            return func
+        for name, value in func.__globals__.items():
+            if not name.startswith("__"):
+                self.namespace.setdefault(name, value)
+        rebound = types.FunctionType(
+            func.__code__, self.namespace, func.__name__, func.__defaults__, func.__closure__
+        )
+        rebound.__kwdefaults__ = func.__kwdefaults__
+        return rebound
 
     def reset(self) -> None:
         """Empty the namespace (history and numbering stay)."""

@@ -9,28 +9,11 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 import ipython_parallel_kernel as ipp
-from ipython_parallel_kernel.core.clusterfile import write_cluster_file
-from ipython_parallel_kernel.core.connection import read_connection_file
 from ipython_parallel_kernel.errors import CompositeError, RemoteError
-
-
-@pytest.fixture
-def rc(four_kernels, tmp_path: Path) -> Iterator[ipp.Client]:
-    """A Client of the four shared kernels (through a cluster file), namespaces emptied."""
-    path = tmp_path / "ipk-cluster-four.json"
-    write_cluster_file([read_connection_file(k.connection_file) for k in four_kernels], path)
-    client = ipp.Client(path, timeout=60)
-    client.clear(block=True)
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 def test_ids_and_views(rc):

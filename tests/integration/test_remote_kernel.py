@@ -473,9 +473,7 @@ def test_a_callback_may_send_the_next_request(rk):
 
     def send_next(first: AsyncResult) -> None:
         value = first.result()
-        rk.apply_async(lambda: value + 1).add_done_callback(
-            lambda r: second.set_result(r.result())
-        )
+        rk.apply_async(lambda: value + 1).add_done_callback(lambda r: second.set_result(r.result()))
 
     rk.apply_async(lambda: 1).add_done_callback(send_next)
     assert second.result(30) == 2

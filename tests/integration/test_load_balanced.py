@@ -1,0 +1,92 @@
+"""``LoadBalancedView``: tasks to whichever kernel has room, on real kernels."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import ipython_parallel_kernel as ipp
+from ipython_parallel_kernel.errors import CompositeError, RemoteError
+
+
+def test_apply_and_map(rc):
+    """apply gives one value; map the values in order, whatever the chunksize; map of
+    nothing is empty."""
+    lview = rc.load_balanced_view()
+    assert lview.apply_sync(lambda x, k=1: x * k, 21, k=2) == 42
+    ar = lview.apply_async(os.getpid)
+    assert ar.get(30) in rc[:].apply_sync(os.getpid) and ar.engine_id in rc.ids
+    assert lview.map_sync(lambda x, y: x + y, range(50), range(50)) == list(range(0, 100, 2))
+    assert lview.map_sync(str, range(25), chunksize=4) == [str(i) for i in range(25)]
+    assert lview.map_sync(str, []) == []
+    with pytest.raises(ValueError, match="chunksize"):
+        lview.map(str, range(3), chunksize=0)
+
+
+def test_a_slow_kernel_gets_less_work(rc):
+    """With kernel 0 slowed down, the others take most of a map's tasks."""
+    rc[:].push({"delay": 0.0}, block=True)
+    rc[0].push({"delay": 0.05}, block=True)
+
+    @ipp.interactive
+    def task(i):
+        import time
+
+        time.sleep(delay)  # noqa: F821  (each kernel's own)
+        return i
+
+    ar = rc.load_balanced_view().map_async(task, range(60))
+    assert ar.get(60) == list(range(60))
+    counts = collections.Counter(ar.engine_id)
+    assert counts[0] < 60 / 4, counts
+
+
+def test_unordered_iteration_gives_values_as_they_finish(rc):
+    """ordered=False: iteration yields the quick tasks before the slow first one."""
+    seen = list(
+        rc.load_balanced_view().imap(
+            lambda t: time.sleep(t) or t, [1.0, 0.0, 0.0, 0.0], ordered=False
+        )
+    )
+    assert sorted(seen) == [0.0, 0.0, 0.0, 1.0] and seen[-1] == 1.0
+
+
+def test_failures_are_collected(rc):
+    """A failing task fails the map with CompositeError; return_exceptions keeps the
+    others' values; a single apply raises its own RemoteError."""
+    lview = rc.load_balanced_view()
+    ar = lview.map_async(lambda x: 1 / x, [1, 0, 2])
+    with pytest.raises(CompositeError):
+        ar.get(30)
+    values = ar.get(30, return_exceptions=True)
+    assert values[0] == 1 and isinstance(values[1], RemoteError) and values[2] == 0.5
+    with pytest.raises(RemoteError, match="ZeroDivisionError"):
+        lview.apply_sync(lambda: 1 / 0)
+
+
+@pytest.fixture
+def three(ipython_dir: Path) -> Iterator[ipp.Cluster]:
+    """Three kernels of their own, for a test that kills one."""
+    cluster = ipp.Cluster(n=3)
+    cluster.start_cluster_sync()
+    try:
+        yield cluster
+    finally:
+        cluster.stop_cluster_sync()
+
+
+def test_a_kernel_killed_mid_map_loses_no_task(three):
+    """Tasks on a kernel that dies go to the others: the map completes, whole."""
+    with three.connect_client_sync() as client:
+        victim = client.kernels[0].kernel_info["pid"]
+        ar = client.load_balanced_view().map_async(lambda x: time.sleep(0.02) or x, range(150))
+        threading.Timer(0.3, os.kill, (victim, signal.SIGKILL)).start()
+        assert ar.get(120) == list(range(150))
+        assert 0 in ar.engine_id and ar.engine_id[-1] != 0
