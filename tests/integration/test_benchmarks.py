@@ -50,3 +50,23 @@ def test_quick_benchmark_runs_and_reports(tmp_path):
         assert problems == []
     assert "ipk execute round trip" in result.stdout
     assert "cluster execute on 4 kernels" in result.stdout
+
+
+def test_quick_task_benchmark_runs_and_reports():
+    """`bench_tasks.py --quick --skip-others` measures every ipk task figure."""
+    result = subprocess.run(
+        [sys.executable, str(BENCH.parent / "bench_tasks.py"), "--quick", "--skip-others"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    for measure in (
+        "ipp.Cluster(n=4).start_and_connect_sync()",
+        "ipk LoadBalancedView.map_sync",
+        "ipk apply_async round robin",
+        "ipk DirectView.map_sync",
+        "ipk uneven tasks, load balanced",
+    ):
+        assert measure in result.stdout, measure
