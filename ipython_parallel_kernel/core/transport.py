@@ -16,7 +16,10 @@ Reading on the waiting thread: a thread that waits for one reply, with nothing e
 outstanding, may read the socket itself (``claim_reading``, then ``read_until``)
 instead of having the reactor thread read the reply and wake it: that saves a
 cross-thread wake-up per round trip. One reader at a time, under ``_read_lock``:
-``_reader`` says whether the reactor, a waiting thread or nobody reads. The reactor
+``_reader`` says whether the reactor, a waiting thread or nobody reads. The lock is
+held while bytes are read and decoded into an inbox; messages are delivered from it,
+in order, after it is released (``_deliver``), so a callback may send requests or
+wait for locks of its own. The reactor
 stops watching the socket the first time it finds another reader in charge; once the
 waiter has its reply, nobody reads until the reactor is asked to again
 (``want_reactor_reading``, for any request the sender will not wait for on its own
@@ -50,6 +53,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet import interfaces
@@ -157,9 +161,14 @@ class FrameProtocol(Protocol):
         self._socket: socket.socket | None = None
         self._reactor_thread: int | None = None
         # Who reads the socket now, and whether the reactor asked to again meanwhile.
-        # Reentrant: what a message sets off on the reading thread (a callback sending a
-        # request) may ask for the reactor again while that thread holds it.
-        self._read_lock = threading.RLock()
+        # Held while bytes are read and decoded, never while messages are delivered.
+        self._read_lock = threading.Lock()
+        # Decoded messages (and a refusal) waiting to be delivered, in order.
+        self._inbox: deque[Message | WireError | _Alert] = deque()
+        self._inbox_lock = threading.Lock()
+        self._delivering = False
+        # Set by the reading thread while it decodes under the read lock: deliver after.
+        self._holding_delivery = False
         self._reader = _REACTOR
         self._reactor_wanted = False
         self._close_when_sent = False
@@ -187,6 +196,13 @@ class FrameProtocol(Protocol):
             transport.doRead = self._reactor_read(transport.doRead)
 
     def dataReceived(self, data: bytes) -> None:
+        self._take_in(data)
+        if not self._holding_delivery:
+            self._deliver()
+
+    def _take_in(self, data: bytes) -> None:
+        """Decode ``data`` (and what follows it straight into large buffers) into the
+        inbox, in order; the reading thread, holding the read lock where there is one."""
         if self._discarding:
             return
         first = self.progress == 0
@@ -200,17 +216,42 @@ class FrameProtocol(Protocol):
             if self._socket is not None:
                 messages += self._receive_into_buffers()
         except WireError as e:
-            self._in_reactor(self.wire_error, e)
-            return
-        for message in messages:
-            if not self.open:
-                return
-            self.message_received(message)
-        if self.decoder.alert is not None:
-            # An alert ends the connection: one per connection is all a peer gets heard.
-            # Its text is whatever the peer chose: escaped and cut short here, once.
             self._discarding = True
-            self._in_reactor(self.alert_received, shown(self.decoder.alert))
+            with self._inbox_lock:
+                self._inbox.append(e)
+            return
+        alert = self.decoder.alert
+        if alert is not None:
+            # An alert ends the connection: one per connection is all a peer gets heard.
+            self._discarding = True
+        with self._inbox_lock:
+            self._inbox.extend(messages)
+            if alert is not None:
+                # Its text is whatever the peer chose: escaped and cut short here, once.
+                self._inbox.append(_Alert(shown(alert)))
+
+    def _deliver(self) -> None:
+        """Hand what the inbox holds to ``message_received`` (and the other hooks), in
+        order, holding no lock meanwhile: what a message sets off (a callback that
+        sends a request, or waits for a lock of its own) cannot deadlock the reading.
+        One thread delivers at a time; one that finds another at it leaves it the rest.
+        """
+        while True:
+            with self._inbox_lock:
+                if self._delivering or not self._inbox:
+                    return
+                item = self._inbox.popleft()
+                self._delivering = True
+            try:
+                if isinstance(item, WireError):
+                    self._in_reactor(self.wire_error, item)
+                elif isinstance(item, _Alert):
+                    self._in_reactor(self.alert_received, item.text)
+                elif self.open:
+                    self.message_received(item)
+            finally:
+                with self._inbox_lock:
+                    self._delivering = False
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         with self._lock:
@@ -292,7 +333,8 @@ class FrameProtocol(Protocol):
             except OSError:
                 return  # nothing yet, or an error Twisted's next read reports
             if data:
-                self.dataReceived(data)
+                self._take_in(data)
+        self._deliver()
 
     def claim_reading(self) -> bool:
         """Make this thread the socket's reader, to wait for a reply with ``read_until``;
@@ -347,7 +389,8 @@ class FrameProtocol(Protocol):
                         return
                     if not data:
                         return
-                    self.dataReceived(data)
+                    self._take_in(data)
+                self._deliver()
             hand_over = False
         finally:
             self._stop_reading_here(hand_over)
@@ -457,7 +500,13 @@ class FrameProtocol(Protocol):
                 if self._reader != _REACTOR:
                     self.transport.pauseProducing()
                     return None
-                return read()
+                self._holding_delivery = True
+                try:
+                    outcome = read()
+                finally:
+                    self._holding_delivery = False
+            self._deliver()
+            return outcome
 
         return read_if_ours
 
@@ -531,6 +580,13 @@ class FrameProtocol(Protocol):
             self.progress += n
             messages += self.decoder.filled(n)
         return messages
+
+
+@dataclass(frozen=True)
+class _Alert:
+    """A refusal the peer sent, in the inbox after the messages before it."""
+
+    text: str
 
 
 def alert_text(data: bytes) -> str | None:
