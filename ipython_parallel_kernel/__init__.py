@@ -32,6 +32,7 @@ __all__ = [
     "ResultGatherer",
     "__version__",
     "interactive",
+    "register_joblib_backend",
 ]
 
 _LAZY = {
@@ -48,6 +49,7 @@ _LAZY = {
     "ResultGatherer": "ipython_parallel_kernel.client.gatherer",
     "Reference": "ipython_parallel_kernel.core.references",
     "interactive": "ipython_parallel_kernel.core.references",
+    "register_joblib_backend": "ipython_parallel_kernel.client.bridges",
 }
 
 

@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..core import serialize
 from ..core.tasks import Chunk
-from ..errors import CompositeError, KernelDied
+from ..errors import CompositeError, KernelDied, KernelTimeout
+from .bridges import ViewExecutor, register_joblib_backend
 from .kernel import Blocking, FutureResult, RemoteKernel
 
 if TYPE_CHECKING:
@@ -185,7 +186,13 @@ class MapResult(FutureResult):
             else:
                 values += [error] * len(task.chunk)
                 errors.append((index, f"kernel {task.engine_id}", error))
-        if errors:
+        if self.single:
+            # A future of one call, as concurrent.futures has it: its value or its error.
+            if errors:
+                self.set_exception(errors[0][2])
+            else:
+                self.set_result(values[0])
+        elif errors:
             self.set_exception(CompositeError(self.what, errors, values))
         else:
             self.set_result(values)
@@ -194,15 +201,17 @@ class MapResult(FutureResult):
         """The values, waiting at most ``timeout`` seconds; with ``return_exceptions``,
         a failed task's exception takes its place instead of being raised."""
         try:
-            values = super().get(timeout)
+            return super().get(timeout)
         except CompositeError as e:
             if return_exceptions:
-                values = e.results
-            elif self.single:
-                raise e.errors[0][2] from None
-            else:
-                raise
-        return values[0] if self.single else values
+                return e.results
+            raise
+        except KernelTimeout:
+            raise
+        except Exception as e:
+            if return_exceptions and self.single:
+                return e
+            raise
 
     @property
     def r(self) -> Any:
@@ -350,3 +359,14 @@ class LoadBalancedView(Blocking):
     def wait(self, jobs: Any = None, timeout: float | None = None) -> bool:
         """Wait for ``jobs`` (default: everything this client has outstanding)."""
         return self.client.wait(jobs, timeout)
+
+    @property
+    def executor(self) -> ViewExecutor:
+        """A ``concurrent.futures.Executor`` whose tasks go through this view."""
+        return ViewExecutor(self)
+
+    def register_joblib_backend(
+        self, name: str = "ipyparallel", make_default: bool = False
+    ) -> None:
+        """Let ``joblib.Parallel(backend=name)`` run its tasks through this view."""
+        register_joblib_backend(self, [name], make_default)

@@ -25,6 +25,7 @@ from typing import Any
 
 from ..core.clusterfile import cluster_file_path, read_kernels
 from .balancer import LoadBalancedView
+from .bridges import ViewExecutor
 from .cluster import InteractiveCluster, Targets
 from .kernel import FutureResult, RemoteKernel
 from .views import DirectView
@@ -82,6 +83,10 @@ class Client:
     def load_balanced_view(self, targets: Targets = None) -> LoadBalancedView:
         """A LoadBalancedView: tasks to whichever of ``targets`` (default: all) is free."""
         return LoadBalancedView(self, targets)
+
+    def executor(self, targets: Targets = None) -> ViewExecutor:
+        """A ``concurrent.futures.Executor`` load balancing over ``targets`` (default: all)."""
+        return self.load_balanced_view(targets).executor
 
     def wait(self, jobs: Any = None, timeout: float | None = None) -> bool:
         """Wait until ``jobs`` (a result, or a list of them; default: every request

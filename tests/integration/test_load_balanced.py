@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import skip_or_fail
 
 import ipython_parallel_kernel as ipp
 from ipython_parallel_kernel.errors import CompositeError, RemoteError
@@ -90,3 +91,48 @@ def test_a_kernel_killed_mid_map_loses_no_task(three):
         threading.Timer(0.3, os.kill, (victim, signal.SIGKILL)).start()
         assert ar.get(120) == list(range(150))
         assert 0 in ar.engine_id and ar.engine_id[-1] != 0
+
+
+def test_executor_is_a_concurrent_futures_executor(rc):
+    """rc.executor(): submit gives a Future with the value, map the values in order,
+    and shutdown refuses more work."""
+    import concurrent.futures
+
+    with rc.executor() as pool:
+        assert isinstance(pool, concurrent.futures.Executor)
+        future = pool.submit(pow, 2, 10)
+        assert isinstance(future, concurrent.futures.Future) and future.result(30) == 1024
+        assert list(pool.map(abs, [-1, -2, 3], timeout=30)) == [1, 2, 3]
+        done, _ = concurrent.futures.wait([pool.submit(abs, -i) for i in range(5)], timeout=30)
+        assert sorted(f.result() for f in done) == [0, 1, 2, 3, 4]
+    with pytest.raises(RuntimeError, match="shut down"):
+        pool.submit(abs, 1)
+
+
+def test_joblib_parallel_runs_on_the_kernels(rc):
+    """joblib.Parallel(backend='ipyparallel'), once a view registered it, runs each
+    call on a kernel."""
+    try:
+        import joblib
+    except ImportError:
+        skip_or_fail("joblib is not installed")
+    rc.load_balanced_view().register_joblib_backend()
+    pids = set(rc[:].apply_sync(os.getpid))
+    with joblib.parallel_config(backend="ipyparallel"):
+        results = joblib.Parallel()(joblib.delayed(os.getpid)() for _ in range(20))
+    assert set(results) <= pids and len(set(results)) > 1
+    squares = joblib.Parallel(backend="ipyparallel")(joblib.delayed(pow)(i, 2) for i in range(10))
+    assert squares == [i * i for i in range(10)]
+
+
+def test_joblib_backend_of_its_own_cluster(ipython_dir):
+    """ipp.register_joblib_backend() with no cluster running starts kernels for the
+    Parallel call ('ipk' is our own name for it) and stops them after."""
+    try:
+        import joblib
+    except ImportError:
+        skip_or_fail("joblib is not installed")
+    ipp.register_joblib_backend()
+    results = joblib.Parallel(backend="ipk")(joblib.delayed(os.getpid)() for _ in range(6))
+    assert os.getpid() not in results
+    assert not list((ipython_dir / "profile_default" / "security").glob("ipk-cluster-*.json"))
