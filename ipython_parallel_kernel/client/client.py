@@ -26,7 +26,7 @@ from typing import Any
 from ..core.clusterfile import cluster_file_path, read_kernels
 from .balancer import LoadBalancedView
 from .bridges import ViewExecutor
-from .cluster import InteractiveCluster, Targets
+from .cluster import InteractiveCluster, Targets, parse_targets
 from .kernel import FutureResult, RemoteKernel
 from .views import DirectView
 
@@ -104,6 +104,34 @@ class Client:
             if not job.wait(left):
                 return False
         return True
+
+    def wait_for_engines(self, n: int, timeout: float = 60.0) -> list[int]:
+        """Wait until ``n`` kernels are connected, connecting those the cluster file
+        gains meanwhile (``Cluster.start_engines``); the ids. TimeoutError after
+        ``timeout`` seconds names how many there are."""
+        deadline = time.monotonic() + timeout
+        while len(self.kernels) < n:
+            known = {k.address for k in self.kernels}
+            new = [info for info in read_kernels(self.path) if info.address not in known]
+            if new:
+                added = InteractiveCluster(new, timeout=self.timeout, profile=self.profile)
+                self.kernels += added.kernels
+                continue
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"{len(self.kernels)} of {n} kernels after {timeout:g} s "
+                    f"(cluster file {self.path})"
+                )
+            time.sleep(0.1)
+        return self.ids
+
+    def send_signal(self, signum: int | str, targets: Targets = "all") -> None:
+        """Send a signal (a number or a name) to the targets' kernel processes on this
+        machine. A SIGINT from outside stops an ipk kernel: ``interrupt`` what runs."""
+        from ..launchers.cluster import signal_kernels
+
+        chosen = parse_targets(targets, len(self.kernels))
+        signal_kernels([self.kernels[i].info for i in chosen], signum)
 
     def abort(self, targets: Targets = "all", block: bool | None = None) -> Any:
         """Drop what is queued on the targets behind their running requests."""

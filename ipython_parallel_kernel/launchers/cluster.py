@@ -152,6 +152,16 @@ def _signal_number(signum: int | str) -> int:
     return int(signal.Signals(signum))
 
 
+def signal_kernels(infos: Sequence[ConnectionInfo], signum: int | str) -> None:
+    """Send a signal (a number, or a name such as ``"SIGINT"`` or ``"INT"``) to each of
+    these kernels that runs on this machine (checked by pid and command line)."""
+    number = _signal_number(signum)
+    for info in infos:
+        if info.pid and info.hostname == socket.gethostname() and is_kernel_process(info.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(info.pid, number)
+
+
 def profile_config(profile: str) -> Config:
     """The settings in the profile's ``ipk_cluster_config.py``; empty if it has none."""
     directory = profile_dir(profile)
@@ -322,11 +332,8 @@ class Cluster(LoggingConfigurable):
     def signal(self, signum: int | str) -> None:
         """Send a signal (a number, or a name such as ``"SIGINT"`` or ``"INT"``) to
         every kernel of the cluster on this machine."""
-        number = _signal_number(signum)
-        for info in self.kernels():
-            if info.pid and info.hostname == socket.gethostname() and is_kernel_process(info.pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(info.pid, number)
+        number = _signal_number(signum)  # a bad name is refused before anything is read
+        signal_kernels(self.kernels(), number)
 
     # -- ipyparallel's Cluster ------------------------------------------------------------
 

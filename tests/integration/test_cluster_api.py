@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -124,7 +125,22 @@ def exited(pid: int | None, timeout: float = 10.0) -> bool:
     return False
 
 
-def test_signal_names_are_checked():
+def test_signal_names_are_checked(profile):
     """An unknown signal name is a ValueError naming it."""
     with pytest.raises(ValueError, match="SIGNOPE"):
         ipp.Cluster(n=1).signal_engines_sync("SIGNOPE")
+
+
+def test_wait_for_engines_connects_kernels_added_later(profile):
+    """rc.wait_for_engines(n) connects the kernels start_engines adds; a wait for more
+    than will come times out naming the count; send_signal reaches the processes."""
+    with ipp.Cluster(n=1) as rc:
+        cluster = ipp.Cluster.from_file(rc.path)
+        threading.Timer(0.2, cluster.start_engines_sync, (1,)).start()
+        assert rc.wait_for_engines(2, timeout=60) == [0, 1]
+        assert len(set(rc[:].apply_sync(os.getpid))) == 2
+        with pytest.raises(TimeoutError, match="2 of 3 kernels"):
+            rc.wait_for_engines(3, timeout=0.5)
+        pid = rc.kernels[1].kernel_info["pid"]
+        rc.send_signal("SIGTERM", targets=1)
+        assert exited(pid)
