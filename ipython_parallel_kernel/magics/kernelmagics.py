@@ -13,13 +13,14 @@ import argparse
 import atexit
 import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from traitlets import Bool, Enum, Float
+from traitlets import Bool, Enum, Float, Unicode
 
 from ..client import cluster as cluster_module
 from ..client import display
@@ -37,6 +38,94 @@ from .started import StartedClusters
 KERNEL_VERBS = "start | connect | list | use | stop | gather | notify | allow | deny"
 
 
+def execution_options(magic: Any) -> Any:
+    """The options ``%%px`` and ``%pxconfig`` share (as ipyparallel's)."""
+    options = [
+        argument("-t", "--targets", default=None, help="which kernels: 0 | 0,2 | 1:3 | ::2 | all"),
+        argument(
+            "-b",
+            "--block",
+            dest="block",
+            action="store_const",
+            const=True,
+            help="wait for the kernels (the default)",
+        ),
+        argument(
+            "-a",
+            "--noblock",
+            dest="block",
+            action="store_const",
+            const=False,
+            help="return the ClusterResult at once",
+        ),
+        argument(
+            "--stream",
+            dest="stream",
+            action="store_const",
+            const=True,
+            help="show output as it comes (the default)",
+        ),
+        argument(
+            "--no-stream",
+            dest="stream",
+            action="store_const",
+            const=False,
+            help="show output at the end",
+        ),
+        argument(
+            "--verbose",
+            dest="verbose",
+            action="store_const",
+            const=True,
+            help="say where each command runs",
+        ),
+        argument("--no-verbose", dest="verbose", action="store_const", const=False),
+        argument(
+            "--progress-after",
+            dest="progress_after",
+            type=float,
+            default=None,
+            help="seconds before a progress bar (-1: never, 0: at once)",
+        ),
+        argument(
+            "--signal-on-interrupt",
+            dest="signal_on_interrupt",
+            default=None,
+            help="what Ctrl-C sends: SIGINT interrupts; SIGKILL, 9, 0 (nothing)...",
+        ),
+    ]
+    for option in reversed(options):
+        magic = option(magic)
+    return magic
+
+
+@dataclass
+class _PxOptions:
+    """What one ``%px`` was told; None: the session's default (``%pxconfig``)."""
+
+    targets: str | None = None
+    block: bool | None = None
+    stream: bool | None = None
+    verbose: bool | None = None
+    progress_after: float | None = None
+    signal_on_interrupt: str | None = None
+    group: str | None = None
+    out: str | None = None
+
+    @classmethod
+    def parsed(cls, args: argparse.Namespace) -> _PxOptions:
+        return cls(
+            args.targets,
+            args.block,
+            args.stream,
+            args.verbose,
+            args.progress_after,
+            args.signal_on_interrupt,
+            args.group_outputs,
+            args.out,
+        )
+
+
 @magics_class
 class KernelMagics(Magics):
     """The magics of ``ipython_parallel_kernel``; one instance per IPython session."""
@@ -50,6 +139,18 @@ class KernelMagics(Magics):
     group_outputs = Enum(
         display.GROUPINGS, "engine", help="How %px groups output shown when commands end."
     ).tag(config=True)
+    block = Bool(True, help="Whether %px waits for the kernels (else returns at once).").tag(
+        config=True
+    )
+    verbose = Bool(False, help="Whether %px says where it runs each command.").tag(config=True)
+    signal_on_interrupt = Unicode(
+        "SIGINT",
+        help="What Ctrl-C during %px does: SIGINT interrupts the commands; another signal "
+        "(name or number) is sent to the kernels' processes; 0 does nothing.",
+    ).tag(config=True)
+    targets = Unicode(None, allow_none=True, help="The kernels %px runs on (None: all).").tag(
+        config=True
+    )
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
@@ -241,22 +342,35 @@ class KernelMagics(Magics):
     # -- %px and %%px ------------------------------------------------------------------------
 
     @magic_arguments()
-    @argument("-t", "--targets", default=None, help="which kernels: 0 | 0,2 | 1:3 | ::2 | all")
-    @argument("--noblock", action="store_true", help="return the ClusterResult at once")
-    @argument("--stream", dest="stream", action="store_true", default=None)
-    @argument("--no-stream", dest="stream", action="store_false", help="show output at the end")
-    @argument("-o", "--out", dest="out", help="store the results (or ClusterResult) in this name")
+    @execution_options
+    @argument(
+        "-r",
+        dest="group_outputs",
+        action="store_const",
+        const="order",
+        help="show output in order (same as --group-outputs order)",
+    )
+    @argument(
+        "-e",
+        dest="group_outputs",
+        action="store_const",
+        const="engine",
+        help="group output by kernel (same as --group-outputs engine)",
+    )
     @argument("--group-outputs", choices=display.GROUPINGS, default=None)
+    @argument("-o", "--out", dest="out", help="store the results (or ClusterResult) in this name")
+    @argument("--local", action="store_true", help="also run the cell in this session")
     @line_cell_magic
     # The code is the kernels' to read: IPython must not fill in {name} or $name from here.
     @no_var_expand
     def px(self, line: str, cell: str | None = None) -> Any:
         """Run code on the active kernels and show what each one did.
 
-        ``%px CODE`` runs one line; ``%%px [options]`` runs the cell. Output is
-        labelled by kernel: ``[stdout:0]``, ``[stderr:1]``, ``Out[0:3]``, and a failure
-        as ``[0:execute]`` with the remote traceback. Long commands stream their output
-        and show a progress bar; Ctrl-C interrupts the kernels.
+        ``%px CODE`` runs one line; ``%%px [options]`` runs the cell (``%pxconfig``
+        sets the options' defaults). Output is labelled by kernel: ``[stdout:0]``,
+        ``[stderr:1]``, ``Out[0:3]``, and a failure as ``[0:execute]`` with the remote
+        traceback. Long commands stream their output and show a progress bar; Ctrl-C
+        interrupts the kernels.
 
         Example::
 
@@ -267,41 +381,65 @@ class KernelMagics(Magics):
             Out[2:1]: 4244
         """
         if cell is None:
-            return self._run(line, None, block=True, stream=None, out=None, group=None)
+            return self._run(line, _PxOptions())
         args = parse_argstring(self.px, line)
-        return self._run(
-            cell, args.targets, not args.noblock, args.stream, args.out, args.group_outputs
-        )
+        if args.local and self.shell is not None:
+            self.shell.run_cell(cell)
+        return self._run(cell, _PxOptions.parsed(args))
 
-    def _run(
-        self,
-        code: str,
-        targets: str | None,
-        block: bool,
-        stream: bool | None,
-        out: str | None,
-        group: str | None,
-    ) -> Any:
+    @magic_arguments()
+    @execution_options
+    @argument("--group-outputs", choices=display.GROUPINGS, default=None)
+    @line_magic
+    def pxconfig(self, line: str) -> None:
+        """Set the defaults of ``%px`` and ``%%px``: ``%pxconfig --noblock -t ::2``.
+
+        Each option given changes its default for this session; the others stay.
+        """
+        args = parse_argstring(self.pxconfig, line)
+        if args.targets is not None:
+            _parse_targets(args.targets, len(self._require_active()))  # refuse a bad one now
+            self.targets = args.targets
+        for option, trait in (
+            ("block", "block"),
+            ("stream", "stream"),
+            ("verbose", "verbose"),
+            ("progress_after", "progress_after"),
+            ("signal_on_interrupt", "signal_on_interrupt"),
+            ("group_outputs", "group_outputs"),
+        ):
+            value = getattr(args, option)
+            if value is not None:
+                setattr(self, trait, value)
+
+    def _run(self, code: str, options: _PxOptions) -> Any:
         cluster = self._require_active()
         if not code.strip():
             raise UsageError("nothing to run: %px CODE, or %%px with a cell")
-        chosen = _parse_targets(targets, len(cluster))
+        chosen = _parse_targets(options.targets or self.targets, len(cluster))
+        block = self.block if options.block is None else options.block
+        if self.verbose if options.verbose is None else options.verbose:
+            mode = "Parallel" if block else "Async parallel"
+            print(f"{mode} execution on kernels {', '.join(map(str, chosen))}")
         runner = PxRunner(
             cluster,
-            stream=self.stream if stream is None else stream,
-            group=group or self.group_outputs,
+            stream=self.stream if options.stream is None else options.stream,
+            group=options.group or self.group_outputs,
             colour=self._colour(),
-            progress_after=self.progress_after,
+            progress_after=(
+                self.progress_after if options.progress_after is None else options.progress_after
+            ),
+            signal_on_interrupt=options.signal_on_interrupt or self.signal_on_interrupt,
         )
         if not block:
             pending = runner.start(code, chosen)
-            if out:
-                self._namespace()[out] = pending
+            if options.out:
+                self._namespace()[options.out] = pending
             return pending
         outcomes = runner.run(code, chosen)
         self.last = (chosen, outcomes)
-        if out:
-            self._namespace()[out] = outcomes
+        if options.out:
+            self._namespace()[options.out] = outcomes
         # Raised, not printed: IPython shows each remote traceback through
         # CompositeError._render_traceback_, and the cell counts as failed.
         runner.raise_failures(chosen, outcomes)

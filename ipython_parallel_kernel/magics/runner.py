@@ -25,6 +25,7 @@ from typing import Any
 from ..client import display
 from ..client.cluster import ClusterResult, InteractiveCluster
 from ..errors import CompositeError
+from ..launchers.cluster import signal_kernels
 
 #: How long an interrupted command may take to end before the wait gives up on it.
 INTERRUPT_GRACE = 30.0
@@ -45,8 +46,12 @@ class PxRunner:
     group: str = "engine"
     #: Colour error labels (ANSI escapes).
     colour: bool = False
-    #: Seconds a command runs before a progress bar is shown.
+    #: Seconds a command runs before a progress bar is shown (negative: never).
     progress_after: float = 2.0
+    #: What Ctrl-C during the wait does: "SIGINT" interrupts the kernels' commands (an
+    #: interrupt request); another signal (a name or number) is sent to the kernels'
+    #: processes on this machine, 0 sends nothing.
+    signal_on_interrupt: str = "SIGINT"
 
     def start(self, code: str, targets: list[int]) -> ClusterResult:
         """Send ``code`` to ``targets`` and return at once; nothing is shown."""
@@ -81,13 +86,12 @@ class PxRunner:
         try:
             while not pending.wait(POLL_INTERVAL):
                 _drain(outputs)
-                if bar is None and time.monotonic() - started > self.progress_after:
+                if bar is None and 0 <= self.progress_after < time.monotonic() - started:
                     bar = _progress_bar(len(targets))
                 if bar is not None and pending.progress != bar.n:
                     bar.update(pending.progress - bar.n)
         except KeyboardInterrupt:
-            self.cluster.interrupt(targets, block=False)
-            print(f"interrupted kernels {', '.join(map(str, targets))}", file=sys.stderr)
+            self.interrupt(targets)
             pending.wait(INTERRUPT_GRACE)
         finally:
             if bar is not None:
@@ -99,6 +103,18 @@ class PxRunner:
         if error is not None:
             raise error
         return list(pending.result(0)) if pending.done() else []
+
+    def interrupt(self, targets: list[int]) -> None:
+        """What Ctrl-C does to ``targets`` (see ``signal_on_interrupt``)."""
+        names = ", ".join(map(str, targets))
+        signum = self.signal_on_interrupt.strip()
+        if signum.upper() in ("SIGINT", "INT", "2"):
+            self.cluster.interrupt(targets, block=False)
+            print(f"interrupted kernels {names}", file=sys.stderr)
+        elif signum != "0":
+            number = int(signum) if signum.isdigit() else signum
+            signal_kernels([self.cluster[i].info for i in targets], number)
+            print(f"sent {signum} to kernels {names}", file=sys.stderr)
 
     def raise_failures(self, targets: list[int], outcomes: list[Any]) -> None:
         """Raise a CompositeError naming each target whose outcome is an exception."""

@@ -39,6 +39,12 @@ def connected(shell, four_kernels):
     return shell
 
 
+def connected_files(shell: InteractiveShell) -> list[str]:
+    """The connection files of the kernels the shell's %px runs on."""
+    magics = shell.magics_manager.registry["KernelMagics"]
+    return [str(k.info.path) for k in magics.active]
+
+
 def run(shell: InteractiveShell, cell: str):
     """Run a cell; return IPython's result object."""
     return shell.run_cell(cell)
@@ -440,3 +446,38 @@ def test_activate_loads_the_extension_in_a_fresh_session(tmp_path):
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env
     )
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_px_execution_options_as_in_ipyparallel(connected, capsys):
+    """-a/--noblock and -b/--block, --verbose, -t, -e/-r and --progress-after, as in
+    ipyparallel; --local also runs the cell here."""
+    shell = connected
+    run(shell, "%%px -a -o pending\nimport time; time.sleep(0.2)")
+    pending = shell.user_ns.pop("pending")
+    assert pending.get(30) and len(pending.get(30)) == 4
+    run(shell, "%%px -b --verbose -t 0,2 -e --progress-after -1\nimport os; os.getpid() * 0")
+    out = capsys.readouterr().out
+    assert "Parallel execution on kernels 0, 2" in out
+    assert "Out[0:" in out and "Out[2:" in out and "Out[1:" not in out
+    result = run(shell, "%%px --local -r\nlocal_and_remote = 7")
+    assert result.success and shell.user_ns.pop("local_and_remote") == 7
+    assert InteractiveCluster(connected_files(shell)).pull("local_and_remote") == [7] * 4
+
+
+def test_pxconfig_sets_the_defaults(connected, capsys):
+    """%pxconfig changes what %px does until changed again; a bad target is refused."""
+    shell = connected
+    magics = shell.magics_manager.registry["KernelMagics"]
+    try:
+        run(shell, "%pxconfig --noblock -t ::2 --verbose")
+        capsys.readouterr()
+        pending = run(shell, "%px 1 + 1").result
+        assert "Async parallel execution on kernels 0, 2" in capsys.readouterr().out
+        assert pending.get(30) is not None and len(pending.get(30)) == 2
+        run(shell, "%pxconfig -b --no-verbose -t all")
+        run(shell, "%px 2 + 2")
+        assert lines(capsys.readouterr().out)[-1].endswith("]: 4")
+        failed = run(shell, "%pxconfig -t 9")
+        assert not failed.success
+    finally:
+        magics.block, magics.targets, magics.verbose = True, None, False
