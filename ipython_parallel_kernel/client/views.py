@@ -21,6 +21,8 @@ dict, ``execute`` and ``run`` return their result object even when blocking.
 
 from __future__ import annotations
 
+import builtins
+import functools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -245,6 +247,66 @@ class DirectView(Blocking):
 
         return self._run(ids, block, send)
 
+    # -- decorators and imports ---------------------------------------------------------------
+
+    def remote(self, block: bool | None = None) -> Callable[[Callable[..., Any]], RemoteFunction]:
+        """Decorate a function to run on the view's kernels when called::
+
+        @dview.remote(block=True)
+        def getpid():
+            import os
+            return os.getpid()
+        """
+        return lambda f: RemoteFunction(self, f, block)
+
+    def parallel(
+        self, dist: str = "b", block: bool | None = None
+    ) -> Callable[[Callable[..., Any]], ParallelFunction]:
+        """Decorate a function to run on parts of its arguments, one part per kernel,
+        the parts of the result put back together (``dist`` as ``scatter``)::
+
+            @dview.parallel(block=True)
+            def pmul(A, B):
+                return A * B
+
+
+            pmul(A, A)  # == A * A, each kernel multiplying its rows
+        """
+        _check_distribution(dist)
+        return lambda f: ParallelFunction(self, f, dist, block)
+
+    @contextmanager
+    def sync_imports(self, local: bool = True, quiet: bool = False) -> Iterator[None]:
+        """Modules imported in the ``with`` block are imported on the kernels too (and,
+        with ``local``, here)::
+
+            with dview.sync_imports():
+                import numpy
+        """
+        statements: list[str] = []
+        original = builtins.__import__
+
+        def recording(
+            name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0
+        ) -> Any:
+            if level == 0:
+                wanted = (
+                    f"from {name} import {', '.join(fromlist)}" if fromlist else f"import {name}"
+                )
+                if wanted not in statements:
+                    statements.append(wanted)
+            return original(name, globals, locals, fromlist, level) if local else None
+
+        builtins.__import__ = recording
+        try:
+            yield
+        finally:
+            builtins.__import__ = original
+        for statement in statements:
+            if not quiet:
+                print(f"{statement} on the kernels")
+            self.execute(statement, block=True)
+
     # -- control -----------------------------------------------------------------------------
 
     def wait(self, jobs: Any = None, timeout: float | None = None) -> bool:
@@ -287,3 +349,46 @@ def _joiner(dist: str) -> Callable[[list[Any]], Any]:
         return [lists[i % len(lists)][i // len(lists)] for i in range(total)]
 
     return interleave
+
+
+class RemoteFunction:
+    """A function that runs on a view's kernels when called (``DirectView.remote``)."""
+
+    def __init__(self, view: DirectView, func: Callable[..., Any], block: bool | None) -> None:
+        self.view = view
+        self.func = func
+        self.block = block
+        functools.update_wrapper(self, func)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with self.view.temp_flags(block=self.block):
+            return self.view.apply(self.func, *args, **kwargs)
+
+
+class ParallelFunction(RemoteFunction):
+    """A function run on parts of its arguments, one per kernel (``DirectView.parallel``)."""
+
+    def __init__(
+        self, view: DirectView, func: Callable[..., Any], dist: str, block: bool | None
+    ) -> None:
+        super().__init__(view, func, block)
+        self.dist = dist
+
+    def __call__(self, *sequences: Any, **kwargs: Any) -> Any:
+        if not sequences:
+            raise TypeError(f"{self.func.__name__}() needs sequences to split over the kernels")
+        view = self.view
+        ids = view._ids(None)
+        parts = [_partition(seq, len(ids), self.dist) for seq in sequences]
+        kernels = [view.client.kernels[i] for i in ids]
+        func = self.func
+
+        def send(ids: list[int]) -> ClusterResult:
+            calls = [
+                k.apply_async(func, *[p[position] for p in parts], **kwargs)
+                for position, k in enumerate(kernels)
+            ]
+            names = [k.name for k in kernels]
+            return ClusterResult("parallel", ids, names, calls, _joiner(self.dist))
+
+        return view._run(ids, self.block, send)

@@ -206,3 +206,33 @@ def test_client_finds_the_default_cluster_as_a_user_starts_it(ipython_dir):
             assert rc[:].apply_sync(lambda: 1) == [1, 1]
     finally:
         subprocess.run([*command, "stop"], capture_output=True, timeout=120, env=env)
+
+
+def test_remote_parallel_and_sync_imports(rc):
+    """The direct tutorial's decorators: @remote runs the function on the kernels,
+    @parallel on one part of its arguments each; sync_imports imports there too."""
+    import numpy as np
+
+    dview = rc[:]
+
+    @dview.remote(block=True)
+    def getpid():
+        import os
+
+        return os.getpid()
+
+    pids = getpid()
+    assert len(set(pids)) == 4 and os.getpid() not in pids
+
+    A = np.random.random((64, 48))
+
+    @dview.parallel(block=True)
+    def pmul(A, B):
+        return A * B
+
+    assert (pmul(A, A) == A * A).all()
+    with dview.sync_imports(quiet=True):
+        import json  # noqa: F401
+        from math import sqrt  # noqa: F401
+    dview.execute("imported = (json.dumps(1), sqrt(4))", block=True)  # the kernels' names
+    assert dview.pull("imported", block=True) == [("1", 2.0)] * 4
