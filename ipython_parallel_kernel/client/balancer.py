@@ -35,7 +35,7 @@ from ..core import serialize
 from ..core.tasks import Chunk
 from ..errors import CompositeError, KernelDied, KernelTimeout
 from .bridges import ViewExecutor, register_joblib_backend
-from .kernel import Blocking, FutureResult, RemoteKernel
+from .kernel import Blocking, FutureResult, RemoteKernel, pick
 
 if TYPE_CHECKING:
     from .client import Client
@@ -213,27 +213,11 @@ class MapResult(FutureResult):
                 return e
             raise
 
-    @property
-    def r(self) -> Any:
-        """``get()``."""
-        return self.get()
-
-    def successful(self) -> bool:
-        """Whether every task succeeded; RuntimeError while some are still running."""
-        if not self.done():
-            raise RuntimeError("successful() needs the result: it is still running")
-        return self.exception() is None
-
     def __len__(self) -> int:
         return sum(len(task.chunk) for task in self.tasks)
 
     def __getitem__(self, index: int | slice) -> Any:
-        values = self.get(return_exceptions=True)
-        picked = ([values] if self.single else values)[index]
-        for value in picked if isinstance(index, slice) else [picked]:
-            if isinstance(value, BaseException):
-                raise value
-        return picked
+        return pick(self.get(return_exceptions=True), index, self.single)
 
     def __iter__(self) -> Iterator[Any]:
         """Each value as soon as it is there: in order, or (``ordered=False``) in the

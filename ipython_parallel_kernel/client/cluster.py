@@ -32,7 +32,7 @@ from typing import Any, Literal, overload
 from ..core.clusterfile import read_cluster_file
 from ..core.connection import Address, ConnectionInfo, security_dir, write_json_private
 from ..errors import CompositeError
-from .kernel import HEARTBEAT, AsyncResult, Blocking, FutureResult, RemoteKernel
+from .kernel import HEARTBEAT, AsyncResult, Blocking, FutureResult, RemoteKernel, pick
 
 Targets = int | slice | str | Sequence[int] | None
 
@@ -190,21 +190,10 @@ class ClusterResult(FutureResult):
                 raise
         return values[0] if self.single else values
 
-    @property
-    def r(self) -> Any:
-        """``get()``."""
-        return self.get()
-
     def get_dict(self, timeout: float | None = None) -> dict[int, Any]:
         """The values by target number."""
         values = self.get(timeout)
         return dict(zip(self.targets, [values] if self.single else values, strict=True))
-
-    def successful(self) -> bool:
-        """Whether every target succeeded; RuntimeError while some have not answered."""
-        if not self.done():
-            raise RuntimeError("successful() needs the result: it is still running")
-        return self.exception() is None
 
     def __len__(self) -> int:
         return len(self.parts)
@@ -212,12 +201,7 @@ class ClusterResult(FutureResult):
     def __getitem__(self, index: int | slice) -> Any:
         """The value of the ``index``-th target (or a slice of them), once every target
         has answered. An item that failed raises its exception."""
-        values = self.get(return_exceptions=True)
-        picked = ([values] if self.single else values)[index]
-        for value in picked if isinstance(index, slice) else [picked]:
-            if isinstance(value, BaseException):
-                raise value
-        return picked
+        return pick(self.get(return_exceptions=True), index, self.single)
 
     def __iter__(self) -> Iterator[Any]:
         """Each target's value, in target order, as soon as that target has answered."""

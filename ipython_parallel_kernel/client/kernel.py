@@ -92,9 +92,30 @@ class FutureResult(Future):
             return False
         return True
 
+    @property
+    def r(self) -> Any:
+        """``get()``, as ipyparallel has it."""
+        return self.get()
+
+    def successful(self) -> bool:
+        """Whether it succeeded; RuntimeError while it is still running."""
+        if not self.done():
+            raise RuntimeError("successful() needs the result: it is still running")
+        return self.exception() is None
+
     def still_running(self, timeout: float | None) -> str:
         """What a KernelTimeout from ``get`` says."""
         raise NotImplementedError
+
+
+def pick(values: Any, index: int | slice, single: bool) -> Any:
+    """``values[index]`` of a result's values (its one value when ``single``), raising
+    the exception found in place of a value that failed."""
+    picked = ([values] if single else values)[index]
+    for value in picked if isinstance(index, slice) else [picked]:
+        if isinstance(value, BaseException):
+            raise value
+    return picked
 
 
 class AsyncResult(FutureResult):
