@@ -134,8 +134,8 @@ def test_signal_names_are_checked(profile):
 def test_wait_for_engines_connects_kernels_added_later(profile):
     """rc.wait_for_engines(n) connects the kernels start_engines adds; a wait for more
     than will come times out naming the count; send_signal reaches the processes."""
-    with ipp.Cluster(n=1) as rc:
-        cluster = ipp.Cluster.from_file(rc.path)
+    cluster = ipp.Cluster(n=1)
+    with cluster as rc:
         threading.Timer(0.2, cluster.start_engines_sync, (1,)).start()
         assert rc.wait_for_engines(2, timeout=60) == [0, 1]
         assert len(set(rc[:].apply_sync(os.getpid))) == 2

@@ -30,6 +30,7 @@ OPTIONAL = {
     "wx": None,  # --gui wx: Debian's python3-wxgtk4.0, or pip install wxPython elsewhere
     "numpy": None,  # gather() of arrays: only for values of user code that has numpy
     "matplotlib": None,  # figures: only once user code has imported pyplot
+    "joblib": None,  # register_joblib_backend(): for joblib's users, who have it
 }
 #: Needed at run time through another package's module, not imported by name here:
 #: twisted.internet.ssl (TLS kernels and clients) loads these.
