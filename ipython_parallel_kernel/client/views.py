@@ -239,13 +239,15 @@ class DirectView(Blocking):
         """Put ``key``'s parts from the targets back together, as ``scatter`` split them."""
         _check_distribution(dist)
         ids = self._ids(targets)
-
-        def send(ids: list[int]) -> ClusterResult:
-            result = self._cluster.pull(key, targets=ids, block=False)
-            result.combine = _joiner(dist)
-            return result
-
-        return self._run(ids, block, send)
+        # The joiner goes in with the requests: the replies may all be in before
+        # anything could be set on the result afterwards.
+        return self._run(
+            ids,
+            block,
+            lambda ids: self._cluster._each(
+                "gather", ids, lambda _, k: k.pull(key, block=False), False, _joiner(dist)
+            ),
+        )
 
     # -- decorators and imports ---------------------------------------------------------------
 

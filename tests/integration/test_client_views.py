@@ -169,6 +169,8 @@ def test_scatter_and_gather_distributions(rc):
     dview.scatter("part", list(range(10)), dist="r", block=True)
     assert dview["part"] == [[0, 4, 8], [1, 5, 9], [2, 6], [3, 7]]
     assert dview.gather("part", dist="r", block=True) == list(range(10))
+    # The joined value, every time: however soon the replies are in.
+    assert all(dview.gather("part", dist="r", block=True) == list(range(10)) for _ in range(50))
     dview.scatter("one", list(range(4)), flatten=True, block=True)
     assert dview["one"] == [0, 1, 2, 3]
     with pytest.raises(ValueError, match="round robin"):
