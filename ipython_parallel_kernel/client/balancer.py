@@ -35,6 +35,7 @@ from ..core import serialize
 from ..core.tasks import Chunk
 from ..errors import CompositeError, KernelDied, KernelTimeout
 from .bridges import ViewExecutor, register_joblib_backend
+from .cluster import parse_targets
 from .kernel import Blocking, FutureResult, RemoteKernel, pick
 
 if TYPE_CHECKING:
@@ -202,16 +203,12 @@ class MapResult(FutureResult):
         a failed task's exception takes its place instead of being raised."""
         try:
             return super().get(timeout)
-        except CompositeError as e:
-            if return_exceptions:
-                return e.results
-            raise
         except KernelTimeout:
             raise
         except Exception as e:
-            if return_exceptions and self.single:
-                return e
-            raise
+            if not return_exceptions:
+                raise
+            return e.results if isinstance(e, CompositeError) else e
 
     def __len__(self) -> int:
         return sum(len(task.chunk) for task in self.tasks)
@@ -266,8 +263,6 @@ class LoadBalancedView(Blocking):
         block: bool = False,
         in_flight: int = IN_FLIGHT,
     ) -> None:
-        from .cluster import parse_targets
-
         self.client = client
         self.block = self._blocking(block)
         ids = parse_targets(targets, len(client.kernels))

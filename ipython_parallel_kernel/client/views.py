@@ -221,15 +221,11 @@ class DirectView(Blocking):
         parts = _partition(seq, len(ids), dist)
         if flatten:
             parts = [part[0] if len(part) == 1 else part for part in parts]
-        kernels = [self.client.kernels[i] for i in ids]
         return self._run(
             ids,
             block,
-            lambda ids: ClusterResult(
-                "scatter",
-                ids,
-                [k.name for k in kernels],
-                [k.push(part, key, block=False) for k, part in zip(kernels, parts, strict=True)],
+            lambda ids: self._cluster._each(
+                "scatter", ids, lambda position, k: k.push(parts[position], key, block=False), False
             ),
         )
 
@@ -379,18 +375,15 @@ class ParallelFunction(RemoteFunction):
     def __call__(self, *sequences: Any, **kwargs: Any) -> Any:
         if not sequences:
             raise TypeError(f"{self.func.__name__}() needs sequences to split over the kernels")
-        view = self.view
+        view, func = self.view, self.func
         ids = view._ids(None)
         parts = [_partition(seq, len(ids), self.dist) for seq in sequences]
-        kernels = [view.client.kernels[i] for i in ids]
-        func = self.func
 
-        def send(ids: list[int]) -> ClusterResult:
-            calls = [
-                k.apply_async(func, *[p[position] for p in parts], **kwargs)
-                for position, k in enumerate(kernels)
-            ]
-            names = [k.name for k in kernels]
-            return ClusterResult("parallel", ids, names, calls, _joiner(self.dist))
+        def call(position: int, kernel: Any) -> Any:
+            return kernel.apply_async(func, *[p[position] for p in parts], **kwargs)
 
-        return view._run(ids, self.block, send)
+        return view._run(
+            ids,
+            self.block,
+            lambda ids: view._cluster._each("parallel", ids, call, False, _joiner(self.dist)),
+        )

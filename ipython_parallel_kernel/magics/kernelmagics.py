@@ -400,17 +400,17 @@ class KernelMagics(Magics):
         if args.targets is not None:
             _parse_targets(args.targets, len(self._require_active()))  # refuse a bad one now
             self.targets = args.targets
-        for option, trait in (
-            ("block", "block"),
-            ("stream", "stream"),
-            ("verbose", "verbose"),
-            ("progress_after", "progress_after"),
-            ("signal_on_interrupt", "signal_on_interrupt"),
-            ("group_outputs", "group_outputs"),
+        for option in (
+            "block",
+            "stream",
+            "verbose",
+            "progress_after",
+            "signal_on_interrupt",
+            "group_outputs",
         ):
             value = getattr(args, option)
             if value is not None:
-                setattr(self, trait, value)
+                setattr(self, option, value)
 
     def _run(self, code: str, options: _PxOptions) -> Any:
         cluster = self._require_active()
