@@ -23,6 +23,7 @@ __all__ = [
     "Cluster",
     "ClusterResult",
     "CompositeError",
+    "Dependency",
     "DirectView",
     "InteractiveCluster",
     "LoadBalancedView",
@@ -31,8 +32,10 @@ __all__ = [
     "RemoteKernel",
     "ResultGatherer",
     "__version__",
+    "depend",
     "interactive",
     "register_joblib_backend",
+    "require",
 ]
 
 _LAZY = {
@@ -49,6 +52,9 @@ _LAZY = {
     "ResultGatherer": "ipython_parallel_kernel.client.gatherer",
     "Reference": "ipython_parallel_kernel.core.references",
     "interactive": "ipython_parallel_kernel.core.references",
+    "require": "ipython_parallel_kernel.core.requirements",
+    "depend": "ipython_parallel_kernel.core.requirements",
+    "Dependency": "ipython_parallel_kernel.client.dependencies",
     "register_joblib_backend": "ipython_parallel_kernel.client.bridges",
 }
 

@@ -20,6 +20,10 @@
     |   +-- LaunchTimeout           a kernel was still starting at the deadline
     |   +-- ClusterRunning          a cluster of that id already runs in that profile
     +-- GuiUnavailable              a --gui toolkit cannot run here (what to install or set)
+    +-- DependencyError             a load-balanced task's dependency
+        +-- UnmetDependency         not met on this kernel: the task goes to another
+        +-- ImpossibleDependency    can never be met: the task fails
+            +-- DependencyTimeout   not met within the view's ``timeout``
 
 Arguments are checked at the API edge with Python's own exceptions: ``TypeError`` for
 a value of the wrong type (a request field, as ``core.messages`` declares it),
@@ -44,8 +48,11 @@ __all__ = [
     "CompositeError",
     "ConnectionFailed",
     "ConnectionRefused",
+    "DependencyError",
+    "DependencyTimeout",
     "FrameTooLarge",
     "GuiUnavailable",
+    "ImpossibleDependency",
     "InvalidSignature",
     "KernelDied",
     "KernelError",
@@ -56,6 +63,7 @@ __all__ = [
     "MalformedFrame",
     "RemoteError",
     "ReplayedMessage",
+    "UnmetDependency",
     "UnsignedMessage",
     "WireError",
 ]
@@ -242,3 +250,22 @@ class ClusterRunning(LaunchError):
 
 class GuiUnavailable(KernelError):
     """The toolkit cannot run here; the message says what to install or set."""
+
+
+class DependencyError(KernelError):
+    """A load-balanced task's dependency (``after``, ``follow``, ``@require``,
+    ``@depend``) stands in its way."""
+
+
+class UnmetDependency(DependencyError):
+    """Raised on a kernel where a task's ``@require``/``@depend`` is not met: the
+    load balancer sends the task to another kernel instead."""
+
+
+class ImpossibleDependency(DependencyError):
+    """A task's dependency can never be met (what it waits for failed, or no kernel
+    of the view meets it): the task fails with this."""
+
+
+class DependencyTimeout(ImpossibleDependency):
+    """A task's dependencies were not met within the view's ``timeout`` seconds."""

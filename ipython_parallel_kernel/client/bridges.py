@@ -16,7 +16,6 @@ the ``Parallel`` call and stopped after it. joblib is imported only here, when a
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
 from typing import TYPE_CHECKING, Any
@@ -53,14 +52,7 @@ class ViewExecutor(Executor):
         if self._shut_down:
             raise RuntimeError("cannot map on an executor that has been shut down")
         result = self.view.map_async(fn, *(list(i) for i in iterables), chunksize=chunksize)
-        deadline = None if timeout is None else time.monotonic() + timeout
-
-        def values() -> Iterator[Any]:
-            for task in result.tasks:
-                left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                yield from task.future.result(left)
-
-        return values()
+        return result.each(timeout)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Take no more work; with ``wait``, wait for what was submitted. The kernels

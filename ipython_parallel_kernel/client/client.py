@@ -19,6 +19,7 @@ There is no controller: requests go straight from this client to each kernel.
 from __future__ import annotations
 
 import time
+import weakref
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -27,7 +28,8 @@ from ..core.clusterfile import cluster_file_path, read_kernels
 from .balancer import LoadBalancedView
 from .bridges import ViewExecutor
 from .cluster import InteractiveCluster, Targets, parse_targets
-from .kernel import FutureResult, RemoteKernel
+from .futures import FutureResult
+from .kernel import RemoteKernel
 from .views import DirectView
 
 
@@ -61,6 +63,9 @@ class Client:
         connected = InteractiveCluster(read_kernels(path), timeout=timeout, profile=self.profile)
         self.kernels: list[RemoteKernel] = connected.kernels
         self.path = path
+        #: The results of load-balanced tasks still referred to, so that a task's
+        #: ``after``/``follow`` can name another by its msg_id.
+        self.task_results: weakref.WeakSet[FutureResult] = weakref.WeakSet()
 
     @property
     def ids(self) -> list[int]:

@@ -32,7 +32,8 @@ from typing import Any, Literal, overload
 from ..core.clusterfile import read_cluster_file
 from ..core.connection import Address, ConnectionInfo, security_dir, write_json_private
 from ..errors import CompositeError
-from .kernel import HEARTBEAT, AsyncResult, Blocking, FutureResult, RemoteKernel, pick
+from .futures import FutureResult, OutputRelay, Part
+from .kernel import HEARTBEAT, AsyncResult, Blocking, RemoteKernel, pick
 
 Targets = int | slice | str | Sequence[int] | None
 
@@ -137,7 +138,10 @@ class ClusterResult(FutureResult):
         self.parts = parts
         self._lock = threading.Lock()
         self._answered = 0
-        for part in parts:
+        #: Where the requests' streamed output is kept (``stream_output``), if they stream.
+        self.relay: OutputRelay | None = None
+        for target, part in zip(targets, parts, strict=True):
+            part.engine_id = target
             part.add_done_callback(self._one_done)
 
     @property
@@ -145,15 +149,11 @@ class ClusterResult(FutureResult):
         """How many targets have answered."""
         return self._answered
 
-    @property
-    def stdout(self) -> list[str]:
-        """What the request's code printed on each target (``apply``), in target order."""
-        return [getattr(part, "stdout", "") for part in self.parts]
+    def parts_details(self) -> list[tuple[Part, BaseException | None, bool]]:
+        return [(p, p.exception() if p.done() else None, p.done()) for p in self.parts]
 
-    @property
-    def stderr(self) -> list[str]:
-        """What it wrote to stderr on each target, in target order."""
-        return [getattr(part, "stderr", "") for part in self.parts]
+    def part_futures(self) -> list[Future]:
+        return list(self.parts)
 
     def _one_done(self, part: Future) -> None:
         with self._lock:

@@ -7,6 +7,7 @@ HTML) are published as display data; in a terminal their text/plain form is prin
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from typing import Any
 
@@ -114,3 +115,16 @@ def _record_of(outcome: Any) -> Any:
     if isinstance(outcome, BaseException):
         return getattr(outcome, "result", None)
     return outcome
+
+
+def progress_bar(total: int, desc: str, unit: str, widget: bool | None = None) -> Any:
+    """A tqdm bar: its widget where ipywidgets can draw it (a notebook; ``widget``
+    True or False decides instead), else its text bar."""
+    if widget is None:
+        widget = importlib.util.find_spec("ipywidgets") is not None
+    if widget:
+        from tqdm.auto import tqdm
+    else:
+        # tqdm.auto would fall back to this too, but warn that ipywidgets is missing.
+        from tqdm import tqdm
+    return tqdm(total=total, desc=desc, unit=unit, leave=False)

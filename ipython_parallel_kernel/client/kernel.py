@@ -62,50 +62,13 @@ from ..errors import (
     RemoteError,
 )
 from . import liveness
+from .futures import FutureResult, Part
 from .reactor import call, get_reactor
 
 #: Deadline, in seconds, for requests the kernel answers at once (status, interrupt...).
 CONTROL_TIMEOUT = 10.0
 #: Seconds of silence after which a kernel counts as lost (pings keep a quiet one talking).
 HEARTBEAT = 5.0
-
-
-class FutureResult(Future):
-    """A ``concurrent.futures.Future`` with ipyparallel's ``get``, ``ready`` and ``wait``."""
-
-    def get(self, timeout: float | None = None) -> Any:
-        """The result, waiting at most ``timeout`` seconds; raises the remote error."""
-        try:
-            return self.result(timeout)
-        except FutureTimeout:
-            raise KernelTimeout(self.still_running(timeout)) from None
-
-    def ready(self) -> bool:
-        """True once the reply has arrived."""
-        return self.done()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait for the reply; True if it arrived within ``timeout``."""
-        try:
-            self.exception(timeout)
-        except FutureTimeout:
-            return False
-        return True
-
-    @property
-    def r(self) -> Any:
-        """``get()``, as ipyparallel has it."""
-        return self.get()
-
-    def successful(self) -> bool:
-        """Whether it succeeded; RuntimeError while it is still running."""
-        if not self.done():
-            raise RuntimeError("successful() needs the result: it is still running")
-        return self.exception() is None
-
-    def still_running(self, timeout: float | None) -> str:
-        """What a KernelTimeout from ``get`` says."""
-        raise NotImplementedError
 
 
 def pick(values: Any, index: int | slice, single: bool) -> Any:
@@ -118,11 +81,14 @@ def pick(values: Any, index: int | slice, single: bool) -> Any:
     return picked
 
 
-class AsyncResult(FutureResult):
-    """The future result of one request to one kernel."""
+class AsyncResult(FutureResult, Part):
+    """The future result of one request to one kernel: its one part."""
+
+    single = True
 
     def __init__(self, kernel: str, what: str, convert: Callable[[Message], Any]) -> None:
-        super().__init__()
+        FutureResult.__init__(self)
+        Part.__init__(self)
         self.kernel = kernel
         self.what = what
         self._convert = convert
@@ -131,9 +97,6 @@ class AsyncResult(FutureResult):
         self.on_output: Callable[[str, str], None] | None = None
         #: Whether the requesting thread reads the reply itself (see ``request``).
         self.read_here = False
-        #: What the request's code printed on the kernel (``apply``), once it is done.
-        self.stdout = ""
-        self.stderr = ""
 
     def still_running(self, timeout: float | None) -> str:
         return (
@@ -145,14 +108,17 @@ class AsyncResult(FutureResult):
         """Turn the reply into the result (reactor thread)."""
         if self.done():
             return
-        self.stdout = message.content.get("stdout", "")
-        self.stderr = message.content.get("stderr", "")
+        self.take_reply_details(message.content.get("record") or message.content)
         try:
             value = self._convert(message)
         except BaseException as e:
             self.set_exception(e)
         else:
             self.set_result(value)
+
+    def parts_details(self) -> list[tuple[Part, BaseException | None, bool]]:
+        done = self.done()
+        return [(self, self.exception() if done else None, done)]
 
     def __repr__(self) -> str:
         state = "done" if self.done() else "pending"
@@ -368,6 +334,7 @@ class KernelClientProtocol(FrameProtocol):
         result = AsyncResult(self.name, what, convert)
         result.on_output = on_output
         request_id = next(self._ids)
+        result.msg_id = f"{self.name}#{request_id}"
         with self._pending_lock:
             if self.lost_error is not None:
                 result.set_exception(self.lost_error)

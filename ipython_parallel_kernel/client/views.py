@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .cluster import ClusterResult, InteractiveCluster, Targets, join, parse_targets, split
+from .futures import OutputRelay
 from .kernel import Blocking
 
 if TYPE_CHECKING:
@@ -156,13 +157,16 @@ class DirectView(Blocking):
     ) -> ClusterResult:
         """Run ``code`` on the targets; the ClusterResult of their ExecuteResults, once
         they are done if blocking (a failure then raises). ``silent`` is accepted for
-        ipyparallel's sake: results never print here; the records carry them."""
-        return self._run(
-            targets,
-            block,
-            lambda ids: self._cluster.execute(code, targets=ids, block=False),
-            wait_only=True,
-        )
+        ipyparallel's sake: results never print here; the records carry them. What
+        the code prints streams back as it runs, for ``stream_output()``."""
+
+        def send(ids: list[int]) -> ClusterResult:
+            relay = OutputRelay()
+            result = self._cluster.execute(code, targets=ids, block=False, on_output=relay)
+            result.relay = relay
+            return result
+
+        return self._run(targets, block, send, wait_only=True)
 
     def run(
         self, filename: str | Path, targets: Targets = None, block: bool | None = None

@@ -16,7 +16,8 @@ verb       answered   fields (``?`` optional) -> ok reply
 execute    queued     source: str, filename?: str, stream?: bool -> record
 push       queued     names?: list[str], payload {name: value} -> value
 pull       queued     names: list[str] -> payload [values]
-apply      queued     payload (func, args, kwargs) -> payload result; stdout, stderr
+apply      queued     payload (func, args, kwargs) -> payload result; stdout, stderr,
+                      started, completed (Unix times)
 keys       queued     -> value [names]
 delete     queued     names: list[str] -> value
 reset      queued     -> value

@@ -97,6 +97,9 @@ DEFAULT_MAX_FRAME = 4 * 1024**3 + 1024**2
 PREAUTH_MAX_HEAD = 64 * 1024
 #: Largest head (JSON header and content) accepted after that, unless configured.
 DEFAULT_MAX_HEAD = 256 * 1024**2
+#: Largest payload decoded in one step, as a view of the bytes read, when its whole
+#: frame has arrived (a task's pickled call or value); larger ones get memory of their own.
+SMALL_PAYLOAD = 64 * 1024
 
 _PREFIX = struct.Struct(">4sBBHIQ")
 _ALERT = struct.Struct(">4sH")
@@ -422,30 +425,40 @@ class FrameDecoder:
 
     def _small_frame_size(self, view: memoryview) -> int:
         """The length of the frame ``view`` starts with if it is whole there, well formed
-        and has no payload or buffers; else 0 (the parts are then taken one by one, and
-        a bad frame refused as it should be)."""
+        and has no buffers and at most a small payload; else 0 (the parts are then taken
+        one by one, and a bad frame refused as it should be)."""
         if view.nbytes < _PREFIX.size:
             return 0
         magic, _, mac_len, n_buffers, head_len, payload_len = _PREFIX.unpack_from(view)
         size = _PREFIX.size + head_len + MAC_LEN
+        if payload_len:
+            size += payload_len + MAC_LEN
         if (
             magic != MAGIC
             or mac_len != MAC_LEN
             or n_buffers
-            or payload_len
+            or payload_len > SMALL_PAYLOAD
             or head_len > self.channel.head_limit
-            or head_len > self.channel.max_frame
+            or head_len + payload_len > self.channel.max_frame
             or view.nbytes < size
         ):
             return 0
         return size
 
     def _small_frame(self, frame: memoryview) -> Message:
-        """A whole frame without payload or buffers (see ``_small_frame_size``)."""
-        split = frame.nbytes - MAC_LEN
-        prefix, head, head_mac = frame[: _PREFIX.size], frame[_PREFIX.size : split], frame[split:]
-        header, content, _ = self._open_head(prefix, head, head_mac)
-        return Message(header, content)
+        """A whole frame without buffers (see ``_small_frame_size``): its payload, if it
+        has one, is a view of the bytes it arrived in."""
+        head_len, payload_len = _PREFIX.unpack_from(frame)[4:]
+        head_end = _PREFIX.size + head_len
+        head_mac = frame[head_end : head_end + MAC_LEN]
+        header, content, digest = self._open_head(
+            frame[: _PREFIX.size], frame[_PREFIX.size : head_end], head_mac
+        )
+        if not payload_len:
+            return Message(header, content)
+        payload = frame[head_end + MAC_LEN : head_end + MAC_LEN + payload_len]
+        self._check_payload(digest, payload, frame[-MAC_LEN:])
+        return Message(header, content, payload)
 
     def _open_head(
         self, prefix: Buffer, head: memoryview, head_mac: memoryview
@@ -492,14 +505,18 @@ class FrameDecoder:
 
     def _on_payload_mac(self, chunk: memoryview) -> list[Message]:
         assert self._message is not None
-        mac = self.channel.mac()
-        mac.update(self._last_mac)
-        mac.update(self._message.payload)
-        digest = mac.digest()
-        if not hmac.compare_digest(digest, chunk):
-            raise InvalidSignature("payload does not match its signature: altered on the way")
-        self._last_mac = digest
+        self._last_mac = self._check_payload(self._last_mac, self._message.payload, chunk)
         return self._next_buffer()
+
+    def _check_payload(self, head_digest: bytes, payload: Buffer, payload_mac: Buffer) -> bytes:
+        """The payload's MAC (chained to the head's), checked against ``payload_mac``."""
+        mac = self.channel.mac()
+        mac.update(head_digest)
+        mac.update(payload)
+        digest = mac.digest()
+        if not hmac.compare_digest(digest, payload_mac):
+            raise InvalidSignature("payload does not match its signature: altered on the way")
+        return digest
 
     def _on_buffer(self, buffer: memoryview) -> list[Message]:
         self._buffers.append(buffer)

@@ -32,6 +32,7 @@ from typing import Any
 
 from ..core.records import CommandRecord
 from ..core.references import resolve_arguments
+from ..core.requirements import Dependent
 from ..core.tasks import Chunk
 from .capture import CapturedStream
 from .rich import RichOutput
@@ -588,7 +589,10 @@ class Engine:
         return resolve_arguments(args, kwargs, self.namespace)
 
     def _bound(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        """``func``, with this namespace as its globals if it is interactive."""
+        """``func``, with this namespace as its globals if it is interactive (and
+        checking its ``@require``/``@depend`` first, if it has one)."""
+        if isinstance(func, Dependent):
+            return func.bound(self._bound, self.namespace)
         if not (isinstance(func, types.FunctionType) and func.__module__ == "__main__"):
             return func
         for name, value in func.__globals__.items():

@@ -28,6 +28,7 @@ import resource
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -446,19 +447,30 @@ class KernelProtocol(FrameProtocol):
         self.queue(request, lambda: engine.pull(names), with_payload=True)
 
     def handle_apply(self, request: Message, fields: Fields) -> None:
-        """Call the function; what it prints comes back in the reply, also on error."""
+        """Call the function; what it prints, and when it started and completed, come
+        back in the reply, also on error."""
         engine = self.service.engine
         printed = PrintedOutput()
+        started = completed = 0.0
 
         def call() -> tuple[bytes, list[memoryview]]:
-            nonlocal printed
+            nonlocal printed, started, completed
+            started = time.time()
             # Unpickling and pickling run code of their own (``__reduce__``): inside too.
-            with engine.captured_output() as printed:
-                func, args, kwargs = _load(request)
-                return serialize.dumps(engine.apply(func, args, kwargs))
+            try:
+                with engine.captured_output() as printed:
+                    func, args, kwargs = _load(request)
+                    return serialize.dumps(engine.apply(func, args, kwargs))
+            finally:
+                completed = time.time()
 
         def done(value: Any, error: dict[str, Any] | None) -> None:
-            output = {"stdout": printed.stdout, "stderr": printed.stderr}
+            output = {
+                "stdout": printed.stdout,
+                "stderr": printed.stderr,
+                "started": started,
+                "completed": completed,
+            }
             if error is not None:
                 self.reply(request, {"status": "error", "error": error, **output})
                 return

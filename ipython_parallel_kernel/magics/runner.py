@@ -15,7 +15,6 @@ progress bar; a KeyboardInterrupt (Ctrl-C) during the wait interrupts the kernel
 
 from __future__ import annotations
 
-import importlib.util
 import queue
 import sys
 import time
@@ -87,7 +86,7 @@ class PxRunner:
             while not pending.wait(POLL_INTERVAL):
                 _drain(outputs)
                 if bar is None and 0 <= self.progress_after < time.monotonic() - started:
-                    bar = _progress_bar(len(targets))
+                    bar = display.progress_bar(len(targets), "%px", "kernel")
                 if bar is not None and pending.progress != bar.n:
                     bar.update(pending.progress - bar.n)
         except KeyboardInterrupt:
@@ -125,16 +124,6 @@ class PxRunner:
         ]
         if failures:
             raise CompositeError("execute", failures, outcomes)
-
-
-def _progress_bar(total: int) -> Any:
-    """tqdm's widget where ipywidgets can draw it (a notebook), else its text bar."""
-    if importlib.util.find_spec("ipywidgets") is not None:
-        from tqdm.auto import tqdm
-    else:
-        # tqdm.auto would fall back to this too, but warn that ipywidgets is missing.
-        from tqdm import tqdm
-    return tqdm(total=total, desc="%px", unit="kernel", leave=False)
 
 
 def _drain(outputs: queue.SimpleQueue[Chunk]) -> None:

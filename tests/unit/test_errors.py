@@ -13,8 +13,11 @@ from ipython_parallel_kernel.errors import (
     CompositeError,
     ConnectionFailed,
     ConnectionRefused,
+    DependencyError,
+    DependencyTimeout,
     FrameTooLarge,
     GuiUnavailable,
+    ImpossibleDependency,
     InvalidSignature,
     KernelDied,
     KernelError,
@@ -25,6 +28,7 @@ from ipython_parallel_kernel.errors import (
     MalformedFrame,
     RemoteError,
     ReplayedMessage,
+    UnmetDependency,
     UnsignedMessage,
     WireError,
 )
@@ -53,6 +57,10 @@ TREE = [
     (LaunchTimeout, LaunchError),
     (ClusterRunning, LaunchError),
     (GuiUnavailable, KernelError),
+    (DependencyError, KernelError),
+    (UnmetDependency, DependencyError),
+    (ImpossibleDependency, DependencyError),
+    (DependencyTimeout, ImpossibleDependency),
 ]
 
 

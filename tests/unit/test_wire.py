@@ -335,6 +335,22 @@ def test_flipped_bit_in_signed_part_is_refused() -> None:
         assert isinstance(error, allowed), f"bit {bit}: {error!r}"
 
 
+def test_flipped_bit_in_a_small_frame_with_payload_is_refused() -> None:
+    """A frame of head and small payload, decoded in one step when it arrives whole, is
+    refused for any single bit flip in its head, payload or their MACs."""
+    sender, receiver = pair(max_frame=MAX_SMALL)
+    data = frame(sender, "t", {"k": "v"}, payload=b"0123456789")
+    twin = Channel(KEY, max_frame=MAX_SMALL)
+    twin.nonce = receiver.nonce
+    assert [m.payload for m in twin.decoder().feed(data)] == [b"0123456789"]
+    for bit in range((PREFIX.size + 16) * 8, len(data) * 8):
+        twin = Channel(KEY, max_frame=MAX_SMALL)
+        twin.nonce = receiver.nonce
+        got, error = corrupted_outcome(twin, flip(data, bit))
+        assert got == [], f"bit {bit} gave a message"
+        assert isinstance(error, InvalidSignature), f"bit {bit}: {error!r}"
+
+
 def test_flipped_bit_anywhere_with_signed_buffers() -> None:
     """With sign_buffers, a bit flip in buffers or tail is an InvalidSignature too."""
     sender, receiver = pair(sign_buffers=True, max_frame=MAX_SMALL)
