@@ -25,6 +25,8 @@ from types import TracebackType
 from typing import Any
 
 from ..core.clusterfile import cluster_file_path, read_kernels
+from ..errors import KernelTimeout
+from . import display
 from .balancer import LoadBalancedView
 from .bridges import ViewExecutor
 from .cluster import InteractiveCluster, Targets, parse_targets
@@ -96,19 +98,37 @@ class Client:
     def wait(self, jobs: Any = None, timeout: float | None = None) -> bool:
         """Wait until ``jobs`` (a result, or a list of them; default: every request
         outstanding now) are done; False if ``timeout`` seconds passed first."""
-        pending: list[FutureResult]
-        if jobs is None:
-            pending = [r for k in self.kernels for r in list(k._protocol.pending.values())]
-        elif isinstance(jobs, FutureResult):
-            pending = [jobs]
-        else:
-            pending = list(jobs)
         deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
-        for job in pending:
+        for job in self._jobs(jobs):
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             if not job.wait(left):
                 return False
         return True
+
+    def wait_interactive(
+        self, jobs: Any = None, interval: float = 1.0, timeout: float | None = None
+    ) -> None:
+        """``wait``, with a progress bar of the jobs done (a widget in a notebook where
+        ipywidgets is installed); KernelTimeout after ``timeout`` seconds."""
+        pending = self._jobs(jobs)
+        deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
+        bar = display.progress_bar(len(pending), "wait", "jobs")
+        try:
+            while not self.wait(pending, interval):
+                bar.update(sum(job.done() for job in pending) - bar.n)
+                if deadline is not None and time.monotonic() >= deadline:
+                    left = sum(not job.done() for job in pending)
+                    raise KernelTimeout(f"{left} of {len(pending)} jobs still running")
+            bar.update(len(pending) - bar.n)
+        finally:
+            bar.close()
+
+    def _jobs(self, jobs: Any) -> list[FutureResult]:
+        if jobs is None:
+            return [r for k in self.kernels for r in list(k._protocol.pending.values())]
+        if isinstance(jobs, FutureResult):
+            return [jobs]
+        return list(jobs)
 
     def wait_for_engines(self, n: int, timeout: float = 60.0) -> list[int]:
         """Wait until ``n`` kernels are connected, connecting those the cluster file

@@ -225,3 +225,47 @@ def test_activate_without_load_ext_then_px(tmp_path, monkeypatch):
     ], _shown(slow)
     assert "%px" in _shown(slow) and "Warning" not in _shown(slow)  # a bar, and no advice
     assert sorted(_lines(following)) == ["[stdout:0] next", "[stdout:1] next"], _shown(following)
+
+
+@pytest.mark.timeout(300)
+def test_wait_interactive_and_display_outputs_in_a_notebook(tmp_path, monkeypatch):
+    """In Jupyter, ar.wait_interactive() draws its bar and returns with the result done,
+    and display_outputs() shows each kernel's output, labelled."""
+    from ipython_parallel_kernel.core.clusterfile import write_cluster_file
+    from ipython_parallel_kernel.core.connection import read_connection_file
+
+    _, nbformat, _ = _imports()
+    (tmp_path / "kernels").mkdir()
+    kernels = [start_kernel(tmp_path / "kernels") for _ in range(2)]
+    try:
+        cluster_file = tmp_path / "ipk-cluster-nb.json"
+        infos = [read_connection_file(k.connection_file) for k in kernels]
+        write_cluster_file(infos, cluster_file)
+        private = _private_jupyter(tmp_path, monkeypatch)
+        notebook = nbformat.v4.new_notebook()
+        notebook.cells = [
+            nbformat.v4.new_code_cell(
+                "import time\n"
+                "import ipython_parallel_kernel as ipp\n"
+                f"rc = ipp.Client({str(cluster_file)!r}, timeout=60)\n"
+                "lview = rc.load_balanced_view()"
+            ),
+            nbformat.v4.new_code_cell(
+                "ar = lview.map_async(lambda t: time.sleep(t) or t, [0.1] * 10)\n"
+                "ar.wait_interactive(interval=0.05)\n"
+                "ar.ready(), len(ar), ar.progress"
+            ),
+            nbformat.v4.new_code_cell("rc[:].execute(\"print('from', 'here')\").display_outputs()"),
+            nbformat.v4.new_code_cell("rc.close()"),
+        ]
+        _execute(notebook, private, allow_errors=True)
+    finally:
+        for kernel in kernels:
+            kernel.stop()
+    for cell in notebook.cells:
+        errors = [o for o in cell.outputs if o.output_type == "error"]
+        assert not errors, f"{cell.source!r} failed: {_shown(cell)}"
+    waited, shown = notebook.cells[1], notebook.cells[2]
+    assert "(True, 10, 10)" in _texts(waited), _shown(waited)
+    assert "tasks" in _shown(waited) and "Warning" not in _shown(waited)
+    assert sorted(_lines(shown)) == ["[stdout:0] from here", "[stdout:1] from here"]

@@ -231,3 +231,14 @@ def test_depend_runs_only_where_its_check_passes(rc):
 
     assert set(rc.load_balanced_view().map_sync(where, range(6))) == {chosen}
     assert rc.load_balanced_view().apply_sync(where) == chosen
+
+
+def test_client_wait_interactive_waits_for_every_job(rc, capsys):
+    """rc.wait_interactive(jobs) returns once every job is done, having drawn its bar."""
+    jobs = [rc[i].apply_async(nap, 0.1 * i) for i in rc.ids]
+    rc.wait_interactive(jobs, interval=0.02)
+    assert all(job.ready() for job in jobs) and "jobs" in capsys.readouterr().err
+    slow = rc[0].apply_async(nap, 2)
+    with pytest.raises(KernelTimeout, match="1 of 1"):
+        rc.wait_interactive([slow], interval=0.02, timeout=0.1)
+    slow.get(30)
