@@ -20,6 +20,7 @@
     |   +-- LaunchTimeout           a kernel was still starting at the deadline
     |   +-- ClusterRunning          a cluster of that id already runs in that profile
     +-- GuiUnavailable              a --gui toolkit cannot run here (what to install or set)
+    +-- TaskAborted                 a load-balanced task withdrawn before it was sent
     +-- DependencyError             a load-balanced task's dependency
         +-- UnmetDependency         not met on this kernel: the task goes to another
         +-- ImpossibleDependency    can never be met: the task fails
@@ -63,6 +64,7 @@ __all__ = [
     "MalformedFrame",
     "RemoteError",
     "ReplayedMessage",
+    "TaskAborted",
     "UnmetDependency",
     "UnsignedMessage",
     "WireError",
@@ -250,6 +252,10 @@ class ClusterRunning(LaunchError):
 
 class GuiUnavailable(KernelError):
     """The toolkit cannot run here; the message says what to install or set."""
+
+
+class TaskAborted(KernelError):
+    """A load-balanced task withdrawn (``abort()``) before it was sent to a kernel."""
 
 
 class DependencyError(KernelError):

@@ -33,7 +33,14 @@ from typing import TYPE_CHECKING, Any
 
 from ..core import serialize
 from ..core.tasks import Chunk
-from ..errors import CompositeError, ImpossibleDependency, KernelDied, KernelTimeout, RemoteError
+from ..errors import (
+    CompositeError,
+    ImpossibleDependency,
+    KernelDied,
+    KernelTimeout,
+    RemoteError,
+    TaskAborted,
+)
 from .bridges import ViewExecutor, register_joblib_backend
 from .cluster import parse_targets
 from .dependencies import Dependencies, dependencies
@@ -77,6 +84,8 @@ class Task(Part):
         #: Kernels it is not sent to again: it failed there, or its dependency was unmet.
         self.refused: set[int] = set()
         self.refusal: BaseException | None = None
+        #: Withdrawn (``abort``) while it waited for its dependencies.
+        self.withdrawn = False
 
     def finish(self, values: list[Any] | None, failure: BaseException | None) -> None:
         """Give the task its outcome and tell its result (call without the balancer's lock)."""
@@ -138,6 +147,8 @@ class Balancer:
     def _dependencies_settled(self, task: Task, outcome: BaseException | set[int] | None) -> None:
         """``task``'s ``after``/``follow`` results are done (any thread): queue it, with
         the kernels ``follow`` allows, or fail it if they can no longer be met."""
+        if task.withdrawn:
+            outcome = TaskAborted(f"{task.msg_id} was withdrawn before it was sent")
         if isinstance(outcome, BaseException):
             task.finish(None, outcome)
             return
@@ -146,6 +157,20 @@ class Balancer:
             self._queue_restricted(task, front=False)
             ready, failed = self._take_ready()
         self._send(ready, failed)
+
+    def withdraw(self, tasks: list[Task]) -> None:
+        """Take ``tasks`` out of the queue (those sent already run on): they fail with
+        TaskAborted, and so do those still waiting for their dependencies."""
+        wanted = set(map(id, tasks))
+        with self._lock:
+            taken = [task for task in self._queue if id(task) in wanted]
+            if taken:
+                self._queue = deque(task for task in self._queue if id(task) not in wanted)
+                self._restricted = sum(1 for t in self._queue if t.allowed is not None or t.refused)
+            for task in tasks:
+                task.withdrawn = not task.finished
+        for task in taken:
+            task.finish(None, TaskAborted(f"{task.msg_id} was withdrawn before it was sent"))
 
     def _queue_restricted(self, task: Task, front: bool) -> None:
         if task.allowed is not None or task.refused:
@@ -274,6 +299,8 @@ class MapResult(FutureResult):
         self.ordered = ordered
         self._finished: list[Task] = []
         self._arrived = threading.Condition(threading.Lock())
+        #: The balancer its tasks were given to (for ``abort``).
+        self.balancer: Balancer | None = None
 
     def task_done(self, task: Task) -> None:
         """One of the tasks has its outcome (any thread)."""
@@ -302,6 +329,11 @@ class MapResult(FutureResult):
 
     def parts_details(self) -> list[tuple[Part, BaseException | None, bool]]:
         return [(task, task.failure, task.finished) for task in self.tasks]
+
+    def withdraw(self) -> None:
+        """Withdraw the tasks not yet sent to a kernel (those sent run on)."""
+        if self.balancer is not None:
+            self.balancer.withdraw(self.tasks)
 
     @property
     def progress(self) -> int:
@@ -442,6 +474,7 @@ class LoadBalancedView(Blocking):
         depends = dependencies(self.after, self.follow, self.timeout, self._known)
         tasks = [Task(chunk, result.task_done, self.retries, depends) for chunk in chunks]
         result.tasks = tasks
+        result.balancer = self._balancer
         self.client.task_results.add(result)
         return tasks
 

@@ -342,6 +342,20 @@ class FutureResult(Future):
         """The futures that complete as each part does (for callbacks)."""
         return []
 
+    def abort(self) -> None:
+        """Withdraw the parts that have not started; those fail (RemoteError
+        ``Aborted``, or TaskAborted for load-balanced tasks still queued here), the
+        others run on. RuntimeError once it is done."""
+        if self.done():
+            raise RuntimeError("abort(): it is done already")
+        self.withdraw()
+
+    def withdraw(self) -> None:
+        """Withdraw the parts not started (``abort`` without its check)."""
+        for future in self.part_futures():
+            if isinstance(future, FutureResult):
+                future.withdraw()
+
     def __len__(self) -> int:
         return len(self.parts_details())
 

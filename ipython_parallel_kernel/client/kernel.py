@@ -97,6 +97,9 @@ class AsyncResult(FutureResult, Part):
         self.on_output: Callable[[str, str], None] | None = None
         #: Whether the requesting thread reads the reply itself (see ``request``).
         self.read_here = False
+        #: The request's id on its connection, and the RemoteKernel that sent it.
+        self.request_id = 0
+        self.owner: RemoteKernel | None = None
 
     def still_running(self, timeout: float | None) -> str:
         return (
@@ -119,6 +122,12 @@ class AsyncResult(FutureResult, Part):
     def parts_details(self) -> list[tuple[Part, BaseException | None, bool]]:
         done = self.done()
         return [(self, self.exception() if done else None, done)]
+
+    def withdraw(self) -> None:
+        """Ask the kernel to drop this request if it has not started (it then fails
+        with RemoteError ``Aborted``); it runs on if it has."""
+        if self.owner is not None and not self.done():
+            self.owner.abort([self.request_id], block=False)
 
     def __repr__(self) -> str:
         state = "done" if self.done() else "pending"
@@ -334,6 +343,7 @@ class KernelClientProtocol(FrameProtocol):
         result = AsyncResult(self.name, what, convert)
         result.on_output = on_output
         request_id = next(self._ids)
+        result.request_id = request_id
         result.msg_id = f"{self.name}#{request_id}"
         with self._pending_lock:
             if self.lost_error is not None:
@@ -506,6 +516,7 @@ class RemoteKernel(Blocking):
         )
         if blocking:
             return self._protocol.wait(result, self.timeout if declared.queued else CONTROL_TIMEOUT)
+        result.owner = self
         return result
 
     def _check(self, message: Message) -> dict[str, Any]:
@@ -782,14 +793,17 @@ class RemoteKernel(Blocking):
         return self._request("interrupt", {}, self._value, block)
 
     @overload
-    def abort(self, block: Literal[True]) -> int: ...
+    def abort(self, ids: list[int] | None = None, *, block: Literal[True]) -> int: ...
     @overload
-    def abort(self, block: Literal[False]) -> AsyncResult: ...
+    def abort(self, ids: list[int] | None = None, *, block: Literal[False]) -> AsyncResult: ...
     @overload
-    def abort(self, block: bool | None = None) -> int | AsyncResult: ...
-    def abort(self, block: bool | None = None) -> int | AsyncResult:
-        """Drop the commands queued behind the running one; returns how many."""
-        return self._request("abort", {}, self._value, block)
+    def abort(
+        self, ids: list[int] | None = None, block: bool | None = None
+    ) -> int | AsyncResult: ...
+    def abort(self, ids: list[int] | None = None, block: bool | None = None) -> int | AsyncResult:
+        """Drop the commands queued behind the running one (those of this client's
+        requests ``ids`` only, if given: see ``AsyncResult.abort``); returns how many."""
+        return self._request("abort", {"ids": ids}, self._value, block)
 
     @overload
     def allow(self, network: str, block: Literal[True]) -> dict[str, list[str]]: ...

@@ -26,7 +26,7 @@ ping       immediate  -> nothing
 status     immediate  -> value {state, queued, ...}
 result     immediate  number?: int -> record
 interrupt  immediate  -> value bool
-abort      immediate  -> value int
+abort      immediate  ids?: list[int] (this connection's requests) -> value int
 allow      immediate  network: str -> value {allow, deny}
 deny       immediate  network: str -> value {allow, deny}
 notify     immediate  address: str | list, flag?: bool -> value [watchers]
@@ -205,7 +205,11 @@ REQUESTS: dict[str, Request] = {
             errors=("LookupError",),
         ),
         Request("interrupt", queued=False),
-        Request("abort", queued=False),
+        Request(
+            "abort",
+            queued=False,
+            fields=(Field("ids", (list,), required=False, items=int),),
+        ),
         Request("allow", queued=False, fields=(_NETWORK,), errors=_ACCESS_ERRORS),
         Request("deny", queued=False, fields=(_NETWORK,), errors=_ACCESS_ERRORS),
         Request(

@@ -26,7 +26,7 @@ import time
 import traceback
 import types
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +72,8 @@ class Job:
     action: Callable[[], Any]
     done: Callable[[Any, dict[str, Any] | None], None]
     submitted: float = field(default_factory=time.time)
+    #: Whose request it is, for ``abort`` of some requests only.
+    tag: Any = None
 
 
 def _set_async_exception(ident: int, exc_type: type[BaseException] | None) -> None:
@@ -250,10 +252,12 @@ class Engine:
 
     # -- any thread -----------------------------------------------------------------
 
-    def submit(self, kind: str, action: Callable[[], Any], done: Callable[..., None]) -> None:
+    def submit(
+        self, kind: str, action: Callable[[], Any], done: Callable[..., None], tag: Any = None
+    ) -> None:
         """Queue ``action`` to run after everything submitted before it."""
         with self._wake:
-            self._queue.append(Job(kind, action, done))
+            self._queue.append(Job(kind, action, done, tag=tag))
             self._wake.notify()
         if self.on_submit is not None:
             self.on_submit()
@@ -268,11 +272,16 @@ class Engine:
         """Jobs waiting behind the running one."""
         return len(self._queue)
 
-    def abort(self) -> list[Job]:
-        """Drop every queued job (not the running one); return them, oldest first."""
+    def abort(self, tags: Container[Any] | None = None) -> list[Job]:
+        """Drop the queued jobs (not the running one) whose tag is in ``tags``, or every
+        queued job; return them, oldest first."""
         with self._interrupt_lock, self._wake:
-            dropped = list(self._queue)
+            dropped: list[Job] = []
+            kept: list[Job] = []
+            for job in self._queue:
+                (dropped if tags is None or job.tag in tags else kept).append(job)
             self._queue.clear()
+            self._queue.extend(kept)
             if self._interrupt_target in dropped:
                 self._interrupt_target = None
         return dropped

@@ -410,7 +410,8 @@ class KernelProtocol(FrameProtocol):
             else:
                 self.reply(request, {"status": "ok", "value": value})
 
-        self.service.engine.submit(request.type, pickled if with_payload else action, done)
+        action = pickled if with_payload else action
+        self.service.engine.submit(request.type, action, done, self.tag(request))
 
     # -- handlers: namespace work, queued ----------------------------------------------
 
@@ -435,7 +436,8 @@ class KernelProtocol(FrameProtocol):
             self.reply(request, {"status": status, "record": sent})
             self.service.publish(record)
 
-        engine.submit("execute", lambda: engine.execute(source, filename, on_output), done)
+        run = lambda: engine.execute(source, filename, on_output)  # noqa: E731
+        engine.submit("execute", run, done, self.tag(request))
 
     def handle_push(self, request: Message, fields: Fields) -> None:
         engine = self.service.engine
@@ -477,7 +479,7 @@ class KernelProtocol(FrameProtocol):
             payload, buffers = value
             self.reply(request, {"status": "ok", **output}, payload, buffers)
 
-        engine.submit(request.type, call, done)
+        engine.submit(request.type, call, done, self.tag(request))
 
     def handle_keys(self, request: Message, fields: Fields) -> None:
         self.queue(request, self.service.engine.keys)
@@ -522,8 +524,14 @@ class KernelProtocol(FrameProtocol):
         interrupted = self.service.engine.interrupt()
         self.reply(request, {"status": "ok", "value": interrupted})
 
+    def tag(self, request: Message) -> tuple[int, int]:
+        """What names ``request`` among the engine's jobs: this connection and its id."""
+        return (id(self), request.id)
+
     def handle_abort(self, request: Message, fields: Fields) -> None:
-        dropped = self.service.engine.abort()
+        ids = fields["ids"]
+        tags = None if ids is None else {(id(self), i) for i in ids}
+        dropped = self.service.engine.abort(tags)
         error = {
             "ename": "Aborted",
             "evalue": f"aborted on kernel {self.service.name} before it ran",

@@ -242,3 +242,32 @@ def test_client_wait_interactive_waits_for_every_job(rc, capsys):
     with pytest.raises(KernelTimeout, match="1 of 1"):
         rc.wait_interactive([slow], interval=0.02, timeout=0.1)
     slow.get(30)
+
+
+def test_abort_withdraws_only_the_parts_not_started(rc):
+    """ar.abort(): a queued request fails as Aborted, the running one and the other
+    requests queued on that kernel run on; an abort after the end is refused."""
+    kernel = rc[0]
+    running = kernel.apply_async(nap, 1.0)
+    queued = kernel.apply_async(nap, 0)
+    other = kernel.apply_async(lambda: "other")
+    queued.abort()
+    with pytest.raises(RemoteError, match="Aborted"):
+        queued.get(30)
+    assert running.get(30) > 0 and other.get(30) == "other"
+    with pytest.raises(RuntimeError, match="done"):
+        running.abort()
+
+
+def test_abort_of_a_load_balanced_map_withdraws_its_queued_tasks(rc):
+    """Aborting a map of slow tasks: those still queued here fail with TaskAborted,
+    those sent run to the end."""
+    from ipython_parallel_kernel.errors import TaskAborted
+
+    ar = rc.load_balanced_view([0, 1]).map_async(nap, [0.3] * 20)
+    time.sleep(0.1)
+    ar.abort()
+    outcomes = ar.get(60, return_exceptions=True)
+    aborted = [o for o in outcomes if isinstance(o, TaskAborted)]
+    assert aborted and len(aborted) < 20
+    assert all(isinstance(o, float) for o in outcomes[: 20 - len(aborted)])
