@@ -410,8 +410,8 @@ class KernelProtocol(FrameProtocol):
             else:
                 self.reply(request, {"status": "ok", "value": value})
 
-        action = pickled if with_payload else action
-        self.service.engine.submit(request.type, action, done, self.tag(request))
+        job = pickled if with_payload else action
+        self.service.engine.submit(request.type, job, done, self.tag(request))
 
     # -- handlers: namespace work, queued ----------------------------------------------
 
