@@ -13,9 +13,13 @@
     |   +-- KeyNotFound             no key given and no connection file names the kernel
     |   +-- ConnectionRefused       the kernel refused us (allow/deny list, wrong key)
     |   +-- KernelDied              the connection to a kernel was lost
+    |       +-- NoKernels           a view has no kernel left to run its work
     +-- KernelTimeout               a deadline passed before the kernel answered
     +-- RemoteError                 code raised an exception on the kernel
-    +-- CompositeError              one request to several kernels failed on some of them
+    |   +-- CompositeError          one request to several kernels failed on some of them
+    +-- DependencyError             a task's dependencies (@require, @depend, after, follow)
+    |   +-- UnmetDependency         not met on this kernel yet
+    |       +-- ImpossibleDependency  can never be met (a dependency failed, no kernel can)
     +-- LaunchError                 kernels could not be started (ipk-cluster, %kernel start)
     |   +-- LaunchTimeout           a kernel was still starting at the deadline
     |   +-- ClusterRunning          a cluster of that id already runs in that profile
@@ -32,7 +36,13 @@ renders as that traceback in IPython (``_render_traceback_``); raised by ``execu
 its ``result`` is the command's record (output printed before the exception). ``CompositeError``
 holds one exception per failed kernel (a RemoteError, or KernelDied for a kernel that
 went away) with its target number and address, and the results of the others; its
-``str()`` names the first few failed kernels in one line, as its rendering does.
+``str()`` names the first few failed kernels in one line, as its rendering does. As in
+ipyparallel, a CompositeError is a RemoteError, so ``except RemoteError`` catches a
+failure whether the request went to one kernel or to several.
+
+``ipython_parallel_kernel.error`` gives these classes ipyparallel's names
+(``RemoteError``, ``CompositeError``, ``EngineError``, ``NoEnginesRegistered``,
+``UnmetDependency``...), for code written against ``ipyparallel.error``.
 """
 
 from __future__ import annotations
@@ -44,8 +54,10 @@ __all__ = [
     "CompositeError",
     "ConnectionFailed",
     "ConnectionRefused",
+    "DependencyError",
     "FrameTooLarge",
     "GuiUnavailable",
+    "ImpossibleDependency",
     "InvalidSignature",
     "KernelDied",
     "KernelError",
@@ -54,8 +66,10 @@ __all__ = [
     "LaunchError",
     "LaunchTimeout",
     "MalformedFrame",
+    "NoKernels",
     "RemoteError",
     "ReplayedMessage",
+    "UnmetDependency",
     "UnsignedMessage",
     "WireError",
 ]
@@ -103,6 +117,10 @@ class ConnectionRefused(ConnectionFailed):
 
 class KernelDied(ConnectionFailed):
     """The connection to a kernel was lost while requests were outstanding."""
+
+
+class NoKernels(KernelDied):
+    """A view has no kernel left to run its work: every one of them has gone."""
 
 
 class KernelTimeout(KernelError, TimeoutError):
@@ -156,11 +174,13 @@ class RemoteError(KernelError):
         return self.render_traceback().splitlines()
 
 
-class CompositeError(KernelError):
+class CompositeError(RemoteError):
     """Failures of one request sent to several kernels, listed by target.
 
     ``errors`` holds ``(target, kernel, exception)`` for each failure, ``results`` the
-    value of every target in order (the exception in place of a failed one).
+    value of every target in order (the exception in place of a failed one). As a
+    RemoteError its ``ename`` is ``"CompositeError"``, its ``evalue`` the one-line
+    summary and its ``traceback`` every failure rendered.
 
     >>> try:
     ...     ic.execute("1/0", targets=[0, 2])
@@ -177,7 +197,7 @@ class CompositeError(KernelError):
         self.what = what
         self.errors = errors
         self.results = results
-        super().__init__(self._summary())
+        super().__init__("CompositeError", self._summary(), [f"{self.render_traceback()}\n"])
 
     def raise_exception(self, index: int = 0) -> None:
         """Raise the ``index``-th failure (in target order) by itself."""
@@ -226,6 +246,20 @@ def _one_line(error: BaseException) -> str:
     else:
         text = f"{type(error).__name__}: {error}"
     return text.splitlines()[0]
+
+
+class DependencyError(KernelError):
+    """A task's dependencies (``@require``, ``@depend``, ``after``, ``follow``) stand in
+    its way."""
+
+
+class UnmetDependency(DependencyError):
+    """A task's dependencies are not met on this kernel yet: it waits, or runs elsewhere."""
+
+
+class ImpossibleDependency(UnmetDependency):
+    """A task's dependencies can never be met: one it waits for failed, or no kernel of
+    the view can satisfy them. As in ipyparallel, an ``UnmetDependency`` too."""
 
 
 class LaunchError(KernelError):

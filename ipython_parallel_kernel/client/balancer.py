@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core import serialize
 from ..core.tasks import Chunk
-from ..errors import CompositeError, KernelDied, KernelTimeout
+from ..errors import CompositeError, KernelDied, KernelTimeout, NoKernels
 from .bridges import ViewExecutor, register_joblib_backend
 from .cluster import parse_targets
 from .kernel import Blocking, FutureResult, RemoteKernel, pick
@@ -100,7 +100,12 @@ class Balancer:
         if not self._outstanding:
             lost, self._queue = list(self._queue), deque()
             for task in lost:
-                task.future.set_exception(KernelDied("every kernel of this view has gone"))
+                task.future.set_exception(
+                    NoKernels(
+                        "every kernel of this view has gone: make a view of a Client "
+                        "connected to running kernels"
+                    )
+                )
         return ready
 
     def _load(self, engine_id: int) -> float:
