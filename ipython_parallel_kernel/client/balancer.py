@@ -36,7 +36,7 @@ from ..core.tasks import Chunk
 from ..errors import CompositeError, KernelDied, KernelTimeout, NoKernels
 from .bridges import ViewExecutor, register_joblib_backend
 from .cluster import parse_targets
-from .kernel import Blocking, FutureResult, RemoteKernel, pick
+from .kernel import AsyncResult, Blocking, FutureResult, RemoteKernel, pick
 
 if TYPE_CHECKING:
     from .client import Client
@@ -53,6 +53,8 @@ class Task:
     future: Future = field(default_factory=Future)
     #: The id of the kernel it ran on, once it has.
     engine_id: int | None = None
+    #: The request that runs it (whose ``data`` its code publishes), once sent.
+    reply: AsyncResult | None = None
 
 
 class Balancer:
@@ -128,6 +130,7 @@ class Balancer:
         for engine_id, task in ready:
             task.engine_id = engine_id
             reply = self._kernels[engine_id].apply_async(task.chunk)
+            task.reply = reply
             reply.add_done_callback(partial(self._done, engine_id, task))
 
     def _done(self, engine_id: int, task: Task, reply: Future) -> None:
@@ -178,6 +181,13 @@ class MapResult(FutureResult):
         """The kernel each task ran on (None while it has not run)."""
         ids = [task.engine_id for task in self.tasks]
         return ids[0] if self.single else ids
+
+    @property
+    def data(self) -> Any:
+        """What each task's code published so far (``publish_data``): one dict per task,
+        in order (the dict itself for ``apply``)."""
+        published = [{} if task.reply is None else task.reply.data for task in self.tasks]
+        return published[0] if self.single else published
 
     def _one_done(self, task: Task, future: Future) -> None:
         with self._lock:

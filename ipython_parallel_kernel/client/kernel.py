@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import logging
 import os
 import socket
 import threading
@@ -63,6 +64,8 @@ from ..errors import (
 )
 from . import liveness
 from .reactor import call, get_reactor
+
+log = logging.getLogger(__name__)
 
 #: Deadline, in seconds, for requests the kernel answers at once (status, interrupt...).
 CONTROL_TIMEOUT = 10.0
@@ -134,6 +137,8 @@ class AsyncResult(FutureResult):
         #: What the request's code printed on the kernel (``apply``), once it is done.
         self.stdout = ""
         self.stderr = ""
+        #: Everything the request's code published so far (``publish_data``), merged.
+        self.data: dict[Any, Any] = {}
 
     def still_running(self, timeout: float | None) -> str:
         return (
@@ -153,6 +158,12 @@ class AsyncResult(FutureResult):
             self.set_exception(e)
         else:
             self.set_result(value)
+
+    def data_published(self, data: dict[Any, Any]) -> None:
+        """Merge what the request's code published into ``data`` (the reading thread)."""
+        # A new dict, not an update in place: a thread reading ``data`` meanwhile sees
+        # one whole dict, never one that changes while it iterates.
+        self.data = {**self.data, **data}
 
     def __repr__(self) -> str:
         state = "done" if self.done() else "pending"
@@ -289,17 +300,36 @@ class KernelClientProtocol(FrameProtocol):
                 self.channel.peer_nonce = message.content["nonce"]
                 self.ready.set_result(message.content)
             return
-        if message.type == "shutdown_notice":
-            self.lost_reason = message.content.get("reason", "the kernel shut down")
-            return
-        if message.type == "stream":
-            streaming = self.pending.get(message.id)
-            if streaming is not None and streaming.on_output is not None:
-                streaming.on_output(message.content["name"], message.content["text"])
+        notice = messages.NOTICES.get(message.type)
+        if notice is not None:
+            self.notice_received(notice, message)
             return
         waiter = self.pending.pop(message.id, None)
         if waiter is not None:
             waiter.deliver(message)
+
+    def notice_received(self, notice: messages.Notice, message: Message) -> None:
+        """A message the kernel sent unasked, checked against its declaration; one that
+        does not match (or whose data cannot be unpickled here) is logged and dropped."""
+        try:
+            fields = notice.validate(message.content)
+            if notice is messages.DATA_PUB:
+                published = serialize.loads(message.payload, message.buffers)
+                if not isinstance(published, dict):
+                    raise TypeError(f"data_pub: payload must be a dict, got {type(published)}")
+        except Exception as e:  # unpickling may raise anything
+            log.warning("kernel %s: dropped a %s notice: %s", self.name, notice.msg_type, e)
+            return
+        if notice.msg_type == "shutdown_notice":
+            self.lost_reason = fields["reason"]
+            return
+        running = self.pending.get(message.id)
+        if running is None:
+            return
+        if notice is messages.DATA_PUB:
+            running.data_published(published)
+        elif running.on_output is not None:
+            running.on_output(fields["name"], fields["text"])
 
     def alert_received(self, text: str) -> None:
         self.lost_reason = text

@@ -44,6 +44,7 @@ from ..core.transport import FrameProtocol, Lingering
 from ..core.wire import Buffer, Channel, Message
 from ..errors import InvalidSignature, WireError
 from .access import AccessList
+from .datapub import publishing
 from .engine import Engine, PrintedOutput, error_record, main_thread_id
 from .events import BurstLog
 from .notifier import Notifier
@@ -231,7 +232,8 @@ class KernelService:
         """Tell every client the kernel is shutting down, then hang up (reactor thread)."""
         for connection in list(self.connections):
             if connection.greeted:
-                connection.send("shutdown_notice", {"reason": "the kernel is shutting down"})
+                notice = messages.NOTICES["shutdown_notice"]
+                connection.send(notice.msg_type, notice.build(reason="the kernel is shutting down"))
                 connection.close()
             else:
                 connection.refuse(f"kernel {self.name} is shutting down")
@@ -411,6 +413,17 @@ class KernelProtocol(FrameProtocol):
 
         self.service.engine.submit(request.type, pickled if with_payload else action, done)
 
+    def data_publisher(self, request: Message) -> Callable[[dict[Any, Any]], None]:
+        """What ``publish_data`` calls while ``request`` runs: sends the dict, pickled, to
+        this client, with the request's id (engine thread, before the reply)."""
+
+        def publish(data: dict[Any, Any]) -> None:
+            payload, buffers = serialize.dumps(data)
+            content = messages.DATA_PUB.build(keys=[str(key) for key in data])
+            self.send(messages.DATA_PUB.msg_type, content, payload, buffers, id=request.id)
+
+        return publish
+
     # -- handlers: namespace work, queued ----------------------------------------------
 
     def handle_execute(self, request: Message, fields: Fields) -> None:
@@ -420,7 +433,8 @@ class KernelProtocol(FrameProtocol):
         if fields["stream"]:
 
             def on_output(name: str, text: str) -> None:
-                self.send("stream", {"name": name, "text": text}, id=request.id)
+                notice = messages.NOTICES["stream"]
+                self.send(notice.msg_type, notice.build(name=name, text=text), id=request.id)
 
             self.service.stream_while_busy()
 
@@ -434,7 +448,11 @@ class KernelProtocol(FrameProtocol):
             self.reply(request, {"status": status, "record": sent})
             self.service.publish(record)
 
-        engine.submit("execute", lambda: engine.execute(source, filename, on_output), done)
+        def run() -> CommandRecord:
+            with publishing(self.data_publisher(request)):
+                return engine.execute(source, filename, on_output)
+
+        engine.submit("execute", run, done)
 
     def handle_push(self, request: Message, fields: Fields) -> None:
         engine = self.service.engine
@@ -453,7 +471,7 @@ class KernelProtocol(FrameProtocol):
         def call() -> tuple[bytes, list[memoryview]]:
             nonlocal printed
             # Unpickling and pickling run code of their own (``__reduce__``): inside too.
-            with engine.captured_output() as printed:
+            with engine.captured_output() as printed, publishing(self.data_publisher(request)):
                 func, args, kwargs = _load(request)
                 return serialize.dumps(engine.apply(func, args, kwargs))
 
