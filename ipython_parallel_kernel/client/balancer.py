@@ -83,6 +83,13 @@ class Balancer:
         self._queue: deque[Task] = deque()
         self._lock = threading.Lock()
 
+    @property
+    def pickler(self) -> str:
+        """The pickler of these kernels' connections (``use_dill()`` and its kin set it
+        on every kernel of a view at once): the first kernel's."""
+        first = next(iter(self._kernels.values()), None)
+        return serialize.DEFAULT_PICKLER if first is None else first.pickler
+
     def submit(self, tasks: list[Task]) -> None:
         """Queue ``tasks`` and send what the kernels have room for."""
         with self._lock:
@@ -327,7 +334,7 @@ class LoadBalancedView(Blocking):
         if not isinstance(chunksize, int) or chunksize < 1:
             raise ValueError(f"chunksize={chunksize!r}: a number of items, 1 or more")
         items = list(zip(*sequences, strict=False))
-        shipped, _ = serialize.dumps(f)  # once, for every chunk
+        shipped, _ = serialize.dumps(f, self._balancer.pickler)  # once, for every chunk
         tasks = [
             Task(Chunk(shipped, items[i : i + chunksize])) for i in range(0, len(items), chunksize)
         ]

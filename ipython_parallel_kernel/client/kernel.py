@@ -502,6 +502,9 @@ class RemoteKernel(Blocking):
         self.timeout = timeout
         self.block = self._blocking(block)
         self.source_address = source_address
+        #: The pickler (``core.serialize.PICKLERS``) this connection sends with, and
+        #: asks the kernel to send back with: set by ``DirectView.use_dill()`` and kin.
+        self.pickler = serialize.DEFAULT_PICKLER
         reactor = get_reactor()
         channel = Channel(self.info.key, sign_buffers=self.info.sign_buffers)
         self._protocol = KernelClientProtocol(channel, reactor, self.name, heartbeat)
@@ -562,8 +565,11 @@ class RemoteKernel(Blocking):
         """
         blocking = self._blocking(block)
         declared = messages.REQUESTS[verb]
+        pickler = self.pickler
+        if pickler != serialize.DEFAULT_PICKLER and "pickler" in declared.names:
+            fields = {**fields, "pickler": pickler}
         content = declared.build(**fields)
-        payload, buffers = serialize.dumps(value) if declared.payload else (b"", [])
+        payload, buffers = serialize.dumps(value, pickler) if declared.payload else (b"", [])
         result = self._protocol.request(
             declared.msg_type, content, decode, what or verb, payload, buffers, on_output, blocking
         )

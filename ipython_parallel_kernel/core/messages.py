@@ -13,10 +13,10 @@ reactor thread, even while a job runs.
 =========  =========  ==============================================================
 verb       answered   fields (``?`` optional) -> ok reply
 =========  =========  ==============================================================
-execute    queued     source: str, filename?: str, stream?: bool -> record
+execute    queued     source: str, filename?: str, stream?: bool, pickler?: str -> record
 push       queued     names?: list[str], payload {name: value} -> value
-pull       queued     names: list[str] -> payload [values]
-apply      queued     payload (func, args, kwargs) -> payload result; stdout, stderr
+pull       queued     names: list[str], pickler?: str -> payload [values]
+apply      queued     pickler?: str, payload (func, args, kwargs) -> payload result; stdout, stderr
 keys       queued     -> value [names]
 delete     queued     names: list[str] -> value
 reset      queued     -> value
@@ -31,6 +31,11 @@ deny       immediate  network: str -> value {allow, deny}
 notify     immediate  address: str | list, flag?: bool -> value [watchers]
 shutdown   immediate  -> nothing
 =========  =========  ==============================================================
+
+``pickler`` names the pickler (``core.serialize.PICKLERS``) the kernel writes what it
+sends back with: the reply's payload, and the data the code publishes (``data_pub``).
+A client sends it when it pickles with another than the default (``use_dill()``), so
+what comes back can hold what that pickler can ship.
 
 Before any of these a connection sends ``connect_request`` (``CONNECT``), once.
 
@@ -57,6 +62,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal
+
+from .serialize import DEFAULT_PICKLER
 
 #: What an ok reply carries: ``value`` in its content, a ``record``, a pickled
 #: ``payload``, or nothing but its status.
@@ -194,6 +201,7 @@ def _built(
 
 
 _NAMES = Field("names", (list,), items=str)
+_PICKLER = Field("pickler", (str,), required=False, default=DEFAULT_PICKLER)
 _NETWORK = Field("network", (str,))
 _ACCESS_ERRORS = ("ValueError",)
 
@@ -211,6 +219,7 @@ REQUESTS: dict[str, Request] = {
                 Field("source", (str,)),
                 Field("filename", (str,), required=False),
                 Field("stream", (bool,), required=False, default=False),
+                _PICKLER,
             ),
             reply="record",
             errors=("Aborted",),
@@ -222,8 +231,17 @@ REQUESTS: dict[str, Request] = {
             payload=True,
             errors=("Aborted",),
         ),
-        Request("pull", queued=True, fields=(_NAMES,), reply="payload", errors=("Aborted",)),
-        Request("apply", queued=True, payload=True, reply="payload", errors=("Aborted",)),
+        Request(
+            "pull", queued=True, fields=(_NAMES, _PICKLER), reply="payload", errors=("Aborted",)
+        ),
+        Request(
+            "apply",
+            queued=True,
+            fields=(_PICKLER,),
+            payload=True,
+            reply="payload",
+            errors=("Aborted",),
+        ),
         Request("keys", queued=True, errors=("Aborted",)),
         Request("delete", queued=True, fields=(_NAMES,), errors=("Aborted",)),
         Request("reset", queued=True, errors=("Aborted",)),

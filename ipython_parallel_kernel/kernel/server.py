@@ -392,15 +392,20 @@ class KernelProtocol(FrameProtocol):
         self.reply(request, {"status": "error", "error": error})
 
     def queue(
-        self, request: Message, action: Callable[[], Any], with_payload: bool = False
+        self,
+        request: Message,
+        action: Callable[[], Any],
+        with_payload: bool = False,
+        pickler: str = serialize.DEFAULT_PICKLER,
     ) -> None:
-        """Run ``action`` as an engine job; reply with its value (pickled if asked)."""
+        """Run ``action`` as an engine job; reply with its value (pickled by ``pickler``
+        if ``with_payload``)."""
 
         def pickled() -> tuple[bytes, list[memoryview]]:
             # Pickling runs the value's own code (``__reduce__``): inside the job, so
             # whatever it raises, SystemExit included, is an error reply, and an
             # interrupt reaches it.
-            return serialize.dumps(action())
+            return serialize.dumps(action(), pickler)
 
         def done(value: Any, error: dict[str, Any] | None) -> None:
             if error is not None:
@@ -413,12 +418,12 @@ class KernelProtocol(FrameProtocol):
 
         self.service.engine.submit(request.type, pickled if with_payload else action, done)
 
-    def data_publisher(self, request: Message) -> Callable[[dict[Any, Any]], None]:
-        """What ``publish_data`` calls while ``request`` runs: sends the dict, pickled, to
-        this client, with the request's id (engine thread, before the reply)."""
+    def data_publisher(self, request: Message, pickler: str) -> Callable[[dict[Any, Any]], None]:
+        """What ``publish_data`` calls while ``request`` runs: sends the dict, pickled by
+        ``pickler``, to this client with the request's id (engine thread, before the reply)."""
 
         def publish(data: dict[Any, Any]) -> None:
-            payload, buffers = serialize.dumps(data)
+            payload, buffers = serialize.dumps(data, pickler)
             content = messages.DATA_PUB.build(keys=[str(key) for key in data])
             self.send(messages.DATA_PUB.msg_type, content, payload, buffers, id=request.id)
 
@@ -449,7 +454,7 @@ class KernelProtocol(FrameProtocol):
             self.service.publish(record)
 
         def run() -> CommandRecord:
-            with publishing(self.data_publisher(request)):
+            with publishing(self.data_publisher(request, fields["pickler"])):
                 return engine.execute(source, filename, on_output)
 
         engine.submit("execute", run, done)
@@ -461,19 +466,23 @@ class KernelProtocol(FrameProtocol):
     def handle_pull(self, request: Message, fields: Fields) -> None:
         engine = self.service.engine
         names = fields["names"]
-        self.queue(request, lambda: engine.pull(names), with_payload=True)
+        self.queue(request, lambda: engine.pull(names), True, fields["pickler"])
 
     def handle_apply(self, request: Message, fields: Fields) -> None:
         """Call the function; what it prints comes back in the reply, also on error."""
         engine = self.service.engine
         printed = PrintedOutput()
+        pickler = fields["pickler"]
 
         def call() -> tuple[bytes, list[memoryview]]:
             nonlocal printed
             # Unpickling and pickling run code of their own (``__reduce__``): inside too.
-            with engine.captured_output() as printed, publishing(self.data_publisher(request)):
+            with (
+                engine.captured_output() as printed,
+                publishing(self.data_publisher(request, pickler)),
+            ):
                 func, args, kwargs = _load(request)
-                return serialize.dumps(engine.apply(func, args, kwargs))
+                return serialize.dumps(engine.apply(func, args, kwargs), pickler)
 
         def done(value: Any, error: dict[str, Any] | None) -> None:
             output = {"stdout": printed.stdout, "stderr": printed.stderr}
