@@ -33,6 +33,7 @@ __all__ = [
     "ResultGatherer",
     "__version__",
     "depend",
+    "error",
     "interactive",
     "register_joblib_backend",
     "require",
@@ -57,6 +58,10 @@ _LAZY = {
     "Dependency": "ipython_parallel_kernel.client.dependencies",
     "register_joblib_backend": "ipython_parallel_kernel.client.bridges",
 }
+
+
+#: Modules reached as attributes (``ipp.error.RemoteError``), as ipyparallel's are.
+_SUBMODULES = frozenset({"error"})
 
 
 def load_ipython_extension(ipython: Any) -> None:
@@ -85,10 +90,12 @@ def unload_ipython_extension(ipython: Any) -> None:
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
+    import importlib
 
+    if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

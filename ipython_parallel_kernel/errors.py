@@ -13,18 +13,19 @@
     |   +-- KeyNotFound             no key given and no connection file names the kernel
     |   +-- ConnectionRefused       the kernel refused us (allow/deny list, wrong key)
     |   +-- KernelDied              the connection to a kernel was lost
+    |       +-- NoKernels           a view has no kernel left to run its work
     +-- KernelTimeout               a deadline passed before the kernel answered
     +-- RemoteError                 code raised an exception on the kernel
-    +-- CompositeError              one request to several kernels failed on some of them
+    |   +-- CompositeError          one request to several kernels failed on some of them
+    +-- DependencyError             a task's dependencies (@require, @depend, after, follow)
+    |   +-- UnmetDependency         not met on this kernel yet
+    |       +-- ImpossibleDependency  can never be met (a dependency failed, no kernel can)
+    |           +-- DependencyTimeout     not met within the load-balanced view's ``timeout``
+    +-- TaskAborted                 a load-balanced task withdrawn (abort()) before it was sent
     +-- LaunchError                 kernels could not be started (ipk-cluster, %kernel start)
     |   +-- LaunchTimeout           a kernel was still starting at the deadline
     |   +-- ClusterRunning          a cluster of that id already runs in that profile
     +-- GuiUnavailable              a --gui toolkit cannot run here (what to install or set)
-    +-- TaskAborted                 a load-balanced task withdrawn before it was sent
-    +-- DependencyError             a load-balanced task's dependency
-        +-- UnmetDependency         not met on this kernel: the task goes to another
-        +-- ImpossibleDependency    can never be met: the task fails
-            +-- DependencyTimeout   not met within the view's ``timeout``
 
 Arguments are checked at the API edge with Python's own exceptions: ``TypeError`` for
 a value of the wrong type (a request field, as ``core.messages`` declares it),
@@ -37,7 +38,13 @@ renders as that traceback in IPython (``_render_traceback_``); raised by ``execu
 its ``result`` is the command's record (output printed before the exception). ``CompositeError``
 holds one exception per failed kernel (a RemoteError, or KernelDied for a kernel that
 went away) with its target number and address, and the results of the others; its
-``str()`` names the first few failed kernels in one line, as its rendering does.
+``str()`` names the first few failed kernels in one line, as its rendering does. As in
+ipyparallel, a CompositeError is a RemoteError, so ``except RemoteError`` catches a
+failure whether the request went to one kernel or to several.
+
+``ipython_parallel_kernel.error`` gives these classes ipyparallel's names
+(``RemoteError``, ``CompositeError``, ``EngineError``, ``NoEnginesRegistered``,
+``UnmetDependency``...), for code written against ``ipyparallel.error``.
 """
 
 from __future__ import annotations
@@ -62,6 +69,7 @@ __all__ = [
     "LaunchError",
     "LaunchTimeout",
     "MalformedFrame",
+    "NoKernels",
     "RemoteError",
     "ReplayedMessage",
     "TaskAborted",
@@ -115,6 +123,10 @@ class KernelDied(ConnectionFailed):
     """The connection to a kernel was lost while requests were outstanding."""
 
 
+class NoKernels(KernelDied):
+    """A view has no kernel left to run its work: every one of them has gone."""
+
+
 class KernelTimeout(KernelError, TimeoutError):
     """A deadline passed before the kernel answered."""
 
@@ -166,11 +178,13 @@ class RemoteError(KernelError):
         return self.render_traceback().splitlines()
 
 
-class CompositeError(KernelError):
+class CompositeError(RemoteError):
     """Failures of one request sent to several kernels, listed by target.
 
     ``errors`` holds ``(target, kernel, exception)`` for each failure, ``results`` the
-    value of every target in order (the exception in place of a failed one).
+    value of every target in order (the exception in place of a failed one). As a
+    RemoteError its ``ename`` is ``"CompositeError"``, its ``evalue`` the one-line
+    summary and its ``traceback`` every failure rendered.
 
     >>> try:
     ...     ic.execute("1/0", targets=[0, 2])
@@ -187,7 +201,7 @@ class CompositeError(KernelError):
         self.what = what
         self.errors = errors
         self.results = results
-        super().__init__(self._summary())
+        super().__init__("CompositeError", self._summary(), [f"{self.render_traceback()}\n"])
 
     def raise_exception(self, index: int = 0) -> None:
         """Raise the ``index``-th failure (in target order) by itself."""
@@ -238,6 +252,20 @@ def _one_line(error: BaseException) -> str:
     return text.splitlines()[0]
 
 
+class DependencyError(KernelError):
+    """A task's dependencies (``@require``, ``@depend``, ``after``, ``follow``) stand in
+    its way."""
+
+
+class UnmetDependency(DependencyError):
+    """A task's dependencies are not met on this kernel yet: it waits, or runs elsewhere."""
+
+
+class ImpossibleDependency(UnmetDependency):
+    """A task's dependencies can never be met: one it waits for failed, or no kernel of
+    the view can satisfy them. As in ipyparallel, an ``UnmetDependency`` too."""
+
+
 class LaunchError(KernelError):
     """Kernels could not be started, or did not become ready in time."""
 
@@ -256,21 +284,6 @@ class GuiUnavailable(KernelError):
 
 class TaskAborted(KernelError):
     """A load-balanced task withdrawn (``abort()``) before it was sent to a kernel."""
-
-
-class DependencyError(KernelError):
-    """A load-balanced task's dependency (``after``, ``follow``, ``@require``,
-    ``@depend``) stands in its way."""
-
-
-class UnmetDependency(DependencyError):
-    """Raised on a kernel where a task's ``@require``/``@depend`` is not met: the
-    load balancer sends the task to another kernel instead."""
-
-
-class ImpossibleDependency(DependencyError):
-    """A task's dependency can never be met (what it waits for failed, or no kernel
-    of the view meets it): the task fails with this."""
 
 
 class DependencyTimeout(ImpossibleDependency):

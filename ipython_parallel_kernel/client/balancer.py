@@ -38,6 +38,7 @@ from ..errors import (
     ImpossibleDependency,
     KernelDied,
     KernelTimeout,
+    NoKernels,
     RemoteError,
     TaskAborted,
 )
@@ -86,6 +87,8 @@ class Task(Part):
         self.refusal: BaseException | None = None
         #: Withdrawn (``abort``) while it waited for its dependencies.
         self.withdrawn = False
+        #: The request that runs it (whose ``data`` its code publishes), once sent.
+        self.reply: AsyncResult | None = None
 
     def finish(self, values: list[Any] | None, failure: BaseException | None) -> None:
         """Give the task its outcome and tell its result (call without the balancer's lock)."""
@@ -129,6 +132,13 @@ class Balancer:
         #: searched for tasks that fit, instead of taken in order.
         self._restricted = 0
         self._lock = threading.Lock()
+
+    @property
+    def pickler(self) -> str:
+        """The pickler of these kernels' connections (``use_dill()`` and its kin set it
+        on every kernel of a view at once): the first kernel's."""
+        first = next(iter(self._kernels.values()), None)
+        return serialize.DEFAULT_PICKLER if first is None else first.pickler
 
     def submit(self, tasks: list[Task]) -> None:
         """Queue ``tasks`` (each once its dependencies are done) and send what the
@@ -187,7 +197,10 @@ class Balancer:
         failed: list[Task] = []
         if not self._outstanding:
             for task in self._queue:
-                task.refusal = KernelDied("every kernel of this view has gone")
+                task.refusal = NoKernels(
+                    "every kernel of this view has gone: make a view of a Client "
+                    "connected to running kernels"
+                )
             failed, self._queue, self._restricted = list(self._queue), deque(), 0
             return ready, failed
         if self._restricted:
@@ -251,6 +264,8 @@ class Balancer:
             task.engine_id = engine_id
             task.submitted = time.time()
             reply = self._kernels[engine_id].apply_async(task.chunk)
+            task.reply = reply
+            task.reply = reply
             reply.add_done_callback(partial(self._done, engine_id, task))
 
     def _done(self, engine_id: int, task: Task, reply: AsyncResult) -> None:
@@ -329,6 +344,13 @@ class MapResult(FutureResult):
 
     def parts_details(self) -> list[tuple[Part, BaseException | None, bool]]:
         return [(task, task.failure, task.finished) for task in self.tasks]
+
+    @property
+    def data(self) -> Any:
+        """What each task's code published so far (``publish_data``): one dict per task,
+        in order (the dict itself for ``apply``)."""
+        published = [{} if task.reply is None else task.reply.data for task in self.tasks]
+        return published[0] if self.single else published
 
     def withdraw(self) -> None:
         """Withdraw the tasks not yet sent to a kernel (those sent run on)."""
@@ -517,7 +539,7 @@ class LoadBalancedView(Blocking):
         if not isinstance(chunksize, int) or chunksize < 1:
             raise ValueError(f"chunksize={chunksize!r}: a number of items, 1 or more")
         items = list(zip(*sequences, strict=False))
-        shipped, _ = serialize.dumps(f)  # once, for every chunk
+        shipped, _ = serialize.dumps(f, self._balancer.pickler)  # once, for every chunk
         chunks = [Chunk(shipped, items[i : i + chunksize]) for i in range(0, len(items), chunksize)]
         result = MapResult(f"map({getattr(f, '__name__', 'function')})", ordered=ordered)
         tasks = self._tasks(chunks, result)

@@ -155,6 +155,13 @@ class ClusterResult(FutureResult):
     def part_futures(self) -> list[Future]:
         return list(self.parts)
 
+    @property
+    def data(self) -> Any:
+        """What the request's code published on each target so far (``publish_data``):
+        one dict per target, in target order (the dict itself when ``single``)."""
+        published = [getattr(part, "data", {}) for part in self.parts]
+        return published[0] if self.single else published
+
     def _one_done(self, part: Future) -> None:
         with self._lock:
             self._answered += 1

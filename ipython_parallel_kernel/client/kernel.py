@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import logging
 import os
 import socket
 import threading
@@ -65,6 +66,8 @@ from . import liveness
 from .futures import FutureResult, Part
 from .reactor import call, get_reactor
 
+log = logging.getLogger(__name__)
+
 #: Deadline, in seconds, for requests the kernel answers at once (status, interrupt...).
 CONTROL_TIMEOUT = 10.0
 #: Seconds of silence after which a kernel counts as lost (pings keep a quiet one talking).
@@ -100,6 +103,8 @@ class AsyncResult(FutureResult, Part):
         #: The request's id on its connection, and the RemoteKernel that sent it.
         self.request_id = 0
         self.owner: RemoteKernel | None = None
+        #: Everything the request's code published so far (``publish_data``), merged.
+        self.data: dict[Any, Any] = {}
 
     def still_running(self, timeout: float | None) -> str:
         return (
@@ -128,6 +133,12 @@ class AsyncResult(FutureResult, Part):
         with RemoteError ``Aborted``); it runs on if it has."""
         if self.owner is not None and not self.done():
             self.owner.abort([self.request_id], block=False)
+
+    def data_published(self, data: dict[Any, Any]) -> None:
+        """Merge what the request's code published into ``data`` (the reading thread)."""
+        # A new dict, not an update in place: a thread reading ``data`` meanwhile sees
+        # one whole dict, never one that changes while it iterates.
+        self.data = {**self.data, **data}
 
     def __repr__(self) -> str:
         state = "done" if self.done() else "pending"
@@ -264,17 +275,36 @@ class KernelClientProtocol(FrameProtocol):
                 self.channel.peer_nonce = message.content["nonce"]
                 self.ready.set_result(message.content)
             return
-        if message.type == "shutdown_notice":
-            self.lost_reason = message.content.get("reason", "the kernel shut down")
-            return
-        if message.type == "stream":
-            streaming = self.pending.get(message.id)
-            if streaming is not None and streaming.on_output is not None:
-                streaming.on_output(message.content["name"], message.content["text"])
+        notice = messages.NOTICES.get(message.type)
+        if notice is not None:
+            self.notice_received(notice, message)
             return
         waiter = self.pending.pop(message.id, None)
         if waiter is not None:
             waiter.deliver(message)
+
+    def notice_received(self, notice: messages.Notice, message: Message) -> None:
+        """A message the kernel sent unasked, checked against its declaration; one that
+        does not match (or whose data cannot be unpickled here) is logged and dropped."""
+        try:
+            fields = notice.validate(message.content)
+            if notice is messages.DATA_PUB:
+                published = serialize.loads(message.payload, message.buffers)
+                if not isinstance(published, dict):
+                    raise TypeError(f"data_pub: payload must be a dict, got {type(published)}")
+        except Exception as e:  # unpickling may raise anything
+            log.warning("kernel %s: dropped a %s notice: %s", self.name, notice.msg_type, e)
+            return
+        if notice.msg_type == "shutdown_notice":
+            self.lost_reason = fields["reason"]
+            return
+        running = self.pending.get(message.id)
+        if running is None:
+            return
+        if notice is messages.DATA_PUB:
+            running.data_published(published)
+        elif running.on_output is not None:
+            running.on_output(fields["name"], fields["text"])
 
     def alert_received(self, text: str) -> None:
         self.lost_reason = text
@@ -449,6 +479,9 @@ class RemoteKernel(Blocking):
         self.timeout = timeout
         self.block = self._blocking(block)
         self.source_address = source_address
+        #: The pickler (``core.serialize.PICKLERS``) this connection sends with, and
+        #: asks the kernel to send back with: set by ``DirectView.use_dill()`` and kin.
+        self.pickler = serialize.DEFAULT_PICKLER
         reactor = get_reactor()
         channel = Channel(self.info.key, sign_buffers=self.info.sign_buffers)
         self._protocol = KernelClientProtocol(channel, reactor, self.name, heartbeat)
@@ -509,8 +542,11 @@ class RemoteKernel(Blocking):
         """
         blocking = self._blocking(block)
         declared = messages.REQUESTS[verb]
+        pickler = self.pickler
+        if pickler != serialize.DEFAULT_PICKLER and "pickler" in declared.names:
+            fields = {**fields, "pickler": pickler}
         content = declared.build(**fields)
-        payload, buffers = serialize.dumps(value) if declared.payload else (b"", [])
+        payload, buffers = serialize.dumps(value, pickler) if declared.payload else (b"", [])
         result = self._protocol.request(
             declared.msg_type, content, decode, what or verb, payload, buffers, on_output, blocking
         )

@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..core import serialize
 from .cluster import ClusterResult, InteractiveCluster, Targets, join, parse_targets, split
 from .futures import OutputRelay
 from .kernel import Blocking
@@ -308,6 +309,56 @@ class DirectView(Blocking):
             if not quiet:
                 print(f"{statement} on the kernels")
             self.execute(statement, block=True)
+
+    # -- serializers --------------------------------------------------------------------------
+
+    def use_dill(self) -> Any:
+        """Pickle with dill what goes to this view's kernels, and have them pickle with it
+        what they send back (pulled values, results, published data): dill ships more
+        than cloudpickle (a closure over a lock, for one), but numpy arrays inside the
+        pickle stream. ImportError (``pip install dill``) if dill is missing here.
+
+        A setting of these kernels' connections in this client (every view of them
+        follows it), not of the process. Returns, as ipyparallel does, the result of
+        checking on each kernel that it has dill too, blocking as ``block`` says (and
+        then leaving the setting as it was if a kernel lacks it)::
+
+            dview.use_dill().get()  # RemoteError from a kernel that lacks dill
+        """
+        return self._use_pickler("dill")
+
+    def use_cloudpickle(self) -> Any:
+        """Pickle with cloudpickle (the default) both ways; as ``use_dill``."""
+        return self._use_pickler("cloudpickle")
+
+    def use_pickle(self) -> Any:
+        """Pickle with the standard library's pickle both ways: the least work per
+        object, but functions and classes only by reference (a lambda, or a function
+        defined at the prompt, then fails to pickle; ``use_cloudpickle()`` ships them).
+        As ``use_dill``."""
+        return self._use_pickler("pickle")
+
+    def _use_pickler(self, name: str) -> Any:
+        serialize.require_pickler(name)  # before anything changes
+        kernels = [self.client.kernels[i] for i in self._ids(None)]
+        # Sent before the switch, so it is pickled as before: a kernel without the
+        # pickler says so, rather than failing to load it.
+        checked = self._run(
+            None,
+            False,
+            lambda ids: self._cluster._each(
+                f"use_{name}",
+                ids,
+                lambda _, k: k.apply_async(serialize.require_pickler, name),
+                False,
+            ),
+        )
+        blocking = self._blocking(None)
+        # Blocking, a kernel that lacks the pickler raises here, and nothing changes.
+        values = checked.get(self.client.timeout) if blocking else None
+        for kernel in kernels:
+            kernel.pickler = name
+        return values if blocking else checked
 
     # -- control -----------------------------------------------------------------------------
 

@@ -13,11 +13,11 @@ reactor thread, even while a job runs.
 =========  =========  ==============================================================
 verb       answered   fields (``?`` optional) -> ok reply
 =========  =========  ==============================================================
-execute    queued     source: str, filename?: str, stream?: bool -> record
+execute    queued     source: str, filename?: str, stream?: bool, pickler?: str -> record
 push       queued     names?: list[str], payload {name: value} -> value
-pull       queued     names: list[str] -> payload [values]
-apply      queued     payload (func, args, kwargs) -> payload result; stdout, stderr,
-                      started, completed (Unix times)
+pull       queued     names: list[str], pickler?: str -> payload [values]
+apply      queued     pickler?: str, payload (func, args, kwargs) -> payload result; stdout,
+                      stderr, started, completed (Unix times)
 keys       queued     -> value [names]
 delete     queued     names: list[str] -> value
 reset      queued     -> value
@@ -33,7 +33,24 @@ notify     immediate  address: str | list, flag?: bool -> value [watchers]
 shutdown   immediate  -> nothing
 =========  =========  ==============================================================
 
+``pickler`` names the pickler (``core.serialize.PICKLERS``) the kernel writes what it
+sends back with: the reply's payload, and the data the code publishes (``data_pub``).
+A client sends it when it pickles with another than the default (``use_dill()``), so
+what comes back can hold what that pickler can ship.
+
 Before any of these a connection sends ``connect_request`` (``CONNECT``), once.
+
+A kernel also sends notices, unasked, with the id of the request they belong to (0:
+none); ``NOTICES`` declares them and the client checks each on arrival. A request's
+notices are sent before its reply, on the same connection, so they arrive first.
+
+===============  ====================================================================
+notice           fields -> what the client does
+===============  ====================================================================
+stream           name: str, text: str -> output of a running ``execute(stream=True)``
+data_pub         keys: list[str], payload {key: value} -> merged into the result's ``data``
+shutdown_notice  reason?: str -> the kernel is going away: fail what is outstanding
+===============  ====================================================================
 
 ``validate(request, content)`` checks a request's content against its declaration and
 returns the fields, defaults filled in; a malformed field raises ``TypeError`` naming
@@ -46,6 +63,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal
+
+from .serialize import DEFAULT_PICKLER
 
 #: What an ok reply carries: ``value`` in its content, a ``record``, a pickled
 #: ``payload``, or nothing but its status.
@@ -117,41 +136,73 @@ class Request:
 
     def validate(self, content: Any) -> dict[str, Any]:
         """The fields of ``content``, defaults filled in; TypeError names a bad field."""
-        if not isinstance(content, dict):
-            raise TypeError(
-                f"{self.msg_type}: content must be an object, got {type(content).__name__}"
-            )
-        fields: dict[str, Any] = {}
-        for spec in self.fields:
-            value = content.get(spec.name)
-            if value is None:
-                if spec.required:
-                    raise TypeError(f"{self.msg_type}: field {spec.name!r} is required")
-                fields[spec.name] = spec.default
-                continue
-            # The common case, one type test: JSON decodes to exactly the declared types.
-            if type(value) in spec.types and spec.items is None:
-                fields[spec.name] = value
-                continue
-            if not spec.check(value):
-                raise TypeError(
-                    f"{self.msg_type}: field {spec.name!r} must be {spec.describe()}, "
-                    f"got {type(value).__name__}"
-                )
-            fields[spec.name] = value
-        return fields
+        return _validated(self.msg_type, self.fields, content)
 
     def build(self, **fields: Any) -> dict[str, Any]:
         """The content of a request with these fields, checked as the kernel will."""
-        unknown = [name for name in fields if name not in self.names]
-        if unknown:
-            raise TypeError(f"{self.msg_type}: no field {', '.join(sorted(unknown))}")
-        content = {name: value for name, value in fields.items() if value is not None}
-        self.validate(content)
-        return content
+        return _built(self.msg_type, self.fields, self.names, fields)
+
+
+@dataclass(frozen=True)
+class Notice:
+    """The declaration of a message a kernel sends unasked (see ``NOTICES``)."""
+
+    msg_type: str
+    fields: tuple[Field, ...] = ()
+    #: True if the notice carries a pickled payload (``data_pub``'s dict).
+    payload: bool = False
+
+    @cached_property
+    def names(self) -> frozenset[str]:
+        """The names of the declared fields."""
+        return frozenset(spec.name for spec in self.fields)
+
+    def validate(self, content: Any) -> dict[str, Any]:
+        """The fields of ``content``, defaults filled in; TypeError names a bad field."""
+        return _validated(self.msg_type, self.fields, content)
+
+    def build(self, **fields: Any) -> dict[str, Any]:
+        """The content of a notice with these fields, checked as the client will."""
+        return _built(self.msg_type, self.fields, self.names, fields)
+
+
+def _validated(msg_type: str, declared: tuple[Field, ...], content: Any) -> dict[str, Any]:
+    if not isinstance(content, dict):
+        raise TypeError(f"{msg_type}: content must be an object, got {type(content).__name__}")
+    fields: dict[str, Any] = {}
+    for spec in declared:
+        value = content.get(spec.name)
+        if value is None:
+            if spec.required:
+                raise TypeError(f"{msg_type}: field {spec.name!r} is required")
+            fields[spec.name] = spec.default
+            continue
+        # The common case, one type test: JSON decodes to exactly the declared types.
+        if type(value) in spec.types and spec.items is None:
+            fields[spec.name] = value
+            continue
+        if not spec.check(value):
+            raise TypeError(
+                f"{msg_type}: field {spec.name!r} must be {spec.describe()}, "
+                f"got {type(value).__name__}"
+            )
+        fields[spec.name] = value
+    return fields
+
+
+def _built(
+    msg_type: str, declared: tuple[Field, ...], names: frozenset[str], fields: dict[str, Any]
+) -> dict[str, Any]:
+    unknown = [name for name in fields if name not in names]
+    if unknown:
+        raise TypeError(f"{msg_type}: no field {', '.join(sorted(unknown))}")
+    content = {name: value for name, value in fields.items() if value is not None}
+    _validated(msg_type, declared, content)
+    return content
 
 
 _NAMES = Field("names", (list,), items=str)
+_PICKLER = Field("pickler", (str,), required=False, default=DEFAULT_PICKLER)
 _NETWORK = Field("network", (str,))
 _ACCESS_ERRORS = ("ValueError",)
 
@@ -169,6 +220,7 @@ REQUESTS: dict[str, Request] = {
                 Field("source", (str,)),
                 Field("filename", (str,), required=False),
                 Field("stream", (bool,), required=False, default=False),
+                _PICKLER,
             ),
             reply="record",
             errors=("Aborted",),
@@ -180,8 +232,17 @@ REQUESTS: dict[str, Request] = {
             payload=True,
             errors=("Aborted",),
         ),
-        Request("pull", queued=True, fields=(_NAMES,), reply="payload", errors=("Aborted",)),
-        Request("apply", queued=True, payload=True, reply="payload", errors=("Aborted",)),
+        Request(
+            "pull", queued=True, fields=(_NAMES, _PICKLER), reply="payload", errors=("Aborted",)
+        ),
+        Request(
+            "apply",
+            queued=True,
+            fields=(_PICKLER,),
+            payload=True,
+            reply="payload",
+            errors=("Aborted",),
+        ),
         Request("keys", queued=True, errors=("Aborted",)),
         Request("delete", queued=True, fields=(_NAMES,), errors=("Aborted",)),
         Request("reset", queued=True, errors=("Aborted",)),
@@ -227,6 +288,21 @@ REQUESTS: dict[str, Request] = {
 
 #: Every request, by message type (``<verb>_request``).
 BY_TYPE: dict[str, Request] = {request.msg_type: request for request in REQUESTS.values()}
+
+#: Every notice a kernel sends, by message type.
+NOTICES: dict[str, Notice] = {
+    notice.msg_type: notice
+    for notice in (
+        Notice("stream", fields=(Field("name", (str,)), Field("text", (str,)))),
+        Notice("data_pub", fields=(Field("keys", (list,), items=str),), payload=True),
+        Notice(
+            "shutdown_notice",
+            fields=(Field("reason", (str,), required=False, default="the kernel shut down"),),
+        ),
+    )
+}
+#: What ``publish_data`` sends while a request runs: a dict to merge into its ``data``.
+DATA_PUB = NOTICES["data_pub"]
 
 #: The ``ename`` of the error reply to a request whose content does not match its declaration.
 MALFORMED = "TypeError"

@@ -45,6 +45,7 @@ from ..core.transport import FrameProtocol, Lingering
 from ..core.wire import Buffer, Channel, Message
 from ..errors import InvalidSignature, WireError
 from .access import AccessList
+from .datapub import publishing
 from .engine import Engine, PrintedOutput, error_record, main_thread_id
 from .events import BurstLog
 from .notifier import Notifier
@@ -232,7 +233,8 @@ class KernelService:
         """Tell every client the kernel is shutting down, then hang up (reactor thread)."""
         for connection in list(self.connections):
             if connection.greeted:
-                connection.send("shutdown_notice", {"reason": "the kernel is shutting down"})
+                notice = messages.NOTICES["shutdown_notice"]
+                connection.send(notice.msg_type, notice.build(reason="the kernel is shutting down"))
                 connection.close()
             else:
                 connection.refuse(f"kernel {self.name} is shutting down")
@@ -391,15 +393,20 @@ class KernelProtocol(FrameProtocol):
         self.reply(request, {"status": "error", "error": error})
 
     def queue(
-        self, request: Message, action: Callable[[], Any], with_payload: bool = False
+        self,
+        request: Message,
+        action: Callable[[], Any],
+        with_payload: bool = False,
+        pickler: str = serialize.DEFAULT_PICKLER,
     ) -> None:
-        """Run ``action`` as an engine job; reply with its value (pickled if asked)."""
+        """Run ``action`` as an engine job; reply with its value (pickled by ``pickler``
+        if ``with_payload``)."""
 
         def pickled() -> tuple[bytes, list[memoryview]]:
             # Pickling runs the value's own code (``__reduce__``): inside the job, so
             # whatever it raises, SystemExit included, is an error reply, and an
             # interrupt reaches it.
-            return serialize.dumps(action())
+            return serialize.dumps(action(), pickler)
 
         def done(value: Any, error: dict[str, Any] | None) -> None:
             if error is not None:
@@ -413,6 +420,17 @@ class KernelProtocol(FrameProtocol):
         job = pickled if with_payload else action
         self.service.engine.submit(request.type, job, done, self.tag(request))
 
+    def data_publisher(self, request: Message, pickler: str) -> Callable[[dict[Any, Any]], None]:
+        """What ``publish_data`` calls while ``request`` runs: sends the dict, pickled by
+        ``pickler``, to this client with the request's id (engine thread, before the reply)."""
+
+        def publish(data: dict[Any, Any]) -> None:
+            payload, buffers = serialize.dumps(data, pickler)
+            content = messages.DATA_PUB.build(keys=[str(key) for key in data])
+            self.send(messages.DATA_PUB.msg_type, content, payload, buffers, id=request.id)
+
+        return publish
+
     # -- handlers: namespace work, queued ----------------------------------------------
 
     def handle_execute(self, request: Message, fields: Fields) -> None:
@@ -422,7 +440,8 @@ class KernelProtocol(FrameProtocol):
         if fields["stream"]:
 
             def on_output(name: str, text: str) -> None:
-                self.send("stream", {"name": name, "text": text}, id=request.id)
+                notice = messages.NOTICES["stream"]
+                self.send(notice.msg_type, notice.build(name=name, text=text), id=request.id)
 
             self.service.stream_while_busy()
 
@@ -436,7 +455,10 @@ class KernelProtocol(FrameProtocol):
             self.reply(request, {"status": status, "record": sent})
             self.service.publish(record)
 
-        run = lambda: engine.execute(source, filename, on_output)  # noqa: E731
+        def run() -> CommandRecord:
+            with publishing(self.data_publisher(request, fields["pickler"])):
+                return engine.execute(source, filename, on_output)
+
         engine.submit("execute", run, done, self.tag(request))
 
     def handle_push(self, request: Message, fields: Fields) -> None:
@@ -446,7 +468,7 @@ class KernelProtocol(FrameProtocol):
     def handle_pull(self, request: Message, fields: Fields) -> None:
         engine = self.service.engine
         names = fields["names"]
-        self.queue(request, lambda: engine.pull(names), with_payload=True)
+        self.queue(request, lambda: engine.pull(names), True, fields["pickler"])
 
     def handle_apply(self, request: Message, fields: Fields) -> None:
         """Call the function; what it prints, and when it started and completed, come
@@ -454,15 +476,19 @@ class KernelProtocol(FrameProtocol):
         engine = self.service.engine
         printed = PrintedOutput()
         started = completed = 0.0
+        pickler = fields["pickler"]
 
         def call() -> tuple[bytes, list[memoryview]]:
             nonlocal printed, started, completed
             started = time.time()
             # Unpickling and pickling run code of their own (``__reduce__``): inside too.
             try:
-                with engine.captured_output() as printed:
+                with (
+                    engine.captured_output() as printed,
+                    publishing(self.data_publisher(request, pickler)),
+                ):
                     func, args, kwargs = _load(request)
-                    return serialize.dumps(engine.apply(func, args, kwargs))
+                    return serialize.dumps(engine.apply(func, args, kwargs), pickler)
             finally:
                 completed = time.time()
 

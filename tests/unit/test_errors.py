@@ -26,6 +26,7 @@ from ipython_parallel_kernel.errors import (
     LaunchError,
     LaunchTimeout,
     MalformedFrame,
+    NoKernels,
     RemoteError,
     ReplayedMessage,
     TaskAborted,
@@ -51,17 +52,18 @@ TREE = [
     (KeyNotFound, ConnectionFailed),
     (ConnectionRefused, ConnectionFailed),
     (KernelDied, ConnectionFailed),
+    (NoKernels, KernelDied),
     (KernelTimeout, KernelError),
     (RemoteError, KernelError),
-    (CompositeError, KernelError),
+    (CompositeError, RemoteError),
+    (DependencyError, KernelError),
+    (UnmetDependency, DependencyError),
+    (ImpossibleDependency, UnmetDependency),
     (LaunchError, KernelError),
     (LaunchTimeout, LaunchError),
     (ClusterRunning, LaunchError),
     (GuiUnavailable, KernelError),
     (TaskAborted, KernelError),
-    (DependencyError, KernelError),
-    (UnmetDependency, DependencyError),
-    (ImpossibleDependency, DependencyError),
     (DependencyTimeout, ImpossibleDependency),
 ]
 
@@ -199,6 +201,60 @@ def test_composite_error_reraises_one() -> None:
         error.raise_exception(1)
     with pytest.raises(RemoteError):
         error.raise_exception()
+
+
+def test_dependency_errors_are_their_own_layer() -> None:
+    """Dependency errors are neither remote errors nor lost kernels; catching
+    UnmetDependency catches ImpossibleDependency, as in ipyparallel, not the reverse."""
+    assert not issubclass(DependencyError, (RemoteError, ConnectionFailed, KernelTimeout))
+    with pytest.raises(UnmetDependency):
+        raise ImpossibleDependency("task 3 depends on task 1, which failed")
+    assert not issubclass(UnmetDependency, ImpossibleDependency)
+
+
+def test_composite_error_is_a_remote_error_that_renders_every_failure() -> None:
+    """A CompositeError caught as a RemoteError has the ename, evalue and traceback a
+    RemoteError handler reads: its summary and its whole rendering."""
+    failures = [(0, "127.0.0.1:9000", remote_error("127.0.0.1:9000"))]
+    with pytest.raises(RemoteError) as info:
+        raise CompositeError("apply", failures, [None, 1])
+    error = info.value
+    assert error.ename == "CompositeError"
+    summary = "apply failed on 1 of 2 kernels: [0:apply] 127.0.0.1:9000: ZeroDivisionError"
+    assert error.evalue == str(error) == f"{summary}: division by zero"
+    assert "".join(error.traceback).rstrip("\n") == error.render_traceback()
+
+
+def test_ipyparallel_error_names_are_this_packages_classes() -> None:
+    """ipp.error (as ipyparallel.error) names the classes the package raises."""
+    from ipython_parallel_kernel import error
+
+    assert ipython_parallel_kernel.error is error
+    assert error.RemoteError is RemoteError and error.CompositeError is CompositeError
+    assert error.EngineError is KernelDied and error.NoEnginesRegistered is NoKernels
+    assert error.TimeoutError is TimeoutError and issubclass(KernelTimeout, error.TimeoutError)
+    assert error.IPythonError is error.KernelError is KernelError
+    assert error.UnmetDependency is UnmetDependency
+    assert error.ImpossibleDependency is ImpossibleDependency
+    assert error.DependencyError is DependencyError
+    assert all(issubclass(getattr(error, name), Exception) for name in error.__all__)
+
+
+def test_ipp_error_does_not_import_the_client() -> None:
+    """Importing ipython_parallel_kernel.error in a fresh interpreter loads no client,
+    kernel or magics module, so code on a kernel can import it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ipython_parallel_kernel.error as e; e.RemoteError; "
+        "print(sorted(m for m in sys.modules if m.startswith('ipython_parallel_kernel.')))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    assert "ipython_parallel_kernel.error" in loaded
+    assert not any(f"ipython_parallel_kernel.{part}" in loaded for part in ("client", "magics"))
 
 
 def test_every_exception_class_of_the_package_is_in_the_tree():

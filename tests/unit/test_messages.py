@@ -24,10 +24,15 @@ def test_every_verb_is_declared_handled_and_listed_in_the_docstring() -> None:
 
 
 def test_a_valid_request_gets_its_defaults_filled_in() -> None:
-    """execute_request with only source gets filename None and stream False."""
+    """execute_request with only source gets filename None, stream False, the default pickler."""
     request, fields = validate("execute_request", {"source": "1 + 1"})
     assert request is REQUESTS["execute"]
-    assert fields == {"source": "1 + 1", "filename": None, "stream": False}
+    assert fields == {
+        "source": "1 + 1",
+        "filename": None,
+        "stream": False,
+        "pickler": "cloudpickle",
+    }
     assert validate("notify_request", {"address": "h:1"})[1] == {"address": "h:1", "flag": True}
 
 

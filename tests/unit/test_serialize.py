@@ -1,10 +1,21 @@
-"""Unit tests for serialize: cloudpickle with pickle-5 out-of-band buffers."""
+"""Unit tests for serialize: the picklers, with pickle-5 out-of-band buffers."""
 
 from __future__ import annotations
 
-import numpy as np
+import pickle
+import sys
 
-from ipython_parallel_kernel.core.serialize import OUT_OF_BAND_MIN, dumps, loads
+import numpy as np
+import pytest
+
+from ipython_parallel_kernel.core import serialize
+from ipython_parallel_kernel.core.serialize import (
+    OUT_OF_BAND_MIN,
+    PICKLERS,
+    dumps,
+    loads,
+    require_pickler,
+)
 from ipython_parallel_kernel.core.wire import Channel
 
 
@@ -115,3 +126,61 @@ def test_large_bytearray_round_trips() -> None:
     value = bytearray(range(256)) * 1024
     result = loads(*over_the_wire(*dumps(value)))
     assert result == value
+
+
+def test_each_pickler_writes_what_pickle_loads() -> None:
+    """pickle, cloudpickle and dill payloads all load with plain pickle.loads; dill's
+    names dill's helpers, so dill really wrote it."""
+    for pickler in PICKLERS:
+        payload, buffers = dumps({"a": [1, 2]}, pickler)
+        assert loads(payload, buffers) == {"a": [1, 2]}
+    payload, _ = dumps(lambda: 42, "dill")
+    assert b"dill._dill" in payload and loads(payload)() == 42
+
+
+def test_dill_ships_a_closure_over_a_lock_that_cloudpickle_cannot() -> None:
+    """A function closing over a threading.Lock pickles with dill only."""
+    import threading
+
+    lock = threading.Lock()
+
+    def locked_increment(x: int) -> int:
+        with lock:
+            return x + 1
+
+    with pytest.raises(TypeError, match="lock"):
+        dumps(locked_increment)
+    assert loads(*dumps(locked_increment, "dill"))(1) == 2
+
+
+def test_dill_pickles_only_the_globals_a_function_uses() -> None:
+    """A function pickled by dill carries the globals it reads, not all of its module's."""
+
+    def reads_a_global() -> float:
+        return OUT_OF_BAND_MIN * 0.0
+
+    shipped = loads(*dumps(reads_a_global, "dill"))
+    assert "OUT_OF_BAND_MIN" in shipped.__globals__ and "dumps" not in shipped.__globals__
+
+
+def test_plain_pickle_refuses_a_lambda_saying_what_ships_it() -> None:
+    """Plain pickle takes functions by reference: a lambda fails with a PicklingError
+    naming use_cloudpickle(); an importable function is fine."""
+    with pytest.raises(pickle.PicklingError, match=r"use_cloudpickle\(\) or use_dill\(\)"):
+        dumps(lambda: 1, "pickle")
+    assert loads(*dumps(pow, "pickle")) is pow
+
+
+def test_a_missing_dill_is_an_import_error_naming_the_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where dill cannot be imported, asking for it says pip install dill; an unknown
+    pickler is a ValueError listing the known ones."""
+    monkeypatch.setitem(sys.modules, "dill", None)
+    monkeypatch.delitem(serialize._DUMPS, "dill", raising=False)
+    with pytest.raises(ImportError, match="pip install dill"):
+        require_pickler("dill")
+    with pytest.raises(ImportError, match="pip install dill"):
+        dumps(1, "dill")
+    with pytest.raises(ValueError, match="pickle, cloudpickle, dill"):
+        require_pickler("marshal")
