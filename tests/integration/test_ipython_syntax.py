@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 
 import pytest
@@ -77,3 +78,13 @@ def test_interrupt_stops_timeit(rk):
         timing.get(30)
     assert info.value.ename == "KeyboardInterrupt"
     assert rk.execute("40 + 2").text == "42"
+
+
+def test_a_kernel_with_its_shell_shuts_down_cleanly(kernel, rk):
+    """SIGTERM stops a kernel that made its IPython shell as it stops any other: status
+    0, connection file removed, no traceback in its log (IPython's exit hook included)."""
+    rk.execute("a = 1\n%who")
+    kernel.process.send_signal(signal.SIGTERM)
+    assert kernel.process.wait(30) == 0
+    assert not kernel.connection_file.exists()
+    assert "Traceback" not in kernel.log()
