@@ -2,10 +2,9 @@
 
 A kernel runs plain Python, and IPython syntax only once a command uses it (see
 ``ipython_syntax``); it must start fast: this module imports neither IPython nor
-matplotlib. It only notices when user code (or the
-engine, formatting a result) has loaded them, and then makes their rich output land
-in the engine's ``RichOutput.displays``, which the engine empties into
-``CommandRecord.displays``.
+matplotlib. It only notices when user code (or the engine, formatting a result) has
+loaded them, and then makes their rich output land in the engine's
+``RichOutput.displays``, which the engine empties into ``CommandRecord.displays``.
 
 How ``display()`` is captured
 -----------------------------
