@@ -1,7 +1,13 @@
-"""The smallest IPython shell that makes ``display()`` record display data.
+"""A kernel's IPython shells: one that only displays, and one that runs IPython syntax.
+
+``DisplayShell`` is the smallest shell that makes ``display()`` record display data;
+``KernelShell`` is a real ``InteractiveShell`` in the engine's namespace, for commands
+written in IPython syntax (``%timeit``, ``!cmd``), which displays the same way. An
+engine has at most one of them in use: the first command that needs IPython syntax
+replaces its ``DisplayShell`` with a ``KernelShell``.
 
 Imported only once IPython is loaded (``rich`` does it); why a shell at all, and why
-not a real ``InteractiveShell``, is explained in ``rich``'s docstring.
+not always a real ``InteractiveShell``, is explained in ``rich``'s docstring.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from IPython.core.displaypub import DisplayPublisher
 from IPython.core.events import EventManager, available_events
 from IPython.core.formatters import DisplayFormatter
 from IPython.core.interactiveshell import InteractiveShell
+from traitlets.config import Config
 
 from .capture import DisplayCapture
 
@@ -123,7 +130,23 @@ class RecordingPublisher(DisplayPublisher):
         self.capture.clear(wait)
 
 
-class DisplayShell(InteractiveShell):
+class KernelHooks:
+    """What a kernel's shells do their own way, whichever of them is in use."""
+
+    def enable_gui(self, gui: str | None = None) -> None:
+        """Nothing to do: a kernel runs its own event loop (``ipk-kernel --gui``).
+
+        pyplot calls this when it selects an interactive backend.
+        """
+
+    def showtraceback(self, exc_tuple: Any = None, *args: Any, **kwargs: Any) -> None:
+        """Print the exception to stderr, the command's: formatters call this when they fail."""
+        etype, value, tb = exc_tuple or sys.exc_info()
+        if value is not None:
+            traceback.print_exception(etype, value, tb, file=sys.stderr)
+
+
+class DisplayShell(KernelHooks, InteractiveShell):
     """An ``InteractiveShell`` that only displays: formatter, publisher, events.
 
     ``InteractiveShell.__init__`` is skipped on purpose (see ``rich``); what the
@@ -139,21 +162,79 @@ class DisplayShell(InteractiveShell):
         self.display_formatter = formatter
         self.display_pub = RecordingPublisher(capture, shell=self, parent=self)
 
-    def enable_gui(self, gui: str | None = None) -> None:
-        """Nothing to do: a kernel runs its own event loop (``ipk-kernel --gui``).
-
-        pyplot calls this when it selects an interactive backend.
-        """
-
-    def showtraceback(self, exc_tuple: Any = None, *args: Any, **kwargs: Any) -> None:
-        """Print the exception to stderr, the command's: formatters call this when they fail."""
-        etype, value, tb = exc_tuple or sys.exc_info()
-        if value is not None:
-            traceback.print_exception(etype, value, tb, file=sys.stderr)
-
     def __getattr__(self, name: str) -> NoReturn:
         raise AttributeError(
-            f"{type(self).__name__!r} object has no attribute {name!r}: an ipk kernel runs "
-            "plain Python, and its IPython shell only displays (no magics, history or "
-            "user namespace)"
+            f"{type(self).__name__!r} object has no attribute {name!r}: this kernel's "
+            "IPython shell only displays until a command uses IPython syntax (a magic such "
+            "as %who, or !command), which gives it magics and the kernel's namespace"
         )
+
+
+#: Names IPython's ``init_user_ns`` binds that a kernel leaves to Python: its ``exit``
+#: and ``quit`` only set a flag a terminal reads (Python's raise SystemExit, which the
+#: engine records), and its ``open`` wraps the builtin.
+PYTHON_NAMES = ("exit", "quit", "open")
+#: The displayhook's names for the last results; the engine's results are its records.
+RESULT_NAMES = ("_", "__", "___")
+
+
+class KernelShell(KernelHooks, InteractiveShell):
+    """A real ``InteractiveShell`` whose user namespace is the engine's: it runs the
+    Python that IPython syntax becomes (``get_ipython().run_line_magic(...)``).
+
+    ``%timeit f(x)`` sees the kernel's ``f`` and ``%whos`` lists its names; magics and
+    ``!cmd`` (IPython's ``system_piped``, as in ipykernel) print to ``sys.stdout``, which
+    is the command's while one runs. It displays as ``DisplayShell`` does, with the same
+    formatter and publisher.
+
+    Left out of ``InteractiveShell.__init__``, because a kernel must keep them as
+    they are: ``sys.modules["__main__"]`` (the engine's namespace is not the kernel's
+    main module, as for IPython's embedded shell), ``sys.path`` (no virtualenv
+    guessing), Python's ``exit``, ``quit`` and ``open`` in the namespace, and a history
+    file with its writer thread (the engine keeps the history; ``In`` and ``Out`` stay
+    empty). As in IPython, the builtins gain ``display`` and ``__IPYTHON__``. Its names
+    (``get_ipython``, ``In``, ``Out``...) are in ``user_ns_hidden``, so ``%who`` and
+    ``Engine.keys`` leave them out.
+
+    >>> namespace = {"a": 1}
+    >>> shell = KernelShell(DisplayCapture(), DisplayFormatter(), namespace)
+    >>> namespace["get_ipython"]() is shell, shell.run_line_magic("time", "a + 1")
+    CPU times: ...
+    (True, 2)
+    """
+
+    def __init__(
+        self, capture: DisplayCapture, formatter: DisplayFormatter, namespace: dict[str, Any]
+    ) -> None:
+        self._capture = capture
+        self._formatter = formatter
+        config = Config()
+        config.HistoryManager.enabled = False
+        super().__init__(user_ns=namespace, config=config)
+        self.user_ns_hidden.update({name: namespace[name] for name in RESULT_NAMES})
+
+    def init_sys_modules(self) -> None:
+        """Leave ``sys.modules["__main__"]`` alone (see the class docstring)."""
+
+    def init_virtualenv(self) -> None:
+        """Leave ``sys.path`` alone: the kernel's Python is the one it was started with."""
+
+    def init_user_ns(self) -> None:
+        """IPython's names in the namespace, hidden from ``%who``, less ``PYTHON_NAMES``
+        (a user's own ``open`` or ``exit`` stays)."""
+        users = {name: self.user_ns[name] for name in PYTHON_NAMES if name in self.user_ns}
+        super().init_user_ns()
+        for name in PYTHON_NAMES:
+            del self.user_ns[name], self.user_ns_hidden[name]
+        self.user_ns.update(users)
+
+    def init_display_formatter(self) -> None:
+        """The kernel's formatter (matplotlib figures as PNG), shared with ``rich``."""
+        self.display_formatter = self._formatter
+        # Listed for %config, as IPython lists its own (the list holds any Configurable).
+        self.configurables.append(self._formatter)  # type: ignore[arg-type]
+
+    def init_display_pub(self) -> None:
+        """A publisher that records bundles for the command, as ``DisplayShell``'s."""
+        self.display_pub = RecordingPublisher(self._capture, shell=self, parent=self)
+        self.configurables.append(self.display_pub)  # type: ignore[arg-type]

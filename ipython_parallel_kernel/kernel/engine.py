@@ -11,6 +11,11 @@ which also wakes blocking calls such as ``time.sleep``; elsewhere (tests, helper
 sets an asynchronous exception, which takes effect at the next bytecode. When no job
 runs yet, the interrupt is for the next one to run, submitted before it: an interrupt
 sent right behind a command stops that command even if it had not started.
+
+IPython syntax (``%timeit f(x)``, ``!hostname``) runs too: a source that is not
+Python but has IPython's marks is turned into Python by IPython's transformers, and
+run with an IPython shell whose namespace is the engine's, made the first time a
+command needs one (see ``ipython_syntax``). Plain Python never loads IPython for it.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from ..core.records import CommandRecord
 from ..core.references import resolve_arguments
 from ..core.requirements import Dependent
 from ..core.tasks import Chunk
+from . import ipython_syntax
 from .capture import CapturedStream
 from .rich import RichOutput
 
@@ -152,6 +158,13 @@ def error_record(exc: BaseException, skip_frames: int = 0) -> dict[str, Any]:
     }
 
 
+def message_record(exc: BaseException) -> dict[str, Any]:
+    """An exception as data, its message alone for a traceback: how IPython shows a
+    ``UsageError`` (a magic that does not exist, or options it does not take)."""
+    name = type(exc).__name__
+    return {"ename": name, "evalue": str(exc), "traceback": [f"{name}: {exc}\n"]}
+
+
 def main_thread_id() -> int:
     """The id of the process's main thread, which runs user code and takes signals."""
     ident = threading.main_thread().ident
@@ -159,38 +172,68 @@ def main_thread_id() -> int:
     return ident
 
 
+@dataclass(frozen=True)
+class CompiledCommand:
+    """A command's code: its statements, and a trailing expression whose value is the result."""
+
+    body: types.CodeType
+    last: types.CodeType | None
+    #: Whether the code calls ``get_ipython()`` (IPython syntax), so needs the shell.
+    uses_shell: bool
+
+    def renamed(self, filename: str) -> CompiledCommand:
+        """The same code, as if compiled from ``filename``."""
+        last = None if self.last is None else _renamed(self.last, filename)
+        return CompiledCommand(_renamed(self.body, filename), last, self.uses_shell)
+
+
 #: Sources whose compiled code is kept, most recently run first.
 COMPILED_SOURCES = 256
-_compiled: OrderedDict[str, tuple[types.CodeType, types.CodeType | None]] = OrderedDict()
+_compiled: OrderedDict[str, CompiledCommand] = OrderedDict()
 _compiled_lock = threading.Lock()
 
 
-def _compile(source: str, filename: str) -> tuple[types.CodeType, types.CodeType | None]:
-    """Code for the statements, and for a trailing expression whose value is the result.
+def _compile(source: str, filename: str) -> CompiledCommand:
+    """The code of a command's source: Python, or IPython syntax turned into Python.
 
     Compiling is most of what running a short command costs, and clients often send
     the same source again (``%px`` in a loop, a benchmark): the code of the last
     ``COMPILED_SOURCES`` sources is reused, renamed for this command. So a compile-time
-    warning (a ``SyntaxWarning``) is shown the first time only, as for an imported module.
+    warning (a ``SyntaxWarning``) is shown the first time only, as for an imported module,
+    and IPython syntax is transformed once. A source that is Python is never
+    transformed; one that is not, without IPython's marks, raises its SyntaxError
+    without IPython being loaded; one whose transformed code is not Python either
+    raises the SyntaxError of that code, whose lines are the source's.
     """
     with _compiled_lock:
         code = _compiled.get(source)
         if code is not None:
             _compiled.move_to_end(source)
     if code is not None:
-        body, last = code
-        return _renamed(body, filename), None if last is None else _renamed(last, filename)
+        return code.renamed(filename)
+    try:
+        code = _compile_python(source, filename)
+    except SyntaxError:
+        if not ipython_syntax.may_be_ipython(source):
+            raise
+        code = None
+    if code is None:  # outside the except: its SyntaxError is the only one shown
+        code = _compile_python(ipython_syntax.to_python(source), filename)
+    with _compiled_lock:
+        _compiled[source] = code
+        if len(_compiled) > COMPILED_SOURCES:
+            _compiled.popitem(last=False)
+    return code
+
+
+def _compile_python(source: str, filename: str) -> CompiledCommand:
     tree = ast.parse(source, filename, "exec")
     last = None
     if tree.body and isinstance(final := tree.body[-1], ast.Expr):
         tree.body.pop()
         last = compile(ast.Expression(final.value), filename, "eval")
     body = compile(tree, filename, "exec")
-    with _compiled_lock:
-        _compiled[source] = (body, last)
-        if len(_compiled) > COMPILED_SOURCES:
-            _compiled.popitem(last=False)
-    return body, last
+    return CompiledCommand(body, last, ipython_syntax.calls_shell(source))
 
 
 def _renamed(code: types.CodeType, filename: str) -> types.CodeType:
@@ -473,7 +516,10 @@ class Engine:
             except EngineShutdown:
                 raise
             except BaseException as exc:
-                record.error = error_record(exc, skip_frames=2)
+                if ipython_syntax.is_usage_error(exc):
+                    record.error = message_record(exc)
+                else:
+                    record.error = error_record(exc, skip_frames=2)
             finally:
                 try:
                     # Before the streams stop: drawing a figure may print a warning or error.
@@ -511,9 +557,11 @@ class Engine:
                     sink(stream.name, text)
 
     def _run_source(self, source: str, filename: str) -> Any:
-        body, last = _compile(source, filename)
-        exec(body, self.namespace)
-        return None if last is None else eval(last, self.namespace)
+        code = _compile(source, filename)
+        if code.uses_shell:
+            self.rich.interactive_shell(self.namespace)
+        exec(code.body, self.namespace)
+        return None if code.last is None else eval(code.last, self.namespace)
 
     def format(self, value: Any) -> dict[str, Any]:
         """Display data of a value: text/plain always, richer types where it has them.
@@ -576,8 +624,15 @@ class Engine:
             del self.namespace[name]
 
     def keys(self) -> list[str]:
-        """User-visible names in the namespace."""
-        return [name for name in self.namespace if not name.startswith("__")]
+        """User-visible names in the namespace: not dunder names, nor the IPython shell's
+        own (``get_ipython``, ``In``...) unless the user has rebound them."""
+        shell = self.rich.interactive
+        hidden = {} if shell is None else shell.user_ns_hidden
+        return [
+            name
+            for name, value in self.namespace.items()
+            if not name.startswith("__") and (name not in hidden or hidden[name] is not value)
+        ]
 
     def apply(self, func: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> Any:
         """Call ``func(*args, **kwargs)`` here (or run a ``Chunk`` of such calls).
@@ -614,7 +669,11 @@ class Engine:
         return rebound
 
     def reset(self) -> None:
-        """Empty the namespace (history and numbering stay)."""
+        """Empty the namespace (history and numbering stay, and the IPython shell's names
+        once a command has used IPython syntax)."""
         kept = {k: v for k, v in self.namespace.items() if k in ("__name__", "__builtins__")}
         self.namespace.clear()
         self.namespace.update(kept)
+        shell = self.rich.interactive
+        if shell is not None:
+            shell.init_user_ns()

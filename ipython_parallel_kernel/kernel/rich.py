@@ -1,10 +1,10 @@
 """Rich output of a command: ``display()`` calls and matplotlib figures, as display data.
 
-A kernel runs plain Python, not an IPython shell, and must start fast: this module
-imports neither IPython nor matplotlib. It only notices when user code (or the
-engine, formatting a result) has loaded them, and then makes their rich output land
-in the engine's ``RichOutput.displays``, which the engine empties into
-``CommandRecord.displays``.
+A kernel runs plain Python, and IPython syntax only once a command uses it (see
+``ipython_syntax``); it must start fast: this module imports neither IPython nor
+matplotlib. It only notices when user code (or the engine, formatting a result) has
+loaded them, and then makes their rich output land in the engine's
+``RichOutput.displays``, which the engine empties into ``CommandRecord.displays``.
 
 How ``display()`` is captured
 -----------------------------
@@ -25,6 +25,13 @@ shell use: ``display_formatter``, ``display_pub``, ``events`` (pyplot registers 
 callback there), ``showtraceback`` (a failing formatter calls it) and a no-op
 ``enable_gui`` (the kernel runs its own event loop, see ``--gui``). It costs about
 0.1 ms to make, once.
+
+IPython syntax (``%timeit``, ``!cmd``) needs a real shell, with magics and the
+engine's namespace as its own: ``interactive_shell`` makes a ``KernelShell`` (an
+``InteractiveShell`` without the parts listed above that a kernel does not want; a
+few milliseconds, and IPython's magics loaded) the first time a command needs one. It
+takes the ``DisplayShell``'s place, with the same formatter and publisher, so one
+shell serves display and magics from then on.
 
 When: the shell is the process's IPython singleton only while a command runs, like
 the stream capture, so between commands ``get_ipython()`` stays None and an Engine
@@ -105,7 +112,9 @@ class RichOutput:
     def __init__(self) -> None:
         #: The command's display data, in order (``display()``, figures).
         self.displays = DisplayCapture()
-        self._shell: Any = None  # our DisplayShell, made the first time it is attached
+        #: Our shell: a DisplayShell, made the first time it is attached, until
+        #: ``interactive_shell`` replaces it with a KernelShell.
+        self._shell: Any = None
         self._slots: tuple[Any, ...] = ()  # the singleton classes whose ``_instance`` it takes
         self._formatter: Any = None  # its DisplayFormatter, also used by format_value
         self._plain: Any = None  # displayshell.PlainValues of that formatter
@@ -153,6 +162,32 @@ class RichOutput:
 
     # -- the shell -----------------------------------------------------------------
 
+    @property
+    def interactive(self) -> Any:
+        """The KernelShell that runs IPython syntax, or None while no command has needed it."""
+        if _module is not None and isinstance(self._shell, _module.KernelShell):
+            return self._shell
+        return None
+
+    def interactive_shell(self, namespace: dict[str, Any]) -> Any:
+        """The IPython shell that runs magics and ``!cmd`` in ``namespace`` (the engine's),
+        made the first time; from then on it is also the shell ``display()`` reaches.
+
+        Engine thread only, like ``begin_command``.
+        """
+        shell = self.interactive
+        if shell is not None:
+            return shell
+        module = _displayshell()
+        shell = module.KernelShell(self.displays, self._get_formatter(), namespace)
+        with _lock:
+            attached = self._attached
+            self._free_slots()
+            self._shell, self._slots = shell, tuple(type(shell)._walk_mro())
+            if attached:
+                self._fill_slots()
+        return shell
+
     def _get_formatter(self) -> Any:
         if self._formatter is None:
             module = _displayshell()
@@ -175,24 +210,33 @@ class RichOutput:
             if self._shell is None:
                 self._shell = module.DisplayShell(self.displays, formatter)
                 self._slots = tuple(module.DisplayShell._walk_mro())
-            # SingletonConfigurable keeps its instance in ``_instance`` on each singleton
-            # class of the MRO (what ``instance()`` sets and ``clear_instance()`` unsets);
-            # setting it here lets one shell, with its formatters, serve every command.
-            InteractiveShell._instance = module.DisplayShell._instance = self._shell
-            self._attached = True
+            self._fill_slots()
 
     def _detach(self) -> None:
         """Take our shell off the singleton slot, so nothing sees it between commands."""
         with _lock:
-            if not self._attached:
-                return
-            self._attached = False
-            # ``clear_instance``, with the classes it walks found once, not per command.
-            shell_class = type(self._shell)
-            if shell_class.initialized():
-                for slot in self._slots:
-                    if isinstance(slot._instance, shell_class):
-                        slot._instance = None
+            self._free_slots()
+
+    def _fill_slots(self) -> None:
+        """Make our shell the singleton. ``_lock`` held.
+
+        SingletonConfigurable keeps its instance in ``_instance`` on each singleton class
+        of the MRO (what ``instance()`` sets and ``clear_instance()`` unsets); setting it
+        here lets one shell, with its formatters, serve every command.
+        """
+        for slot in self._slots:
+            slot._instance = self._shell
+        self._attached = True
+
+    def _free_slots(self) -> None:
+        """``clear_instance``, with the classes it walks found once, not per command, and
+        only where our shell is. ``_lock`` held."""
+        if not self._attached:
+            return
+        self._attached = False
+        for slot in self._slots:
+            if slot._instance is self._shell:
+                slot._instance = None
 
     def _on_ipython(self, module: ModuleType) -> None:
         """IPython's shell module has just executed: attach now if a command is running."""

@@ -152,6 +152,47 @@ def test_autopx_sends_every_cell(connected, capsys):
     assert connected.user_ns["local_again"] == 1
 
 
+def test_px_runs_ipython_syntax_on_the_kernels(connected, capsys):
+    """%px %timeit, a %%px cell of %%timeit and %px !cmd run on each kernel, with the
+    kernel's names and labelled output."""
+    run(connected, "%px def f(x): return x * 2")
+    capsys.readouterr()
+    timed = run(connected, "%px %timeit -n 3 -r 1 f(4)")
+    assert timed.success, timed.error_in_exec
+    out = lines(capsys.readouterr().out)
+    assert sorted(line.split("]")[0] for line in out) == [f"[stdout:{i}" for i in range(4)]
+    assert all("of 1 run, 3 loops each" in line for line in out)
+    cell = run(connected, "%%px -t 0 --no-stream\n%%timeit -n 2 -r 1\nf(5)")
+    assert cell.success, cell.error_in_exec
+    assert "of 1 run, 2 loops each" in capsys.readouterr().out
+    run(connected, "%%px -t 1\n!echo hostname-like")
+    assert lines(capsys.readouterr().out) == ["[stdout:1] hostname-like"]
+
+
+def test_px_unknown_magic_fails_the_cell_with_the_usage_error(connected, capsys):
+    """%px of a magic the kernels lack fails the cell with each kernel's UsageError;
+    the kernels carry on."""
+    capsys.readouterr()
+    result = run(connected, "%%px -t 0,2\n%nosuchmagic")
+    assert not result.success
+    shown = "".join(capsys.readouterr())
+    assert shown.count("UsageError: Line magic function `%nosuchmagic` not found.") == 2
+    assert run(connected, "%%px -t 0\nprint('alive')").success
+
+
+def test_autopx_cell_with_a_magic_runs_it_on_the_kernels(connected, capsys):
+    """Under %autopx a cell using IPython syntax (which this session's IPython has
+    already turned into get_ipython() calls) runs on the kernels."""
+    run(connected, "%autopx")
+    try:
+        run(connected, "remote_value = 7\n%who")
+    finally:
+        run(connected, "%autopx")
+    out = [line.strip() for line in lines(capsys.readouterr().out)]
+    assert "[stdout:0] remote_value" in out and "[stdout:3] remote_value" in out
+    assert "remote_value" not in connected.user_ns
+
+
 def test_kernel_list_and_use(connected, four_kernels, capsys):
     """%kernel list prints a table; %kernel use activates a variable's kernels."""
     capsys.readouterr()

@@ -5,12 +5,15 @@ from __future__ import annotations
 import inspect
 import io
 import linecache
+import os
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from IPython.core.interactiveshell import InteractiveShell
 
 from ipython_parallel_kernel.kernel.capture import CapturedStream
 from ipython_parallel_kernel.kernel.engine import CommandRecord, Engine, EngineShutdown, Job
@@ -676,3 +679,178 @@ def test_the_same_source_run_again_is_its_own_command() -> None:
     code = engine.namespace["f"].__code__
     assert code.co_filename == f"<ipk-input-{second.number}>"
     assert inspect.getsource(engine.namespace["f"]).startswith("def f():")
+
+
+# -- IPython syntax -----------------------------------------------------------------
+
+
+@pytest.fixture
+def kernel_engine(monkeypatch: pytest.MonkeyPatch) -> Engine:
+    """An engine with captured streams (StringIO fallbacks), for ``run``.
+
+    A real IPython shell another test left in this process is hidden meanwhile: the
+    kernel never replaces one, and it would receive the display calls instead.
+    """
+    monkeypatch.setattr(InteractiveShell, "_instance", None)
+    return Engine(
+        streams=(CapturedStream("stdout", io.StringIO()), CapturedStream("stderr", io.StringIO()))
+    )
+
+
+def run(engine: Engine, source: str) -> CommandRecord:
+    """``engine.execute(source)`` with its captured streams as sys.stdout and sys.stderr,
+    as in a kernel: magics and !commands print there."""
+    assert engine.streams is not None
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = engine.streams
+    try:
+        return engine.execute(source)
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+def test_plain_python_makes_no_shell(kernel_engine: Engine) -> None:
+    """Plain Python, a syntax error without IPython's marks and a non-number result
+    leave the engine without an IPython shell, and without get_ipython."""
+    for source in ("a = 1", "print(a)", "a + 1", "x = (", "[a, 2]"):
+        run(kernel_engine, source)
+    assert kernel_engine.rich.interactive is None
+    assert "get_ipython" not in kernel_engine.namespace
+    assert run(kernel_engine, "get_ipython").error["ename"] == "NameError"
+
+
+def test_magics_see_the_engine_namespace(kernel_engine: Engine) -> None:
+    """%who and %whos list the engine's names (not IPython's); the shell is the
+    engine's, bound as get_ipython."""
+    run(kernel_engine, "def f(x):\n    return x * 2\nlimit = 3")
+    assert run(kernel_engine, "%who").stdout.split() == ["f", "limit"]
+    whos = run(kernel_engine, "%whos").stdout
+    assert "limit      int         3" in whos and "function" in whos
+    shell = kernel_engine.rich.interactive
+    assert shell is not None and shell.user_ns is kernel_engine.namespace
+    assert kernel_engine.namespace["get_ipython"]() is shell
+    assert kernel_engine.keys() == ["f", "limit"]
+
+
+def test_timeit_line_and_cell_magics(kernel_engine: Engine) -> None:
+    """%timeit and %%timeit time the engine's functions and print to the command's stdout."""
+    run(kernel_engine, "def f(x):\n    return x * 2")
+    line = run(kernel_engine, "%timeit -n 3 -r 2 f(3)")
+    cell = run(kernel_engine, "%%timeit -n 2 -r 1\ny = f(4)\nf(y)")
+    assert (
+        line.error is None and "per loop (mean ± std. dev. of 2 runs, 3 loops each)" in line.stdout
+    )
+    assert cell.error is None and "of 1 run, 2 loops each" in cell.stdout
+    result = run(kernel_engine, "%timeit -o -q -n 1 -r 1 f(5)").result
+    assert result is not None and result["text/plain"].startswith("<TimeitResult")
+
+
+def test_time_prints_timings_and_returns_the_value(kernel_engine: Engine) -> None:
+    """%time EXPR prints CPU and wall time and its value is the command's result."""
+    record = run(kernel_engine, "%time 6 * 7")
+    assert "Wall time" in record.stdout
+    assert record.result == {"text/plain": "42"}
+
+
+def test_shell_commands_print_to_the_command_stdout(kernel_engine: Engine) -> None:
+    """!cmd output is the command's stdout; x = !cmd binds its lines; $name expands."""
+    run(kernel_engine, "word = 'there'")
+    record = run(kernel_engine, "!echo hi $word")
+    assert record.error is None
+    assert record.stdout.splitlines() == ["hi there"]
+    run(kernel_engine, "lines = !printf 'a\\nb\\n'")
+    assert list(kernel_engine.pull(["lines"])[0]) == ["a", "b"]
+
+
+def test_env_magic_reads_and_sets_the_environment(
+    kernel_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """%env NAME=VALUE sets a variable in the kernel's environment; %env NAME reads it."""
+    monkeypatch.delenv("IPK_SYNTAX_TEST", raising=False)
+    run(kernel_engine, "%env IPK_SYNTAX_TEST=on")
+    assert os.environ["IPK_SYNTAX_TEST"] == "on"
+    assert run(kernel_engine, "%env IPK_SYNTAX_TEST").result == {"text/plain": "'on'"}
+
+
+def test_help_suffix_prints_the_docstring(kernel_engine: Engine) -> None:
+    """obj? prints what IPython's inspector says about the engine's object."""
+    run(kernel_engine, 'def scale(x):\n    "Twice x."\n    return x * 2')
+    record = run(kernel_engine, "scale?")
+    assert record.error is None
+    assert "Twice x." in record.stdout and "function" in record.stdout
+
+
+def test_unknown_magic_is_a_usage_error(kernel_engine: Engine) -> None:
+    """A magic that does not exist is a UsageError with its message alone, and the
+    engine goes on."""
+    record = run(kernel_engine, "%nosuchmagic 1")
+    assert record.error is not None
+    assert record.error["ename"] == "UsageError"
+    assert record.error["traceback"] == [
+        "UsageError: Line magic function `%nosuchmagic` not found.\n"
+    ]
+    assert run(kernel_engine, "1 + 1").result == {"text/plain": "2"}
+
+
+def test_magics_inside_python_blocks_keep_line_numbers(kernel_engine: Engine) -> None:
+    """A magic inside a loop runs each time, and a later error names its own line."""
+    record = run(kernel_engine, "for i in range(2):\n    %time i\n1 / 0")
+    assert record.stdout.count("Wall time") == 2
+    assert f'"<ipk-input-{record.number}>", line 3' in tb_text(record)
+
+
+def test_syntax_error_beside_a_magic_names_its_line(kernel_engine: Engine) -> None:
+    """A SyntaxError in IPython syntax is reported once, at the line that has it."""
+    record = run(kernel_engine, "%who\nfor i in range(2)\n    pass")
+    assert record.error is not None and record.error["ename"] == "SyntaxError"
+    text = tb_text(record)
+    assert "line 2" in text and "for i in range(2)" in text
+    assert "During handling" not in text
+
+
+def test_code_calling_get_ipython_gets_the_shell(kernel_engine: Engine) -> None:
+    """Python already transformed by a client's IPython (as %autopx sends it) runs."""
+    run(kernel_engine, "a = 1")
+    record = run(kernel_engine, "get_ipython().run_line_magic('who', '')")
+    assert record.error is None and record.stdout.split() == ["a"]
+
+
+def test_reset_keeps_the_shell_names(kernel_engine: Engine) -> None:
+    """After reset(), magics still run and see the emptied namespace."""
+    run(kernel_engine, "a = 1\n%who")
+    kernel_engine.reset()
+    assert kernel_engine.keys() == []
+    assert run(kernel_engine, "%who").stdout == "Interactive namespace is empty.\n"
+
+
+def test_display_reaches_the_command_after_a_magic(kernel_engine: Engine) -> None:
+    """display() in the command that first needs the shell, and in later ones, is recorded."""
+    first = run(
+        kernel_engine,
+        "from IPython.display import HTML, display\ndisplay(HTML('<b>1</b>'))\n"
+        "%who\ndisplay(HTML('<b>2</b>'))",
+    )
+    later = run(kernel_engine, "display(HTML('<b>3</b>'))")
+    assert [d["text/html"] for d in first.displays] == ["<b>1</b>", "<b>2</b>"]
+    assert [d["text/html"] for d in later.displays] == ["<b>3</b>"]
+    assert InteractiveShell._instance is None  # detached between commands
+
+
+def test_interrupt_reaches_code_timed_by_timeit(served: Served) -> None:
+    """interrupt() stops a long %timeit loop with a KeyboardInterrupt record; serving goes on."""
+    engine = served.engine
+    started = threading.Event()
+    engine.push({"started": started})
+    done = threading.Event()
+    box: list[Any] = []
+    engine.submit(
+        "execute",
+        lambda: engine.execute("%timeit -n 1000000000000 -r 1 started.set()"),
+        lambda value, error: (box.append(value), done.set()),
+    )
+    assert started.wait(WAIT)
+    assert engine.interrupt() is True
+    assert done.wait(WAIT)
+    assert box[0].error["ename"] == "KeyboardInterrupt"
+    value, _ = call(engine, lambda: engine.execute("6 * 7"))
+    assert value.result == {"text/plain": "42"}

@@ -144,11 +144,33 @@ def test_clear_output_drops_earlier_bundles(engine: Engine) -> None:
 
 
 def test_shell_is_visible_only_while_a_command_runs(engine: Engine) -> None:
-    """get_ipython() finds the display shell during a command, and None between commands."""
+    """IPython's shell singleton is the display shell during a command (one that does
+    not call get_ipython(), which would make the full shell), and None between commands."""
     from IPython import get_ipython
 
-    record = engine.execute("from IPython import get_ipython; type(get_ipython()).__name__")
+    record = engine.execute(
+        "from IPython.core.interactiveshell import InteractiveShell\n"
+        "type(InteractiveShell.instance()).__name__"
+    )
     assert record.result == {"text/plain": "'DisplayShell'"}
+    assert get_ipython() is None
+
+
+def test_a_command_calling_get_ipython_gets_the_kernel_shell(engine: Engine) -> None:
+    """IPython's get_ipython(), called by a command, is the shell that runs magics (it
+    replaces the display shell, attached as the command began), and None afterwards."""
+    from IPython import get_ipython
+
+    engine.execute("from IPython.display import display; display(1)")
+    record = engine.execute(
+        "from IPython import get_ipython\n"
+        "get_ipython().run_line_magic('precision', '2')\n"
+        "display(3.14159)\n"
+        "type(get_ipython()).__name__"
+    )
+    assert record.error is None
+    assert record.result == {"text/plain": "'KernelShell'"}
+    assert record.displays == [{"text/plain": "3.14"}]
     assert get_ipython() is None
 
 
