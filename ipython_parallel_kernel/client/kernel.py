@@ -53,6 +53,7 @@ from ..core.reactors import (
     tls_wrapped,
 )
 from ..core.records import CommandRecord
+from ..core.tasks import Chunk
 from ..core.transport import FrameProtocol
 from ..core.wire import Buffer, Channel, Message
 from ..errors import (
@@ -533,9 +534,11 @@ class RemoteKernel(Blocking):
         what: str | None = None,
         value: Any = None,
         on_output: Callable[[str, str], None] | None = None,
+        mentions: int = 0,
     ) -> Any:
         """Send the request ``verb`` with ``fields`` (and ``value``, pickled, if the verb
-        carries a payload); ``decode`` turns its reply into the result.
+        carries a payload; ``mentions`` as ``serialize.dumps`` has it); ``decode`` turns
+        its reply into the result.
 
         Blocking (``block``, else ``self.block``) waits ``self.timeout`` for a queued
         request and ``CONTROL_TIMEOUT`` for one the kernel answers at once.
@@ -546,7 +549,9 @@ class RemoteKernel(Blocking):
         if pickler != serialize.DEFAULT_PICKLER and "pickler" in declared.names:
             fields = {**fields, "pickler": pickler}
         content = declared.build(**fields)
-        payload, buffers = serialize.dumps(value, pickler) if declared.payload else (b"", [])
+        payload, buffers = (
+            serialize.dumps(value, pickler, mentions) if declared.payload else (b"", [])
+        )
         result = self._protocol.request(
             declared.msg_type, content, decode, what or verb, payload, buffers, on_output, blocking
         )
@@ -659,7 +664,9 @@ class RemoteKernel(Blocking):
         if not callable(func):
             raise TypeError(f"apply() needs a callable, not {type(func).__name__}")
         what = f"apply({getattr(func, '__name__', 'function')})"
-        return self._request("apply", {}, self._payload, block, what, (func, args, kwargs))
+        mentions = func.mentions if isinstance(func, Chunk) else 0
+        call = (func, args, kwargs)
+        return self._request("apply", {}, self._payload, block, what, call, mentions=mentions)
 
     # -- the namespace -----------------------------------------------------------------
 

@@ -80,8 +80,15 @@ def _writer(name: str) -> Callable[..., bytes]:
     return dumps
 
 
-def dumps(obj: Any, pickler: str = DEFAULT_PICKLER) -> tuple[bytes, list[memoryview]]:
-    """Pickle ``obj`` with ``pickler``; return the pickle stream and its out-of-band buffers."""
+def dumps(
+    obj: Any, pickler: str = DEFAULT_PICKLER, mentions: int = 0
+) -> tuple[bytes, list[memoryview]]:
+    """Pickle ``obj`` with ``pickler``; return the pickle stream and its out-of-band buffers.
+
+    ``mentions``: how many times pickles that ``obj`` holds as bytes (a ``Chunk``'s
+    function) name ``__main__``; those do not make the default pickler fall back to
+    cloudpickle.
+    """
     buffers: list[memoryview] = []
 
     def keep_large(buffer: pickle.PickleBuffer) -> bool:
@@ -96,7 +103,7 @@ def dumps(obj: Any, pickler: str = DEFAULT_PICKLER) -> tuple[bytes, list[memoryv
             payload = pickle.dumps(obj, protocol=5, buffer_callback=keep_large)
         except Exception:
             payload = b"__main__"
-        if b"__main__" not in payload:
+        if payload.count(b"__main__") <= mentions:
             return payload, buffers
         buffers.clear()
     write = _DUMPS.get(pickler) or _writer(pickler)

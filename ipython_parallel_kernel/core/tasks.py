@@ -36,6 +36,8 @@ class Chunk:
         self.func = func
         self.items = items
         self.kwargs = kwargs or {}
+        #: How often the function's pickle names ``__main__`` (see ``serialize.dumps``).
+        self.mentions = func.count(b"__main__") if isinstance(func, bytes) else 0
 
     def __len__(self) -> int:
         return len(self.items)

@@ -184,3 +184,24 @@ def test_a_missing_dill_is_an_import_error_naming_the_install(
         dumps(1, "dill")
     with pytest.raises(ValueError, match="pickle, cloudpickle, dill"):
         require_pickler("marshal")
+
+
+def test_a_chunks_pickled_function_does_not_force_cloudpickle() -> None:
+    """The __main__ inside a Chunk's pickled function is allowed for; one in its items
+    is not: that payload is cloudpickle's, and both load."""
+    from ipython_parallel_kernel.core.references import interactive
+    from ipython_parallel_kernel.core.tasks import Chunk
+
+    shipped, _ = serialize.dumps(interactive(lambda x: x + 1))
+    chunk = Chunk(shipped, [(1,)])
+    assert chunk.mentions >= 1
+    plain, _ = serialize.dumps(chunk, mentions=chunk.mentions)
+    assert plain == pickle.dumps(chunk, protocol=5) and serialize.loads(plain)() == [2]
+
+    @interactive
+    def defined_here() -> int:
+        return 0
+
+    with_main = Chunk(shipped, [(defined_here,)])
+    shipped_main, _ = serialize.dumps(with_main, mentions=with_main.mentions)
+    assert serialize.loads(shipped_main).items[0][0]() == 0
