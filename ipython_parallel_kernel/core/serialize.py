@@ -102,9 +102,10 @@ def dumps(
         try:
             payload = pickle.dumps(obj, protocol=5, buffer_callback=keep_large)
         except Exception:
-            payload = b"__main__"
-        if payload.count(b"__main__") <= mentions:
-            return payload, buffers
+            pass
+        else:
+            if payload.count(b"__main__") <= mentions:
+                return payload, buffers
         buffers.clear()
     write = _DUMPS.get(pickler) or _writer(pickler)
     try:
