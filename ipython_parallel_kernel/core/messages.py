@@ -110,8 +110,28 @@ def _is(value: Any, types: tuple[type, ...]) -> bool:
     return kind is not bool and isinstance(value, types)
 
 
+class _Declaration:
+    """What a request and a notice declaration share: named fields, checked at both ends."""
+
+    msg_type: str
+    fields: tuple[Field, ...]
+
+    @cached_property
+    def names(self) -> frozenset[str]:
+        """The names of the declared fields."""
+        return frozenset(spec.name for spec in self.fields)
+
+    def validate(self, content: Any) -> dict[str, Any]:
+        """The fields of ``content``, defaults filled in; TypeError names a bad field."""
+        return _validated(self.msg_type, self.fields, content)
+
+    def build(self, **fields: Any) -> dict[str, Any]:
+        """The content of a message with these fields, checked as the receiving end will."""
+        return _built(self.msg_type, self.fields, self.names, fields)
+
+
 @dataclass(frozen=True)
-class Request:
+class Request(_Declaration):
     """The declaration of one request verb."""
 
     verb: str
@@ -125,45 +145,19 @@ class Request:
     errors: tuple[str, ...] = ()
 
     @cached_property
-    def msg_type(self) -> str:
+    def msg_type(self) -> str:  # type: ignore[override]  # derived, where a Notice names it
         """The message type on the wire: ``<verb>_request``."""
         return f"{self.verb}_request"
 
-    @cached_property
-    def names(self) -> frozenset[str]:
-        """The names of the declared fields."""
-        return frozenset(spec.name for spec in self.fields)
-
-    def validate(self, content: Any) -> dict[str, Any]:
-        """The fields of ``content``, defaults filled in; TypeError names a bad field."""
-        return _validated(self.msg_type, self.fields, content)
-
-    def build(self, **fields: Any) -> dict[str, Any]:
-        """The content of a request with these fields, checked as the kernel will."""
-        return _built(self.msg_type, self.fields, self.names, fields)
-
 
 @dataclass(frozen=True)
-class Notice:
+class Notice(_Declaration):
     """The declaration of a message a kernel sends unasked (see ``NOTICES``)."""
 
     msg_type: str
     fields: tuple[Field, ...] = ()
     #: True if the notice carries a pickled payload (``data_pub``'s dict).
     payload: bool = False
-
-    @cached_property
-    def names(self) -> frozenset[str]:
-        """The names of the declared fields."""
-        return frozenset(spec.name for spec in self.fields)
-
-    def validate(self, content: Any) -> dict[str, Any]:
-        """The fields of ``content``, defaults filled in; TypeError names a bad field."""
-        return _validated(self.msg_type, self.fields, content)
-
-    def build(self, **fields: Any) -> dict[str, Any]:
-        """The content of a notice with these fields, checked as the client will."""
-        return _built(self.msg_type, self.fields, self.names, fields)
 
 
 def _validated(msg_type: str, declared: tuple[Field, ...], content: Any) -> dict[str, Any]:
