@@ -42,6 +42,7 @@ from ..core.connection import (
     profile_dir,
 )
 from ..errors import ClusterRunning, LaunchError, LaunchTimeout
+from ..launchers import LAUNCHERS
 from ..launchers.cluster import CONFIG_FILE, PROBE_TIMEOUT, Cluster, for_each, kernel_status
 
 
@@ -109,8 +110,22 @@ class ClusterCommand(Application):
 class LauncherCommand(ClusterCommand):
     """A subcommand that starts or stops kernel processes, through a ``Cluster``."""
 
-    classes = [Cluster]
-    aliases = {**ClusterCommand.aliases, "launcher": "Cluster.launcher"}
+    classes = [Cluster, *LAUNCHERS.values()]
+    aliases = {
+        **ClusterCommand.aliases,
+        "launcher": "Cluster.launcher",
+        **{
+            alias: trait
+            for launcher in LAUNCHERS.values()
+            for alias, trait in launcher.aliases.items()
+        },
+    }
+    flags = {
+        **Application.flags,
+        **{
+            flag: value for launcher in LAUNCHERS.values() for flag, value in launcher.flags.items()
+        },
+    }
 
     def cluster(self, cluster_id: str | None = None) -> Cluster:
         """The cluster this command works on, with the profile's and command line's settings."""
@@ -198,8 +213,9 @@ class ListCommand(ClusterCommand):
     """Show the clusters of a profile and the state of each kernel."""
 
     name = "ipk-cluster list"
-    description = """Show every cluster of the profile: each kernel's address, pid,
-    state (idle, busy, or dead if it does not answer within 2 s) and queue length."""
+    description = """Show every cluster of the profile: each kernel's address, host, pid,
+    MPI rank and batch job (if any), state (idle, busy, or dead if it does not answer
+    within 2 s) and queue length."""
     examples = dedent("""
     ipk-cluster list
     ipk-cluster list --profile lan
@@ -231,16 +247,28 @@ class ListCommand(ClusterCommand):
                     state, queued = "dead", "-"
                 else:
                     state, queued = status.get("state", "?"), status.get("queued", "?")
-                rows.append([index, format_address(info.address), info.pid, state, queued])
+                rows.append(
+                    [
+                        index,
+                        format_address(info.address),
+                        info.hostname,
+                        info.pid,
+                        "-" if info.rank is None else info.rank,
+                        info.job_id or "-",
+                        state,
+                        queued,
+                    ]
+                )
             header = (
                 f"cluster {cluster_id_of(path)}: {count_kernels(len(infos))}, cluster file {path}"
             )
-            if all(row[3] == "dead" for row in rows):
+            if all(row[6] == "dead" for row in rows):
                 header += (
                     f"\n  (every kernel is dead; clean up with: ipk-cluster stop "
                     f"--cluster-id {cluster_id_of(path)}{self.profile_option()})"
                 )
-            table = format_table(["target", "address", "pid", "state", "queue"], rows, "  ")
+            headers = ["target", "address", "host", "pid", "rank", "job", "state", "queue"]
+            table = format_table(headers, rows, "  ")
             blocks.append(f"{header}\n{table}")
         print("\n\n".join(blocks), flush=True)
 
@@ -263,7 +291,7 @@ class StopCommand(LauncherCommand):
 
     aliases = {**LauncherCommand.aliases, "timeout": "StopCommand.timeout"}
     flags = {
-        **Application.flags,
+        **LauncherCommand.flags,
         "all": ({"StopCommand": {"all": True}}, "Stop every cluster of the profile."),
     }
 
@@ -325,7 +353,15 @@ class ClusterApp(Application):
     ipk-cluster stop                        # stop cluster "default"
     ipk-cluster stop --all                  # stop every cluster of the profile
     """)
-    classes = [ClusterCommand, LauncherCommand, StartCommand, ListCommand, StopCommand, Cluster]
+    classes = [
+        ClusterCommand,
+        LauncherCommand,
+        StartCommand,
+        ListCommand,
+        StopCommand,
+        Cluster,
+        *LAUNCHERS.values(),
+    ]
     subcommands = {
         "start": (StartCommand, "Start N kernels (-n N, default 2) and write the cluster file."),
         "list": (ListCommand, "Show every cluster: each kernel's address, pid, state, queue."),

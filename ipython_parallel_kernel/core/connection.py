@@ -89,6 +89,14 @@ class ConnectionInfo:
     tls_certificate: str | None = None
     #: The kernel signs array buffers and refuses unsigned ones: its clients must sign.
     sign_buffers: bool = False
+    #: The kernel's rank in ``MPI.COMM_WORLD`` when it runs as an MPI rank.
+    rank: int | None = None
+    #: The batch job the kernel runs in (Slurm, Grid Engine), as the scheduler names it.
+    job_id: str | None = None
+    #: The launcher that started it (``ipk-cluster stop`` stops it the same way).
+    launcher: str = "local"
+    #: Where the launcher reached the kernel's host (``user@host`` for ssh), if not here.
+    launch_host: str | None = None
     path: str | None = None
 
     @property

@@ -1,8 +1,9 @@
 """Launchers: how the kernels of a cluster are started and stopped.
 
-``local`` starts them as processes on this machine. ``mpi`` (under ``mpiexec``),
-``ssh`` (on the hosts of a hosts file) and ``slurm`` (as a batch job) come later,
-each a ``Launcher`` subclass registered in ``LAUNCHERS``; nothing else changes.
+``local`` starts them as processes on this machine. Each launcher is a ``Launcher``
+subclass registered in ``LAUNCHERS`` under the name ``--launcher`` takes; its own
+settings are traits (``c.<Class>.<trait>`` in the profile) and its own command-line
+options its ``aliases`` and ``flags``, which ``ipk-cluster start`` gathers.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ __all__ = [
     "get_launcher",
 ]
 
-LAUNCHERS: dict[str, type[Launcher]] = {"local": LocalLauncher}
-PLANNED = ("mpi", "ssh", "slurm")
+LAUNCHERS: dict[str, type[Launcher]] = {launcher.name: launcher for launcher in [LocalLauncher]}
 
 
 def get_launcher(name: str) -> type[Launcher]:
@@ -30,8 +30,4 @@ def get_launcher(name: str) -> type[Launcher]:
         return LAUNCHERS[name]
     except KeyError:
         known = ", ".join(sorted(LAUNCHERS))
-        later = " (not yet available)" if name in PLANNED else ""
-        raise ValueError(
-            f"unknown launcher {name!r}{later}: known launchers are {known}; "
-            f"{', '.join(PLANNED)} come later"
-        ) from None
+        raise ValueError(f"unknown launcher {name!r}: known launchers are {known}") from None

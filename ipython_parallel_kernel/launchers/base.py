@@ -22,10 +22,12 @@ import contextlib
 import os
 import subprocess
 import time
-from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, ClassVar
+
+from traitlets.config import LoggingConfigurable
 
 from ..core.clusterfile import PREFIX, check_cluster_id, kernel_connection_file_path
 from ..core.connection import KERNEL_READY, ConnectionInfo, read_connection_file
@@ -64,13 +66,22 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(f"    {line}" for line in tail)
 
 
-class Launcher(ABC):
-    """Starts and stops the kernels of cluster ``cluster_id`` in ``profile``."""
+class Launcher(LoggingConfigurable):
+    """Starts and stops the kernels of cluster ``cluster_id`` in ``profile``.
+
+    A configurable: made with ``parent=`` a ``Cluster``, it reads its own section of
+    the profile's ``ipk_cluster_config.py`` (``c.SSHLauncher.hosts = ...``).
+    """
 
     #: The ``--launcher`` value that selects this launcher.
-    name: str
+    name: ClassVar[str]
+    #: The options it adds to ``ipk-cluster start`` (``"hosts": "SSHLauncher.hosts"``).
+    aliases: ClassVar[dict[str, str]] = {}
+    #: Its on/off options for ``ipk-cluster start``, as ``Application.flags``.
+    flags: ClassVar[dict[str, tuple[dict[str, Any], str]]] = {}
 
-    def __init__(self, profile: str = "default", cluster_id: str = "default") -> None:
+    def __init__(self, profile: str = "default", cluster_id: str = "default", **kwargs: Any):
+        super().__init__(**kwargs)
         self.profile = profile
         self.cluster_id = check_cluster_id(cluster_id)
 
@@ -82,24 +93,24 @@ class Launcher(ABC):
         """Where kernel ``index`` writes its output."""
         return log_dir / f"{PREFIX}{self.cluster_id}-kernel-{index}.log"
 
-    @abstractmethod
     def start(
         self, n: int, kernel_args: list[str], log_dir: Path, first: int = 0
     ) -> list[LaunchedKernel]:
         """Start ``n`` kernels with ``kernel_args``, numbered from ``first`` (a cluster
         that grows numbers its new kernels after the others); return at once."""
+        raise NotImplementedError
 
-    @abstractmethod
     def is_running(self, kernel: LaunchedKernel) -> bool:
         """Whether a launched kernel's process is still there."""
+        raise NotImplementedError
 
-    @abstractmethod
     def stop(self, kernels: Sequence[Stoppable], timeout: float, grace: float = 0.0) -> list[int]:
         """Stop kernels and remove their connection files; return the pids still alive.
 
         ``grace``: seconds to let kernels already asked to shut down exit by
         themselves before they are signalled. ``timeout`` bounds the wait after that.
         """
+        raise NotImplementedError
 
     def wait_ready(self, kernels: Sequence[LaunchedKernel], timeout: float) -> list[ConnectionInfo]:
         """Wait until every kernel has printed its ready line; their connection infos.

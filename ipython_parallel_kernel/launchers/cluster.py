@@ -51,8 +51,8 @@ from ..core.clusterfile import (
 from ..core.connection import ConnectionInfo, format_address, profile_dir
 from ..core.toolkits import GUI_CHOICES
 from ..errors import ClusterRunning, KernelError, KernelTimeout, LaunchError, LaunchTimeout
-from . import LAUNCHERS, PLANNED, get_launcher
-from .base import LaunchedKernel, Stoppable
+from . import LAUNCHERS, get_launcher
+from .base import LaunchedKernel, Launcher, Stoppable
 from .local import is_kernel_process
 
 if TYPE_CHECKING:
@@ -191,7 +191,8 @@ class Cluster(LoggingConfigurable):
     launcher = Enum(
         sorted(LAUNCHERS),
         "local",
-        help=f"How kernels are started and stopped; {', '.join(PLANNED)} come later.",
+        help="How kernels are started and stopped (each launcher's settings are its own "
+        "section: c.SSHLauncher.hosts, c.SlurmLauncher.partition...).",
     ).tag(config=True)
     gui = Enum(GUI_CHOICES, "none", help="GUI toolkit whose event loop each kernel runs.").tag(
         config=True
@@ -282,7 +283,7 @@ class Cluster(LoggingConfigurable):
         all if any fails (or on Ctrl-C) before the error propagates."""
         if n < 1:
             raise ValueError(f"n={n}: a cluster needs at least one kernel")
-        launcher = get_launcher(self.launcher)(self.profile, self.cluster_id)
+        launcher = self.make_launcher(self.launcher)
         deadline = time.monotonic() + self.timeout
         gui = ["--gui", self.gui] if self.gui != "none" else []
         args = [*gui, *self.kernel_args, *extra_args]
@@ -290,6 +291,8 @@ class Cluster(LoggingConfigurable):
         try:
             kernels = launcher.start(n, args, profile_dir(self.profile) / "log", first)
             infos = launcher.wait_ready(kernels, max(0.0, deadline - time.monotonic()))
+            for info in infos:
+                info.launcher = launcher.name
             self._check_answers(infos, max(0.001, deadline - time.monotonic()))
         except KeyboardInterrupt:
             launcher.stop(kernels, timeout=5.0)
@@ -310,11 +313,7 @@ class Cluster(LoggingConfigurable):
         """
         infos = self.kernels()
         for_each(shut_down, infos, PROBE_TIMEOUT)
-        launcher = get_launcher(self.launcher)(self.profile, self.cluster_id)
-        # Our own children are stopped through their Popen, which also reaps them.
-        ours = {k.pid: k for k in self._launched}
-        targets: list[Stoppable] = [ours.get(info.pid or -1, info) for info in infos]
-        left = launcher.stop(targets, timeout=timeout, grace=SHUTDOWN_GRACE)
+        left = self._stop_each_way(infos, timeout, SHUTDOWN_GRACE)
         self._launched = []
         atexit.unregister(self._stop_at_exit)
         if left:
@@ -324,6 +323,24 @@ class Cluster(LoggingConfigurable):
             )
         self.path.unlink(missing_ok=True)
         return infos
+
+    def make_launcher(self, name: str) -> Launcher:
+        """The launcher called ``name``, configured from this cluster's config."""
+        return get_launcher(name)(self.profile, self.cluster_id, parent=self)
+
+    def _stop_each_way(
+        self, infos: list[ConnectionInfo], timeout: float, grace: float
+    ) -> list[int]:
+        """Stop each kernel through the launcher that started it; the pids left alive."""
+        # Our own children are stopped through their Popen, which also reaps them.
+        ours = {k.pid: k for k in self._launched}
+        left: list[int] = []
+        for name in dict.fromkeys(info.launcher for info in infos):
+            targets: list[Stoppable] = [
+                ours.get(info.pid or -1, info) for info in infos if info.launcher == name
+            ]
+            left += self.make_launcher(name).stop(targets, timeout=timeout, grace=grace)
+        return left
 
     def _stop_at_exit(self) -> None:
         with contextlib.suppress(LaunchError, ValueError):
@@ -453,7 +470,7 @@ class Cluster(LoggingConfigurable):
                 f"kernels alive, cluster file {path}); stop it with: "
                 f"ipk-cluster stop --cluster-id {self.cluster_id}{profile}"
             )
-        get_launcher(self.launcher)(self.profile, self.cluster_id).stop(infos, timeout=1.0)
+        self._stop_each_way(infos, timeout=1.0, grace=0.0)
 
     def _check_answers(self, infos: list[ConnectionInfo], timeout: float) -> None:
         """Raise LaunchError unless every kernel answers ``status()`` as itself."""

@@ -29,6 +29,7 @@ from ..client.kernel import RemoteKernel
 from ..core.clusterfile import is_cluster_file
 from ..core.toolkits import GUI_CHOICES
 from ..errors import CompositeError, KernelError
+from ..launchers import LAUNCHERS
 from .arguments import subcommand, subcommands
 from .autopx import AutoPx
 from .gathering import DEFAULT_GATHER_PORT, SessionGatherer
@@ -176,6 +177,11 @@ class KernelMagics(Magics):
         argument("-n", type=int, help="how many kernels (default: the profile's, else 2)"),
         argument("--gui", choices=GUI_CHOICES, help="(default: the profile's, else none)"),
         argument("--profile", default="default", help="its ipk_cluster_config.py applies"),
+        argument(
+            "--launcher",
+            choices=sorted(LAUNCHERS),
+            help="how kernels start (default: the profile's, else local)",
+        ),
     )
     @subcommand(
         "connect",
@@ -211,7 +217,8 @@ class KernelMagics(Magics):
 
         Usage::
 
-            %kernel start [-n N] [--gui wx] [--profile P]   start N local kernels, activate them
+            %kernel start [-n N] [--gui wx] [--profile P]   start N kernels, activate them
+                          [--launcher mpi|ssh|...]      (the profile says where and how)
             %kernel connect ADDR_OR_FILE ... [--name VAR]   connect (host:port, connection or
                                                             cluster files), activate, bind VAR
             %kernel list                                    target, address, state, queue, gui
@@ -239,7 +246,7 @@ class KernelMagics(Magics):
         return getattr(self, f"_kernel_{args.command}")(args)
 
     def _kernel_start(self, args: argparse.Namespace) -> None:
-        self.active = self.started.start(args.profile, args.n, args.gui)
+        self.active = self.started.start(args.profile, args.n, args.gui, args.launcher)
         names = ", ".join(k.name for k in self.active)
         count = len(self.active)
         print(f"started {count} kernel{'s' if count != 1 else ''}: {names} (active)")

@@ -43,13 +43,17 @@ class StartedClusters:
     _numbers: count = field(default_factory=lambda: count(1))
 
     def start(
-        self, profile: str, n: int | None = None, gui: str | None = None
+        self,
+        profile: str,
+        n: int | None = None,
+        gui: str | None = None,
+        launcher: str | None = None,
     ) -> InteractiveCluster:
-        """Start kernels as the profile's cluster settings say, ``n`` and ``gui`` (when
-        given) winning; a cluster connected to them."""
+        """Start kernels as the profile's cluster settings say, ``n``, ``gui`` and
+        ``launcher`` (when given) winning; a cluster connected to them."""
         if n is not None and n < 1:
             raise UsageError("-n takes a number of kernels, 1 or more")
-        given: dict[str, Any] = {"n": n, "gui": gui}
+        given: dict[str, Any] = {"n": n, "gui": gui, "launcher": launcher}
         settings = {name: value for name, value in given.items() if value is not None}
         cluster_id = f"session-{os.getpid()}-{next(self._numbers)}"
         cluster = Cluster.from_profile(profile, cluster_id=cluster_id, **settings)

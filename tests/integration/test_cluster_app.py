@@ -11,6 +11,7 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -129,12 +130,13 @@ def test_start_writes_a_cluster_of_answering_kernels(cluster, ipython_dir):
 
 
 def test_list_shows_idle_kernels(cluster):
-    """list: one row per kernel with its address, pid, state and queue length."""
+    """list: one row per kernel: address, host, pid, rank and job (none here), state, queue."""
     result = ipk_cluster("list")
     assert result.returncode == 0, result.stderr
     assert f"cluster t: 4 kernels, cluster file {cluster.path}" in result.stdout
     for index, info in enumerate(cluster.infos):
-        row = rf"^\s+{index}\s+127\.0\.0\.1:{info.port}\s+{info.pid}\s+idle\s+0$"
+        host = re.escape(socket.gethostname())
+        row = rf"^\s+{index}\s+127\.0\.0\.1:{info.port}\s+{host}\s+{info.pid}\s+-\s+-\s+idle\s+0$"
         assert re.search(row, result.stdout, re.M), result.stdout
 
 
@@ -174,7 +176,9 @@ def test_killed_kernel_shows_as_dead_and_stop_cleans_up(cluster):
     assert wait_gone([victim.pid]) == []
     result = ipk_cluster("list")
     assert re.search(
-        rf"^\s+1\s+127\.0\.0\.1:{victim.port}\s+{victim.pid}\s+dead\s", result.stdout, re.M
+        rf"^\s+1\s+127\.0\.0\.1:{victim.port}\s+\S+\s+{victim.pid}\s+-\s+-\s+dead\s",
+        result.stdout,
+        re.M,
     )
     assert len(re.findall(r"\sidle\s", result.stdout)) == 3
     assert ipk_cluster("stop", "--cluster-id", "t").returncode == 0
@@ -211,5 +215,5 @@ def test_help_explains_the_subcommands(no_leftovers):
     start = ipk_cluster("start", "--help").stdout
     for flag in ("-n", "--launcher", "--gui", "--profile", "--cluster-id", "--timeout"):
         assert flag in start
-    assert "mpi, ssh, slurm come later" in start
+    assert "each launcher's settings are its own" in start
     assert "--all" in ipk_cluster("stop", "--help").stdout
