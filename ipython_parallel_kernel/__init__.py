@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncResult",
+    "BroadcastView",
     "Client",
     "Cluster",
     "ClusterResult",
@@ -46,6 +47,7 @@ _LAZY = {
     "Client": "ipython_parallel_kernel.client.client",
     "Cluster": "ipython_parallel_kernel.launchers.cluster",
     "DirectView": "ipython_parallel_kernel.client.views",
+    "BroadcastView": "ipython_parallel_kernel.client.views",
     "LoadBalancedView": "ipython_parallel_kernel.client.balancer",
     "ClusterResult": "ipython_parallel_kernel.client.cluster",
     "RemoteError": "ipython_parallel_kernel.errors",
@@ -78,12 +80,13 @@ def unload_ipython_extension(ipython: Any) -> None:
     from .magics import KernelMagics
 
     for magics in [m for m in ipython.configurables if isinstance(m, KernelMagics)]:
+        owners = [magics, *magics.suffixed.values()]
         magics.close()
         ipython.configurables.remove(magics)
         for kind in ("line", "cell"):
             for name in list(ipython.magics_manager.magics[kind]):
                 owner = getattr(ipython.magics_manager.magics[kind][name], "__self__", None)
-                if owner is magics:
+                if any(owner is o for o in owners):
                     del ipython.magics_manager.magics[kind][name]
     for kind in ("line",):
         ipython.magics_manager.magics[kind].pop("result", None)

@@ -676,22 +676,13 @@ class InteractiveCluster(Blocking):
         """Refuse clients from ``network`` on each target."""
         return self._each("deny", targets, lambda _, k: k.deny(network, block=False), block)
 
-    def activate(self) -> InteractiveCluster:
-        """Make this cluster the target of ``%px`` in the running IPython session.
+    def activate(self, suffix: str = "") -> InteractiveCluster:
+        """Make this cluster the target of ``%px`` (``%px<suffix>`` and its family, with
+        a suffix) in the running IPython session.
 
         Loads the extension if needed; returns self.
         """
-        from IPython.core.getipython import get_ipython
-
-        shell = get_ipython()
-        if shell is None:
-            raise RuntimeError("activate() makes a cluster the target of %px: run it in IPython")
-        if _activator is None:
-            # The extension sits above the client: loading it, by name, hands us its activator.
-            shell.run_line_magic("load_ext", "ipython_parallel_kernel")
-        if _activator is None:
-            raise RuntimeError("the ipython_parallel_kernel extension did not register its magics")
-        _activator(shell, self)
+        activate(self, suffix)
         return self
 
     def disconnect(self) -> None:
@@ -825,16 +816,38 @@ class InteractiveCluster(Blocking):
         return self.kernels[source].copy_to(name, [self.kernels[i] for i in chosen], blocking)
 
 
-#: What makes a cluster the target of ``%px`` in a shell, given by the magics when they
-#: are imported (set once, read by ``activate``, on the shell's thread).
-_activator: Callable[[Any, InteractiveCluster], None] | None = None
+#: What makes a cluster or view the target of ``%px`` in a shell, given by the magics
+#: when they are imported (set once, read by ``activate``, on the shell's thread).
+_activator: Callable[..., None] | None = None
 
 
-def set_activator(activator: Callable[[Any, InteractiveCluster], None]) -> None:
-    """Let ``InteractiveCluster.activate`` call ``activator(shell, cluster)``: the hook by
+def set_activator(activator: Callable[..., None]) -> None:
+    """Let ``activate`` call ``activator(shell, target, suffix, replace)``: the hook by
     which the IPython extension, above the client, is reached from it."""
     global _activator
     _activator = activator
+
+
+def activate(target: Any, suffix: str = "", *, replace: bool = True, required: bool = True) -> None:
+    """Make ``target`` (an InteractiveCluster or a DirectView) what ``%px<suffix>`` runs
+    on in the running IPython session, loading the extension if needed.
+
+    ``replace=False`` leaves a target already active alone; ``required=False`` does
+    nothing outside IPython instead of raising RuntimeError.
+    """
+    from IPython.core.getipython import get_ipython
+
+    shell = get_ipython()
+    if shell is None:
+        if not required:
+            return
+        raise RuntimeError("activate() makes kernels the target of %px: run it in IPython")
+    if _activator is None:
+        # The extension sits above the client: loading it, by name, hands us its activator.
+        shell.run_line_magic("load_ext", "ipython_parallel_kernel")
+    if _activator is None:
+        raise RuntimeError("the ipython_parallel_kernel extension did not register its magics")
+    _activator(shell, target, suffix, replace)
 
 
 def _saved_path(name: str, profile: str) -> Path:

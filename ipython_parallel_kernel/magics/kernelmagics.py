@@ -1,10 +1,10 @@
-"""``KernelMagics``: the magics class, a thin layer that parses and delegates.
+"""``KernelMagics``: the session's magics class, a thin layer that parses and delegates.
 
-``%px`` runs through ``runner.PxRunner``, ``%kernel start`` through
-``started.StartedClusters``, ``%kernel gather`` and ``notify`` through
-``gathering.SessionGatherer``, ``%autopx`` through ``autopx.AutoPx``. This module
-holds what is the session's: the active cluster, the last ``%px`` result, the options
-(traitlets, set in ``ipython_config.py``), and their lifetime.
+``%px`` and its family come from ``parallel.ParallelMagics``; ``%kernel start`` runs
+through ``started.StartedClusters``, ``%kernel gather`` and ``notify`` through
+``gathering.SessionGatherer``. This module holds what is the session's: the clusters
+it started, its gatherer, the magics of targets activated with a suffix, and their
+lifetime.
 """
 
 from __future__ import annotations
@@ -13,153 +13,45 @@ import argparse
 import atexit
 import shlex
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from traitlets import Bool, Enum, Float, Unicode
+from IPython.core.magic import line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments
 
 from ..client import cluster as cluster_module
-from ..client import display
-from ..client.cluster import InteractiveCluster, parse_targets
+from ..client.cluster import InteractiveCluster
 from ..client.kernel import RemoteKernel
 from ..core.clusterfile import is_cluster_file
 from ..core.toolkits import GUI_CHOICES
 from ..errors import CompositeError, KernelError
 from ..launchers import LAUNCHERS
 from .arguments import subcommand, subcommands
-from .autopx import AutoPx
 from .gathering import DEFAULT_GATHER_PORT, SessionGatherer
-from .runner import PxRunner
+from .parallel import ParallelMagics, typed_targets
 from .started import StartedClusters
+
+if TYPE_CHECKING:
+    from ..client.views import DirectView
 
 KERNEL_VERBS = "start | connect | list | use | stop | gather | notify | allow | deny"
 
 
-def execution_options(magic: Any) -> Any:
-    """The options ``%%px`` and ``%pxconfig`` share (as ipyparallel's)."""
-    options = [
-        argument("-t", "--targets", default=None, help="which kernels: 0 | 0,2 | 1:3 | ::2 | all"),
-        argument(
-            "-b",
-            "--block",
-            dest="block",
-            action="store_const",
-            const=True,
-            help="wait for the kernels (the default)",
-        ),
-        argument(
-            "-a",
-            "--noblock",
-            dest="block",
-            action="store_const",
-            const=False,
-            help="return the ClusterResult at once",
-        ),
-        argument(
-            "--stream",
-            dest="stream",
-            action="store_const",
-            const=True,
-            help="show output as it comes (the default)",
-        ),
-        argument(
-            "--no-stream",
-            dest="stream",
-            action="store_const",
-            const=False,
-            help="show output at the end",
-        ),
-        argument(
-            "--verbose",
-            dest="verbose",
-            action="store_const",
-            const=True,
-            help="say where each command runs",
-        ),
-        argument("--no-verbose", dest="verbose", action="store_const", const=False),
-        argument(
-            "--progress-after",
-            dest="progress_after",
-            type=float,
-            default=None,
-            help="seconds before a progress bar (-1: never, 0: at once)",
-        ),
-        argument(
-            "--signal-on-interrupt",
-            dest="signal_on_interrupt",
-            default=None,
-            help="what Ctrl-C sends: SIGINT interrupts; SIGKILL, 9, 0 (nothing)...",
-        ),
-    ]
-    for option in reversed(options):
-        magic = option(magic)
-    return magic
-
-
-@dataclass
-class _PxOptions:
-    """What one ``%px`` was told; None: the session's default (``%pxconfig``)."""
-
-    targets: str | None = None
-    block: bool | None = None
-    stream: bool | None = None
-    verbose: bool | None = None
-    progress_after: float | None = None
-    signal_on_interrupt: str | None = None
-    group: str | None = None
-    out: str | None = None
-
-    @classmethod
-    def parsed(cls, args: argparse.Namespace) -> _PxOptions:
-        return cls(
-            args.targets,
-            args.block,
-            args.stream,
-            args.verbose,
-            args.progress_after,
-            args.signal_on_interrupt,
-            args.group_outputs,
-            args.out,
-        )
-
-
 @magics_class
-class KernelMagics(Magics):
-    """The magics of ``ipython_parallel_kernel``; one instance per IPython session."""
+class KernelMagics(ParallelMagics):
+    """The magics of ``ipython_parallel_kernel``; one instance per IPython session.
 
-    progress_after = Float(2.0, help="Seconds a %px waits before it shows a progress bar.").tag(
-        config=True
-    )
-    stream = Bool(True, help="Show kernels' output while %px runs (else when it ends).").tag(
-        config=True
-    )
-    group_outputs = Enum(
-        display.GROUPINGS, "engine", help="How %px groups output shown when commands end."
-    ).tag(config=True)
-    block = Bool(True, help="Whether %px waits for the kernels (else returns at once).").tag(
-        config=True
-    )
-    verbose = Bool(False, help="Whether %px says where it runs each command.").tag(config=True)
-    signal_on_interrupt = Unicode(
-        "SIGINT",
-        help="What Ctrl-C during %px does: SIGINT interrupts the commands; another signal "
-        "(name or number) is sent to the kernels' processes; 0 does nothing.",
-    ).tag(config=True)
-    targets = Unicode(None, allow_none=True, help="The kernels %px runs on (None: all).").tag(
-        config=True
-    )
+    ``%kernel`` here, and ``%px`` and its family from ``ParallelMagics``, on the
+    session's active kernels; targets activated with a suffix get magics of their own.
+    """
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
-        self.active: InteractiveCluster | None = None
         self.started = StartedClusters()
-        self.last: tuple[list[int], list[Any]] | None = None
         self.gathering = SessionGatherer()
-        self.autopx_mode = AutoPx(shell)
+        #: The magics of targets activated with a suffix, by suffix.
+        self.suffixed: dict[str, ParallelMagics] = {}
         atexit.register(self.close)
 
     @property
@@ -246,9 +138,10 @@ class KernelMagics(Magics):
         return getattr(self, f"_kernel_{args.command}")(args)
 
     def _kernel_start(self, args: argparse.Namespace) -> None:
-        self.active = self.started.start(args.profile, args.n, args.gui, args.launcher)
-        names = ", ".join(k.name for k in self.active)
-        count = len(self.active)
+        self.bind(self.started.start(args.profile, args.n, args.gui, args.launcher))
+        started = self._require_active()
+        names = ", ".join(k.name for k in started)
+        count = len(started)
         print(f"started {count} kernel{'s' if count != 1 else ''}: {names} (active)")
 
     def _kernel_connect(self, args: argparse.Namespace) -> None:
@@ -263,7 +156,7 @@ class KernelMagics(Magics):
                 raise UsageError(f"cannot connect to {address}: {e}") from None
         cluster = InteractiveCluster()
         cluster.kernels = kernels
-        self.active = cluster
+        self.bind(cluster)
         if args.name:
             self._namespace()[args.name] = kernels[0] if len(kernels) == 1 else cluster
         bound = f", bound to {args.name}" if args.name else ""
@@ -294,12 +187,12 @@ class KernelMagics(Magics):
             raise UsageError(
                 f"{args.variable!r} is not a RemoteKernel or InteractiveCluster in this session"
             )
-        self.active = value
+        self.bind(value)
         print(f"active: {', '.join(k.name for k in value)}")
 
     def _kernel_stop(self, args: argparse.Namespace) -> None:
         cluster = self._require_active()
-        chosen = _parse_targets(args.targets, len(cluster))
+        chosen = typed_targets(args.targets, len(cluster))
         names = [cluster[i].name for i in chosen]
         try:
             cluster.kill(chosen, block=True)
@@ -307,7 +200,7 @@ class KernelMagics(Magics):
             print(e.render_traceback(), file=sys.stderr)
         print(f"stopped {', '.join(names)}")
         if not len(cluster):
-            self.active = None
+            self.bind(None)
         # A started cluster whose kernels are all gone is stopped: its cluster file goes.
         self.started.stopped(names)
 
@@ -338,169 +231,6 @@ class KernelMagics(Magics):
             raise UsageError(f"{verb} {network}: {e.errors[0][2]}") from None
         print(f"{verb}ed {network} on {len(cluster)} kernels")
 
-    def _require_active(self) -> InteractiveCluster:
-        if self.active is None or not len(self.active):
-            raise UsageError(
-                "no active kernels: start some with %kernel start -n 2, or connect with "
-                "%kernel connect HOST:PORT"
-            )
-        return self.active
-
-    # -- %px and %%px ------------------------------------------------------------------------
-
-    @magic_arguments()
-    @execution_options
-    @argument(
-        "-r",
-        dest="group_outputs",
-        action="store_const",
-        const="order",
-        help="show output in order (same as --group-outputs order)",
-    )
-    @argument(
-        "-e",
-        dest="group_outputs",
-        action="store_const",
-        const="engine",
-        help="group output by kernel (same as --group-outputs engine)",
-    )
-    @argument("--group-outputs", choices=display.GROUPINGS, default=None)
-    @argument("-o", "--out", dest="out", help="store the results (or ClusterResult) in this name")
-    @argument("--local", action="store_true", help="also run the cell in this session")
-    @line_cell_magic
-    # The code is the kernels' to read: IPython must not fill in {name} or $name from here.
-    @no_var_expand
-    def px(self, line: str, cell: str | None = None) -> Any:
-        """Run code on the active kernels and show what each one did.
-
-        ``%px CODE`` runs one line; ``%%px [options]`` runs the cell (``%pxconfig``
-        sets the options' defaults). Output is labelled by kernel: ``[stdout:0]``,
-        ``[stderr:1]``, ``Out[0:3]``, and a failure as ``[0:execute]`` with the remote
-        traceback. Long commands stream their output and show a progress bar; Ctrl-C
-        interrupts the kernels.
-
-        Example::
-
-            In [1]: %%px -t ::2 -o results
-               ...: import os
-               ...: os.getpid()
-            Out[0:1]: 4242
-            Out[2:1]: 4244
-        """
-        if cell is None:
-            return self._run(line, _PxOptions())
-        args = parse_argstring(self.px, line)
-        if args.local and self.shell is not None:
-            self.shell.run_cell(cell)
-        return self._run(cell, _PxOptions.parsed(args))
-
-    @magic_arguments()
-    @execution_options
-    @argument("--group-outputs", choices=display.GROUPINGS, default=None)
-    @line_magic
-    def pxconfig(self, line: str) -> None:
-        """Set the defaults of ``%px`` and ``%%px``: ``%pxconfig --noblock -t ::2``.
-
-        Each option given changes its default for this session; the others stay.
-        """
-        args = parse_argstring(self.pxconfig, line)
-        if args.targets is not None:
-            _parse_targets(args.targets, len(self._require_active()))  # refuse a bad one now
-            self.targets = args.targets
-        for option in (
-            "block",
-            "stream",
-            "verbose",
-            "progress_after",
-            "signal_on_interrupt",
-            "group_outputs",
-        ):
-            value = getattr(args, option)
-            if value is not None:
-                setattr(self, option, value)
-
-    def _run(self, code: str, options: _PxOptions) -> Any:
-        cluster = self._require_active()
-        if not code.strip():
-            raise UsageError("nothing to run: %px CODE, or %%px with a cell")
-        chosen = _parse_targets(options.targets or self.targets, len(cluster))
-        block = self.block if options.block is None else options.block
-        if self.verbose if options.verbose is None else options.verbose:
-            mode = "Parallel" if block else "Async parallel"
-            print(f"{mode} execution on kernels {', '.join(map(str, chosen))}")
-        runner = PxRunner(
-            cluster,
-            stream=self.stream if options.stream is None else options.stream,
-            group=options.group or self.group_outputs,
-            colour=self._colour(),
-            progress_after=(
-                self.progress_after if options.progress_after is None else options.progress_after
-            ),
-            signal_on_interrupt=options.signal_on_interrupt or self.signal_on_interrupt,
-        )
-        if not block:
-            pending = runner.start(code, chosen)
-            if options.out:
-                self._namespace()[options.out] = pending
-            return pending
-        outcomes = runner.run(code, chosen)
-        self.last = (chosen, outcomes)
-        if options.out:
-            self._namespace()[options.out] = outcomes
-        # Raised, not printed: IPython shows each remote traceback through
-        # CompositeError._render_traceback_, and the cell counts as failed.
-        runner.raise_failures(chosen, outcomes)
-        return None
-
-    def _namespace(self) -> dict[str, Any]:
-        """The user's variables, where ``--name``, ``-o`` and ``%kernel use`` look."""
-        if self.shell is None:
-            raise UsageError("these magics need an IPython shell")
-        return self.shell.user_ns
-
-    def _colour(self) -> bool:
-        return str(getattr(self.shell, "colors", "nocolor")).lower() != "nocolor"
-
-    # -- %autopx, %pxresult -----------------------------------------------------------------
-
-    @line_magic
-    def autopx(self, line: str = "") -> None:
-        """Toggle sending every cell to the active kernels, as if it began with %%px.
-
-        Type ``%autopx`` again to stop.
-        """
-        if self.autopx_mode.enabled:
-            self.autopx_mode.disable()
-            print("%autopx disabled")
-            return
-        self._require_active()
-        self.autopx_mode.enable()
-        print("%autopx enabled: every cell runs on the active kernels (type %autopx to stop)")
-
-    @line_magic
-    def pxresult(self, line: str = "") -> None:
-        """Show the last %px result again, or (``%pxresult N``) command N of each kernel."""
-        if line.strip():
-            try:
-                number = int(line)
-            except ValueError:
-                raise UsageError("%pxresult takes a command number, e.g. %pxresult 3") from None
-            cluster = self._require_active()
-            chosen = list(range(len(cluster)))
-            outcomes = cluster.result(number, block=True)
-        elif self.last is None:
-            raise UsageError("no %px has run yet in this session")
-        else:
-            chosen, outcomes = self.last
-        display.show_outputs(
-            chosen,
-            outcomes,
-            streamed=False,
-            group=self.group_outputs,
-            colour=self._colour(),
-            errors=True,
-        )
-
     # -- lifetime ---------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -512,9 +242,24 @@ class KernelMagics(Magics):
         self.gathering.close()
         if self.active is not None:
             self.active.disconnect()
-            self.active = None
+        for magics in self.suffixed.values():
+            magics.close()
+        super().close()
         self.started.stop_all()
-        self.autopx_mode.disable()
+
+    def activate(self, target: InteractiveCluster | DirectView, suffix: str = "") -> None:
+        """Make ``target`` what ``%px<suffix>`` and its family run on, registering those
+        magics first for a suffix not seen before."""
+        if not suffix:
+            self.bind(target)
+            return
+        if suffix not in self.suffixed:
+            if self.shell is None:
+                raise UsageError("activating a suffix needs an IPython shell")
+            magics = ParallelMagics(shell=self.shell, suffix=suffix, parent=self)
+            self.shell.register_magics(magics)
+            self.suffixed[suffix] = magics
+        self.suffixed[suffix].bind(target)
 
 
 def session_magics(shell: Any) -> KernelMagics:
@@ -532,9 +277,15 @@ def session_magics(shell: Any) -> KernelMagics:
     return found
 
 
-def activate_in_session(shell: Any, cluster: InteractiveCluster) -> None:
-    """Make ``cluster`` the target of ``%px`` in ``shell`` (``InteractiveCluster.activate``)."""
-    session_magics(shell).active = cluster
+def activate_in_session(
+    shell: Any, target: InteractiveCluster | DirectView, suffix: str = "", replace: bool = True
+) -> None:
+    """Make ``target`` what ``%px<suffix>`` runs on in ``shell`` (``activate()`` of a
+    cluster, client or view); ``replace=False`` leaves an active target alone."""
+    magics = session_magics(shell)
+    current = magics.suffixed.get(suffix) if suffix else magics
+    if replace or current is None or current.active is None:
+        magics.activate(target, suffix)
 
 
 # The client sits below the magics and never imports them: they hand it the activator.
@@ -543,11 +294,3 @@ cluster_module.set_activator(activate_in_session)
 
 def _our_magics(shell: Any) -> KernelMagics | None:
     return next((c for c in shell.configurables if isinstance(c, KernelMagics)), None)
-
-
-def _parse_targets(spec: str | None, count: int) -> list[int]:
-    """The targets typed after ``-t`` or ``%kernel stop``; a mistake is a UsageError."""
-    try:
-        return parse_targets(None if spec is None else spec.strip("'\""), count)
-    except (ValueError, IndexError, TypeError) as e:
-        raise UsageError(str(e)) from None

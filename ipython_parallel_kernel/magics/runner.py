@@ -18,7 +18,7 @@ from __future__ import annotations
 import queue
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..client import display
@@ -51,10 +51,14 @@ class PxRunner:
     #: interrupt request); another signal (a name or number) is sent to the kernels'
     #: processes on this machine, 0 sends nothing.
     signal_on_interrupt: str = "SIGINT"
+    #: The ClusterResult of the last ``start`` or ``run``.
+    result: ClusterResult | None = field(default=None, init=False)
 
     def start(self, code: str, targets: list[int]) -> ClusterResult:
-        """Send ``code`` to ``targets`` and return at once; nothing is shown."""
-        return self.cluster.execute(code, targets, block=False)
+        """Send ``code`` to ``targets`` and return at once; nothing is shown (``wait``
+        waits for it as ``run`` does)."""
+        self.result = self.cluster.execute(code, targets, block=False)
+        return self.result
 
     def run(self, code: str, targets: list[int]) -> list[Any]:
         """Run ``code`` on ``targets``, wait, show the output; one outcome per target
@@ -64,8 +68,8 @@ class PxRunner:
         """
         outputs: queue.SimpleQueue[Chunk] = queue.SimpleQueue()
         on_output = (lambda *chunk: outputs.put(chunk)) if self.stream else None
-        pending = self.cluster.execute(code, targets, block=False, on_output=on_output)
-        outcomes = self.wait(pending, targets, outputs)
+        self.result = self.cluster.execute(code, targets, block=False, on_output=on_output)
+        outcomes = self.wait(self.result, targets, outputs)
         display.show_outputs(
             targets,
             outcomes,
@@ -77,9 +81,14 @@ class PxRunner:
         return outcomes
 
     def wait(
-        self, pending: ClusterResult, targets: list[int], outputs: queue.SimpleQueue[Chunk]
+        self,
+        pending: ClusterResult,
+        targets: list[int],
+        outputs: queue.SimpleQueue[Chunk] | None = None,
     ) -> list[Any]:
-        """Wait for every target, printing streamed output from this thread as it comes."""
+        """Wait for every target (progress bar, Ctrl-C as ``run``), printing the streamed
+        output ``outputs`` brings from this thread as it comes; the outcomes."""
+        outputs = queue.SimpleQueue() if outputs is None else outputs
         bar = None
         started = time.monotonic()
         try:
