@@ -47,6 +47,7 @@ from .cluster import parse_targets
 from .dependencies import Dependencies, dependencies
 from .futures import FutureResult, Part
 from .kernel import AsyncResult, Blocking, RemoteKernel, pick
+from .views import ParallelFunction, joiner, partition
 
 if TYPE_CHECKING:
     from .client import Client
@@ -560,6 +561,38 @@ class LoadBalancedView(Blocking):
     def imap(self, f: Callable[..., Any], *sequences: Sequence, ordered: bool = True) -> Iterator:
         """The values of ``map(f, *sequences)`` as they arrive."""
         return iter(self.map(f, *sequences, block=False, ordered=ordered))
+
+    def parallel(
+        self, dist: str = "b", block: bool | None = None, chunksize: int | None = None
+    ) -> Callable[[Callable[..., Any]], ParallelFunction]:
+        """Decorate a function to run on parts of its arguments, each part a task for
+        the first kernel with room (``chunksize`` items a part; default: one part per
+        kernel), the parts of the result put back together when blocking (else the
+        MapResult gives one value per part); ``.map`` runs it item by item::
+
+            @lview.parallel()
+            def f(x):
+                return 10.0 * x**4
+
+
+            f.map(range(32))  # [0.0, 10.0, 160.0, ...]
+        """
+        return lambda f: ParallelFunction(self, f, dist, block, chunksize)
+
+    def _call_on_parts(
+        self, function: ParallelFunction, sequences: tuple[Sequence, ...], kwargs: dict
+    ) -> Any:
+        """``ParallelFunction.__call__`` here: each part of the sequences one task."""
+        length = min(len(seq) for seq in sequences)
+        kernels = len(parse_targets(self.targets, len(self.client.kernels)))
+        size = function.chunksize or -(-length // kernels)
+        count = max(1, -(-length // max(1, size)))
+        parts = [partition(seq, count, function.dist) for seq in sequences]
+        func = partial(function.func, **kwargs) if kwargs else function.func
+        result = self.map(func, *parts, block=False)
+        if not self._blocking(function.block):
+            return result
+        return joiner(function.dist)(result.get(self.client.timeout))
 
     def wait(self, jobs: Any = None, timeout: float | None = None) -> bool:
         """Wait for ``jobs`` (default: everything this client has outstanding)."""

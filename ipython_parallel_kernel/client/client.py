@@ -29,10 +29,10 @@ from ..errors import KernelTimeout
 from . import display
 from .balancer import LoadBalancedView
 from .bridges import ViewExecutor
-from .cluster import InteractiveCluster, Targets, parse_targets
+from .cluster import InteractiveCluster, Targets, activate, parse_targets
 from .futures import FutureResult
 from .kernel import RemoteKernel
-from .views import DirectView
+from .views import BroadcastView, DirectView
 
 
 class Client:
@@ -68,6 +68,8 @@ class Client:
         #: The results of load-balanced tasks still referred to, so that a task's
         #: ``after``/``follow`` can name another by its msg_id.
         self.task_results: weakref.WeakSet[FutureResult] = weakref.WeakSet()
+        # As ipyparallel's: the first client of an IPython session gives it %px.
+        activate(self.direct_view(), replace=False, required=False)
 
     @property
     def ids(self) -> list[int]:
@@ -86,6 +88,25 @@ class Client:
     def direct_view(self, targets: Targets = "all") -> DirectView:
         """A DirectView of ``targets``."""
         return DirectView(self, targets)
+
+    def broadcast_view(
+        self, targets: Targets = "all", is_coalescing: bool = False
+    ) -> BroadcastView:
+        """A BroadcastView of ``targets``: a DirectView (this client sends to each kernel
+        itself, so there is no scheduler to broadcast through)."""
+        return BroadcastView(self, targets, is_coalescing=is_coalescing)
+
+    def activate(self, targets: Targets = "all", suffix: str = "") -> DirectView:
+        """A blocking DirectView of ``targets``, made what ``%px<suffix>``, ``%%px<suffix>``,
+        ``%pxresult<suffix>`` and ``%autopx<suffix>`` run on in this IPython session::
+
+            In [1]: rc.activate(targets=0, suffix="0")
+            In [2]: %px0 import os; os.getpid()
+            Out[0:1]: 4242
+        """
+        view = self.direct_view(targets)
+        view.block = True
+        return view.activate(suffix)
 
     def load_balanced_view(self, targets: Targets = None) -> LoadBalancedView:
         """A LoadBalancedView: tasks to whichever of ``targets`` (default: all) is free."""

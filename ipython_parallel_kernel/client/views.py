@@ -29,7 +29,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core import serialize
-from .cluster import ClusterResult, InteractiveCluster, Targets, join, parse_targets, split
+from .cluster import (
+    ClusterResult,
+    InteractiveCluster,
+    Targets,
+    activate,
+    join,
+    parse_targets,
+    split,
+)
 from .futures import OutputRelay
 from .kernel import Blocking
 
@@ -96,15 +104,19 @@ class DirectView(Blocking):
         block: bool | None,
         send: Callable[[list[int]], ClusterResult],
         wait_only: bool = False,
+        valueless: bool = False,
     ) -> Any:
         """Send to the chosen targets; wait for the values (or, ``wait_only``, for the
-        result object) as ``block`` says."""
+        result object) as ``block`` says. ``valueless``: a blocking call gives None
+        from each target, as ipyparallel's ``push`` and ``scatter`` do."""
         chosen = self.targets if targets is None else targets
         result = send(self._ids(targets))
         result.single = isinstance(chosen, int)
         if not self._blocking(block):
             return result
         values = result.get(self.client.timeout)
+        if valueless:
+            return None if result.single else [None] * len(values)
         return result if wait_only else values
 
     # -- running code --------------------------------------------------------------------
@@ -178,11 +190,15 @@ class DirectView(Blocking):
     # -- namespaces --------------------------------------------------------------------------
 
     def push(self, ns: dict[str, Any], targets: Targets = None, block: bool | None = None) -> Any:
-        """Bind every name of ``ns`` on the targets: all or none on each."""
+        """Bind every name of ``ns`` on the targets: all or none on each. Blocking, None
+        from each target; else a result whose ``get()`` gives the names bound on each."""
         if not isinstance(ns, dict):
             raise TypeError(f"push() takes a dict of names and values, not {type(ns).__name__}")
         return self._run(
-            targets, block, lambda ids: self._cluster.push(ns, targets=ids, block=False)
+            targets,
+            block,
+            lambda ids: self._cluster.push(ns, targets=ids, block=False),
+            valueless=True,
         )
 
     update = push
@@ -221,9 +237,9 @@ class DirectView(Blocking):
     ) -> Any:
         """Bind to ``key`` on each target its part of ``seq``: contiguous blocks
         (``dist='b'``) or every n-th item (``'r'``). ``flatten``: a part of one item
-        is bound as that item."""
+        is bound as that item. Blocking, None from each target, as ``push``."""
         ids = self._ids(targets)
-        parts = _partition(seq, len(ids), dist)
+        parts = partition(seq, len(ids), dist)
         if flatten:
             parts = [part[0] if len(part) == 1 else part for part in parts]
         return self._run(
@@ -232,6 +248,7 @@ class DirectView(Blocking):
             lambda ids: self._cluster._each(
                 "scatter", ids, lambda position, k: k.push(parts[position], key, block=False), False
             ),
+            valueless=True,
         )
 
     def gather(
@@ -246,11 +263,27 @@ class DirectView(Blocking):
             ids,
             block,
             lambda ids: self._cluster._each(
-                "gather", ids, lambda _, k: k.pull(key, block=False), False, _joiner(dist)
+                "gather", ids, lambda _, k: k.pull(key, block=False), False, joiner(dist)
             ),
         )
 
     # -- decorators and imports ---------------------------------------------------------------
+
+    def _call_on_parts(
+        self, function: ParallelFunction, sequences: tuple[Sequence, ...], kwargs: dict
+    ) -> Any:
+        """``ParallelFunction.__call__`` here: one part of each sequence per kernel."""
+        ids = self._ids(None)
+        parts = [partition(seq, len(ids), function.dist) for seq in sequences]
+
+        def call(position: int, kernel: Any) -> Any:
+            return kernel.apply_async(function.func, *[p[position] for p in parts], **kwargs)
+
+        return self._run(
+            ids,
+            function.block,
+            lambda ids: self._cluster._each("parallel", ids, call, False, joiner(function.dist)),
+        )
 
     def remote(self, block: bool | None = None) -> Callable[[Callable[..., Any]], RemoteFunction]:
         """Decorate a function to run on the view's kernels when called::
@@ -374,10 +407,35 @@ class DirectView(Blocking):
         """Shut the targets' kernels down."""
         return self._run(targets, block, lambda ids: self._cluster.kill(targets=ids, block=False))
 
-    def activate(self) -> DirectView:
-        """Make this view's kernels the target of ``%px`` in this IPython session."""
-        self._cluster.subcluster(self._ids(None)).activate()
+    def activate(self, suffix: str = "") -> DirectView:
+        """Make this view what ``%px`` (``%px<suffix>`` and its family, with a suffix)
+        runs on in this IPython session: its targets and ``block`` flag are then the
+        magics' defaults. Returns self."""
+        activate(self, suffix)
         return self
+
+
+class BroadcastView(DirectView):
+    """ipyparallel's BroadcastView: a DirectView by another name.
+
+    ipyparallel sends a broadcast through its scheduler to save the client sending one
+    message per engine; here there is no scheduler, and the client writes to each
+    kernel's connection itself, so the two views are one. ``is_coalescing`` is kept
+    for code that sets it: results are always gathered per kernel.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        targets: Targets = "all",
+        block: bool = False,
+        is_coalescing: bool = False,
+    ) -> None:
+        super().__init__(client, targets, block)
+        self.is_coalescing = is_coalescing
+
+    def __repr__(self) -> str:
+        return super().__repr__().replace("<DirectView", "<BroadcastView", 1)
 
 
 def _check_distribution(dist: str) -> None:
@@ -385,14 +443,17 @@ def _check_distribution(dist: str) -> None:
         raise ValueError(f"dist={dist!r}: 'b' (contiguous blocks) or 'r' (round robin)")
 
 
-def _partition(seq: Sequence, parts: int, dist: str) -> list[Any]:
+def partition(seq: Sequence, parts: int, dist: str) -> list[Any]:
+    """``seq`` in ``parts`` parts: contiguous blocks (``dist='b'``) or every n-th item
+    (``'r'``)."""
     _check_distribution(dist)
     if dist == "b":
         return split(seq, parts)
     return [seq[i::parts] for i in range(parts)]
 
 
-def _joiner(dist: str) -> Callable[[list[Any]], Any]:
+def joiner(dist: str) -> Callable[[list[Any]], Any]:
+    """What puts the results of ``partition``'s parts back together."""
     if dist == "b":
         return join
 
@@ -419,26 +480,27 @@ class RemoteFunction:
 
 
 class ParallelFunction(RemoteFunction):
-    """A function run on parts of its arguments, one per kernel (``DirectView.parallel``)."""
+    """A function run on parts of its arguments (``DirectView.parallel``: one part per
+    kernel; ``LoadBalancedView.parallel``: parts of ``chunksize`` items, one task each),
+    the parts of the result put back together; ``.map`` applies it item by item."""
 
     def __init__(
-        self, view: DirectView, func: Callable[..., Any], dist: str, block: bool | None
+        self,
+        view: Any,
+        func: Callable[..., Any],
+        dist: str,
+        block: bool | None,
+        chunksize: int | None = None,
     ) -> None:
         super().__init__(view, func, block)
         self.dist = dist
+        self.chunksize = chunksize
 
     def __call__(self, *sequences: Any, **kwargs: Any) -> Any:
         if not sequences:
             raise TypeError(f"{self.func.__name__}() needs sequences to split over the kernels")
-        view, func = self.view, self.func
-        ids = view._ids(None)
-        parts = [_partition(seq, len(ids), self.dist) for seq in sequences]
+        return self.view._call_on_parts(self, sequences, kwargs)
 
-        def call(position: int, kernel: Any) -> Any:
-            return kernel.apply_async(func, *[p[position] for p in parts], **kwargs)
-
-        return view._run(
-            ids,
-            self.block,
-            lambda ids: view._cluster._each("parallel", ids, call, False, _joiner(self.dist)),
-        )
+    def map(self, *sequences: Sequence) -> Any:
+        """``list(map(func, *sequences))`` through the view's ``map``, item by item."""
+        return self.view.map(self.func, *sequences, block=self.block)

@@ -522,3 +522,105 @@ def test_pxconfig_sets_the_defaults(connected, capsys):
         assert not failed.success
     finally:
         magics.block, magics.targets, magics.verbose = True, None, False
+
+
+def test_pxresult_waits_for_a_noblock_px_and_takes_ipyparallels_options(connected, capsys):
+    """After %px --noblock, %pxresult waits for it and shows it; -o stores the
+    ClusterResult without showing; -e, -r and --group-outputs group the output."""
+    shell = connected
+    run(shell, "%%px --noblock\nimport time; time.sleep(0.3); print('slept'); 6 * 7")
+    capsys.readouterr()
+    assert run(shell, "%pxresult").success
+    out = capsys.readouterr().out
+    assert out.count("[stdout:") == 4 and out.count("]: 42") == 4
+    assert run(shell, "%pxresult -o kept").success
+    assert capsys.readouterr().out == ""
+    kept = shell.user_ns.pop("kept")
+    assert kept.get(30) is not None and [r.text for r in kept.get(30)] == ["42"] * 4
+    for option in ("-e", "-r", "--group-outputs type"):
+        assert run(shell, f"%pxresult {option}").success
+        assert capsys.readouterr().out.count("]: 42") == 4
+    run(shell, "%%px --noblock\n1 / 0")
+    failed = run(shell, "%pxresult")
+    assert not failed.success and "ZeroDivisionError" in repr(failed.error_in_exec)
+
+
+def test_activate_with_a_suffix_registers_magics_of_its_own(connected, rc, capsys):
+    """rc.activate(targets, suffix) gives %px<suffix>, %%px<suffix>, %pxresult<suffix> and
+    %autopx<suffix> on those kernels, labelled by kernel id; plain %px is unchanged."""
+    shell = connected
+    view = rc.activate(targets=[0, 2], suffix="_even")
+    assert view.block is True and view.targets == [0, 2]
+    for name in ("px_even", "pxresult_even", "autopx_even", "pxconfig_even"):
+        assert shell.find_line_magic(name) is not None, name
+    assert shell.find_cell_magic("px_even") is not None
+    capsys.readouterr()
+    run(shell, "%px_even import os; print('here')")
+    out = capsys.readouterr().out
+    assert "[stdout:0] here" in out and "[stdout:2] here" in out and "[stdout:1]" not in out
+    run(shell, "%%px_even\n5 * 5")
+    out = capsys.readouterr().out
+    assert "Out[0:" in out and "Out[2:" in out and "Out[1:" not in out
+    run(shell, "%pxresult_even")
+    assert capsys.readouterr().out.count("]: 25") == 2
+    run(shell, "%autopx_even")
+    run(shell, "autopx_value = 3")
+    run(shell, "%autopx_even")
+    assert "autopx_value" not in shell.user_ns
+    assert rc[[0, 2]].pull("autopx_value", block=True) == [3, 3]
+    run(shell, "%px 'everywhere'")
+    assert capsys.readouterr().out.count("'everywhere'") == 4
+
+
+def test_an_activated_view_lends_px_its_targets_and_block(connected, rc, capsys):
+    """A DirectView made active: %px runs on its targets, blocking as the view does."""
+    shell = connected
+    view = rc[1:3]
+    view.block = False
+    assert view.activate() is view
+    pending = run(shell, "%px 'async'").result
+    assert pending is not None and [r.text for r in pending.get(30)] == ["'async'"] * 2
+    view.block = True
+    capsys.readouterr()
+    run(shell, "%px 'sync'")
+    out = capsys.readouterr().out
+    assert "Out[1:" in out and "Out[2:" in out and "Out[0:" not in out
+
+
+def test_broadcast_view_is_a_direct_view(rc):
+    """rc.broadcast_view() runs on every target like rc[:] (no scheduler to go through)."""
+    from ipython_parallel_kernel import BroadcastView, DirectView, interactive
+
+    view = rc.broadcast_view(is_coalescing=True)
+    assert isinstance(view, BroadcastView) and isinstance(view, DirectView)
+    assert view.is_coalescing and repr(view).startswith("<BroadcastView")
+    view["b"] = 10
+    assert view.apply_sync(interactive(lambda: b * 2)) == [20] * 4  # noqa: F821
+
+
+def test_the_first_client_in_a_session_gives_it_px(tmp_path, four_kernels):
+    """As ipyparallel: ipp.Client() in a fresh IPython session loads the magics and makes
+    %px run on all its kernels, with no %load_ext; a second client does not take over."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from IPython.core.interactiveshell import InteractiveShell\n"
+        "import ipython_parallel_kernel as ipp\n"
+        "ip = InteractiveShell.instance()\n"
+        "ip.colors = 'nocolor'\n"
+        f"rc = ipp.Client({str(four_kernels[0].connection_file)!r})\n"
+        "assert ip.find_line_magic('px') is not None\n"
+        "assert ip.run_cell('%px first = 1').success\n"
+        "assert rc[:].pull('first', block=True) == [1]\n"
+        f"other = ipp.Client({str(four_kernels[1].connection_file)!r})\n"
+        "magics = ip.magics_manager.registry['KernelMagics']\n"
+        "assert magics.view.client is rc\n"
+        "print('ok')\n"
+    )
+    env = {**os.environ, "IPYTHONDIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr

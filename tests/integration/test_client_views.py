@@ -1,6 +1,6 @@
 """``Client`` and ``DirectView``: ipyparallel's vocabulary on real kernels.
 
-Cells from ipyparallel's "direct" tutorial page run here with only the import changed.
+The tutorial pages' own cells run in ``tests/clients/test_ipyparallel_tutorial.py``.
 """
 
 from __future__ import annotations
@@ -25,95 +25,28 @@ def test_ids_and_views(rc):
         rc[7]
 
 
-#: Cells of ipyparallel's docs/source/tutorial/direct.md, in order, with the import
-#: changed and each shown output turned into an assert.
-DIRECT_TUTORIAL = [
-    """
-dview = rc[:]
-serial_result = list(map(lambda x:x**10, range(32)))
-parallel_result = dview.map_sync(lambda x: x**10, range(32))
-assert serial_result == parallel_result
-""",
-    """
-dview.block=True
-dview['a'] = 5
-dview['b'] = 10
-assert dview.apply(lambda x: a+b+x, 27) == [42, 42, 42, 42]
-dview.block = False
-assert dview.apply_sync(lambda x: a+b+x, 27) == [42, 42, 42, 42]
-""",
-    """
-rc[::2].execute('c = a + b')
-rc[1::2].execute('c = a - b')
-rc.wait()
-assert dview['c'] == [15, -5, 15, -5]
-""",
-    """
-def wait(t):
-    import time
-    tic = time.time()
-    time.sleep(t)
-    return time.time()-tic
+def test_async_results_wait_ready_and_time_out(rc):
+    """The direct tutorial's waits, shortened: ready() before the end, get(timeout)
+    raising TimeoutError, and dview.wait over a list of results."""
+    dview = rc[:]
 
-ar = dview.apply_async(wait, 0.2)
-assert all(t >= 0.2 for t in ar.get())
-ar = dview.apply_async(wait, 2)
-assert ar.ready() is False
-try:
-    ar.get(0.1)
-except TimeoutError:
-    pass
-else:
-    raise AssertionError("get(0.1) returned before the result")
-ar_list = [dview.apply_async(wait, 0.1) for i in range(4)]
-assert dview.wait(ar_list)
-assert len(ar_list[0].get()) == 4
-""",
-    """
-dview.targets = [0, 2]
-dview.block = False
-ar = dview.apply(lambda : 10)
-assert ar.get() == [10, 10]
-dview.targets = rc.ids
-dview.block = True
-assert dview.apply(lambda : 42) == [42, 42, 42, 42]
-""",
-    """
-dview.push(dict(a=1.03234, b=3453))
-assert dview.pull('a') == [1.03234] * 4
-assert dview.pull('b', targets=0) == 3453
-assert dview.pull(('a', 'b')) == [[1.03234, 3453]] * 4
-dview.push(dict(c='speed'))
-ar = dview.pull('a', block=False)
-assert ar.get() == [1.03234] * 4
-dview['a'] = ['foo', 'bar']
-assert dview['a'] == [['foo', 'bar']] * 4
-""",
-    """
-dview.scatter('a', range(16))
-assert dview['a'] == [range(0, 4), range(4, 8), range(8, 12), range(12, 16)]
-dview.block = False
-assert dview.gather('a').get() == list(range(16))
-assert dview.gather('a')[3] == 3
-""",
-]
+    def wait(t):
+        import time
 
+        tic = time.time()
+        time.sleep(t)
+        return time.time() - tic
 
-def test_the_direct_tutorial_cells(rc):
-    """The tutorial's cells, run in a real IPython shell as a user would, with
-    `import ipython_parallel_kernel as ipp` where the page imports ipyparallel."""
-    from IPython.core.interactiveshell import InteractiveShell
-
-    shell = InteractiveShell.instance()
-    shell.user_ns["rc"] = rc
-    try:
-        assert shell.run_cell("import ipython_parallel_kernel as ipp").success
-        for cell in DIRECT_TUTORIAL:
-            result = shell.run_cell(cell)
-            assert result.success, (cell, result.error_in_exec or result.error_before_exec)
-    finally:
-        for name in ("rc", "dview", "ar", "ar_list", "wait", "ipp"):
-            shell.user_ns.pop(name, None)
+    assert all(t >= 0.2 for t in dview.apply_async(wait, 0.2).get())
+    ar = dview.apply_async(wait, 2)
+    assert ar.ready() is False
+    with pytest.raises(TimeoutError):
+        ar.get(0.1)
+    ar_list = [dview.apply_async(wait, 0.1) for _ in range(4)]
+    assert dview.wait(ar_list)
+    assert len(ar_list[0].get()) == 4
+    assert dview.push({"a": 1}, block=True) == [None] * 4
+    assert dview.push({"a": 1}, block=False).get() == [["a"]] * 4
 
 
 def test_an_int_target_gives_values_not_lists(rc):

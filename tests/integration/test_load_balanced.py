@@ -136,3 +136,23 @@ def test_joblib_backend_of_its_own_cluster(ipython_dir):
     results = joblib.Parallel(backend="ipk")(joblib.delayed(os.getpid)() for _ in range(6))
     assert os.getpid() not in results
     assert not list((ipython_dir / "profile_default" / "security").glob("ipk-cluster-*.json"))
+
+
+def test_parallel_decorator_splits_into_tasks(rc):
+    """@lview.parallel(): a call runs parts of the sequence as tasks and joins them;
+    .map runs it item by item; keyword arguments reach every part."""
+    lview = rc.load_balanced_view()
+
+    @lview.parallel(block=True, chunksize=3)
+    def scaled(xs, factor=1):
+        return [x * factor for x in xs]
+
+    assert scaled(list(range(10)), factor=2) == [x * 2 for x in range(10)]
+
+    @lview.parallel(block=True)
+    def f(x):
+        return 10.0 * x**4
+
+    assert f.map(range(32)) == [10.0 * x**4 for x in range(32)]
+    pending = lview.parallel(chunksize=5)(len)(list(range(10)))
+    assert pending.get(30) == [5, 5]
