@@ -39,8 +39,8 @@ from ..core.connection import (
     cluster_ready_line,
     count_kernels,
     format_address,
-    profile_dir,
 )
+from ..core.profiles import install_shipped
 from ..errors import ClusterRunning, LaunchError, LaunchTimeout
 from ..launchers import LAUNCHERS
 from ..launchers.cluster import CONFIG_FILE, PROBE_TIMEOUT, Cluster, for_each, kernel_status
@@ -81,8 +81,9 @@ class ClusterCommand(Application):
         self.init_checks()
 
     def init_profile(self) -> None:
-        """Load ``ipk_cluster_config.py`` from the profile, if there is one."""
-        directory = profile_dir(self.profile)
+        """Load ``ipk_cluster_config.py`` from the profile, if there is one (a shipped
+        profile's is copied there on its first use)."""
+        directory = install_shipped(self.profile)
         if (directory / CONFIG_FILE).exists():
             self.load_config_file(CONFIG_FILE, path=[str(directory)])
             # The command line wins over the profile.

@@ -49,6 +49,7 @@ from ..core.clusterfile import (
     write_cluster_file,
 )
 from ..core.connection import ConnectionInfo, format_address, profile_dir
+from ..core.profiles import install_shipped
 from ..core.toolkits import GUI_CHOICES
 from ..errors import ClusterRunning, KernelError, KernelTimeout, LaunchError, LaunchTimeout
 from . import LAUNCHERS, get_launcher
@@ -163,8 +164,9 @@ def signal_kernels(infos: Sequence[ConnectionInfo], signum: int | str) -> None:
 
 
 def profile_config(profile: str) -> Config:
-    """The settings in the profile's ``ipk_cluster_config.py``; empty if it has none."""
-    directory = profile_dir(profile)
+    """The settings in the profile's ``ipk_cluster_config.py`` (a shipped profile's, on
+    its first use); empty if it has none."""
+    directory = install_shipped(profile)
     if not (directory / CONFIG_FILE).exists():
         return Config()
     return PyFileConfigLoader(CONFIG_FILE, path=str(directory)).load_config()

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import kernel_env
 
+from ipython_parallel_kernel.core.profiles import SHIPPED_PROFILES, shipped_profiles
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -28,8 +30,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert built.returncode == 0, built.stderr
     [wheel] = work.glob("*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    for profile in ("default", "lan"):
-        assert f"ipython_parallel_kernel/profiles/{profile}/ipk_kernel_config.py" in names
+    for path in SHIPPED_PROFILES.glob("*/*.py"):
+        assert f"ipython_parallel_kernel/profiles/{path.parent.name}/{path.name}" in names
     target = work / "site"
     done = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), wheel],
@@ -85,6 +87,6 @@ def test_unknown_profile_is_refused_by_name(installed, ipython_dir):
     assert result.returncode == 2, result.stderr
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("ipk-kernel: --profile lna: no such profile")
-    assert "shipped: default, lan" in line
+    assert f"shipped: {', '.join(shipped_profiles())}" in line and "lan" in line
     assert result.stdout == ""
     assert not (ipython_dir / "profile_lna").exists()
