@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -48,6 +50,14 @@ def connected_files(shell: InteractiveShell) -> list[str]:
 def run(shell: InteractiveShell, cell: str):
     """Run a cell; return IPython's result object."""
     return shell.run_cell(cell)
+
+
+def run_fresh_session(script: str, ipython_dir: Path) -> subprocess.CompletedProcess:
+    """Run ``script`` in a new Python process (a session of its own) with that IPYTHONDIR."""
+    env = {**os.environ, "IPYTHONDIR": str(ipython_dir)}
+    return subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env
+    )
 
 
 def lines(text: str) -> list[str]:
@@ -393,8 +403,6 @@ def test_activate_makes_a_cluster_the_px_target(shell, four_kernels, capsys):
 def test_close_undoes_its_atexit_registration(tmp_path):
     """The magics close at interpreter exit unless unloaded before: %unload_ext (close)
     removes their exit hook, so an unloaded session's magics are not closed again."""
-    import subprocess
-    import sys
 
     script = (
         "from IPython.core.interactiveshell import InteractiveShell\n"
@@ -409,10 +417,7 @@ def test_close_undoes_its_atexit_registration(tmp_path):
         "        ip.run_cell('%unload_ext ipython_parallel_kernel')\n"
         "print('exiting', flush=True)\n"
     )
-    env = {**os.environ, "IPYTHONDIR": str(tmp_path)}
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env
-    )
+    done = run_fresh_session(script, tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n") == ["unloaded closed", "exiting", "loaded closed", ""]
 
@@ -467,8 +472,6 @@ def test_the_client_never_imports_the_magics():
 def test_activate_loads_the_extension_in_a_fresh_session(tmp_path):
     """ic.activate() in a session that never loaded the extension loads it and makes the
     cluster the %px target; importing the client alone does not load the magics."""
-    import subprocess
-    import sys
 
     script = (
         "import sys\n"
@@ -482,10 +485,7 @@ def test_activate_loads_the_extension_in_a_fresh_session(tmp_path):
         "assert ip.find_line_magic('px') is not None\n"
         "print('ok')\n"
     )
-    env = {**os.environ, "IPYTHONDIR": str(tmp_path)}
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env
-    )
+    done = run_fresh_session(script, tmp_path)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
 
 
@@ -601,8 +601,6 @@ def test_broadcast_view_is_a_direct_view(rc):
 def test_the_first_client_in_a_session_gives_it_px(tmp_path, four_kernels):
     """As ipyparallel: ipp.Client() in a fresh IPython session loads the magics and makes
     %px run on all its kernels, with no %load_ext; a second client does not take over."""
-    import subprocess
-    import sys
 
     script = (
         "import sys\n"
@@ -619,8 +617,5 @@ def test_the_first_client_in_a_session_gives_it_px(tmp_path, four_kernels):
         "assert magics.view.client is rc\n"
         "print('ok')\n"
     )
-    env = {**os.environ, "IPYTHONDIR": str(tmp_path)}
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env
-    )
+    done = run_fresh_session(script, tmp_path)
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr
