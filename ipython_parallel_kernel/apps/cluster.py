@@ -43,7 +43,14 @@ from ..core.connection import (
 )
 from ..errors import ClusterRunning, LaunchError, LaunchTimeout
 from ..launchers import LAUNCHERS
-from ..launchers.cluster import CONFIG_FILE, PROBE_TIMEOUT, Cluster, for_each, kernel_status
+from ..launchers.cluster import (
+    CONFIG_FILE,
+    PROBE_TIMEOUT,
+    Cluster,
+    for_each,
+    install_shipped_config,
+    kernel_status,
+)
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], indent: str = "") -> str:
@@ -81,7 +88,9 @@ class ClusterCommand(Application):
         self.init_checks()
 
     def init_profile(self) -> None:
-        """Load ``ipk_cluster_config.py`` from the profile, if there is one."""
+        """Load ``ipk_cluster_config.py`` from the profile (the shipped one if it has
+        none), if there is one."""
+        install_shipped_config(self.profile)
         directory = profile_dir(self.profile)
         if (directory / CONFIG_FILE).exists():
             self.load_config_file(CONFIG_FILE, path=[str(directory)])

@@ -27,6 +27,7 @@ import atexit
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import socket
 import threading
@@ -61,6 +62,8 @@ if TYPE_CHECKING:
 
 #: The profile's file of cluster settings.
 CONFIG_FILE = "ipk_cluster_config.py"
+#: Ready-made profiles shipped inside the package.
+SHIPPED_PROFILES = Path(__file__).resolve().parent.parent / "profiles"
 #: How long a probe waits for a kernel before calling it dead.
 PROBE_TIMEOUT = 2.0
 #: Kernels probed at once by ``for_each``.
@@ -162,8 +165,20 @@ def signal_kernels(infos: Sequence[ConnectionInfo], signum: int | str) -> None:
                 os.kill(info.pid, number)
 
 
+def install_shipped_config(profile: str) -> None:
+    """Give the profile the ``ipk_cluster_config.py`` shipped under its name (``mpi``...)
+    if it has none of its own yet, so a shipped profile works by name."""
+    shipped = SHIPPED_PROFILES / profile / CONFIG_FILE
+    target = profile_dir(profile) / CONFIG_FILE
+    if shipped.exists() and not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shipped, target)
+
+
 def profile_config(profile: str) -> Config:
-    """The settings in the profile's ``ipk_cluster_config.py``; empty if it has none."""
+    """The settings in the profile's ``ipk_cluster_config.py`` (the shipped one if it
+    has none); empty if there is none."""
+    install_shipped_config(profile)
     directory = profile_dir(profile)
     if not (directory / CONFIG_FILE).exists():
         return Config()
