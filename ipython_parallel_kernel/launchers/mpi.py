@@ -1,17 +1,19 @@
 """Kernels as the ranks of one MPI world: one ``mpiexec`` runs them all.
 
-``ipk-cluster start -n 4 --launcher mpi`` runs::
+``ipk-cluster start -n 4 --launcher mpi`` runs one command per rank (MPMD), so that
+kernel ``first + r`` is rank ``r`` and has its own connection file and log::
 
-    mpiexec [mpi_args] -n 1 python -m ipython_parallel_kernel.apps.kernel --port 0 \\
-        --connection-file .../ipk-cluster-<id>-kernel-0.json ... : -n 1 ... kernel-1.json ...
+    mpiexec [mpi_args] -n 1 sh -c 'exec "$0" "$@" > .../ipk-cluster-<id>-kernel-0.log 2>&1' \
+        python -m ipython_parallel_kernel.apps.kernel --port 0 \
+        --connection-file .../ipk-cluster-<id>-kernel-0.json ... : -n 1 sh -c ... kernel-1 ...
 
-one command per rank (MPMD), so kernel ``first + r`` is rank ``r`` and writes its own
-connection file, whatever its host; their output all goes to the one log of
-``mpiexec``, where each kernel's ready line names its file. On one machine it works as
-shipped: as root the launcher allows Open MPI to run as root, it lets more ranks than
-cores share them (and then has idle ranks yield), and Open MPI's ranks talk over
-shared memory only (``btl self,vader``), opening no TCP ports. All of these are
-environment defaults: what the environment or ``mpi_args`` says wins.
+(``sh`` execs the kernel, so the rank's pid is the kernel's; ``mpiexec`` would mix the
+ranks' output, ready lines included, in its own.) What ``mpiexec`` itself says goes to
+``ipk-cluster-<id>-mpiexec-<first>.log``. On one machine it works as shipped: as root
+the launcher allows Open MPI to run as root, it lets more ranks than cores share them
+(and then has idle ranks yield), and Open MPI's ranks talk over shared memory only
+(``btl self,vader``), opening no TCP ports. All of these are environment defaults:
+what the environment or ``mpi_args`` says wins.
 
 Stopping signals each rank by pid (SIGTERM, then SIGKILL), as the cluster file lists
 them, and the ``mpiexec`` too when this process started it; an ``mpiexec`` whose ranks
@@ -32,7 +34,7 @@ from typing import Any
 from traitlets import List, Unicode
 
 from ..core.clusterfile import PREFIX
-from ..core.connection import KERNEL_READY, ConnectionInfo, read_connection_file
+from ..core.connection import ConnectionInfo, read_connection_file
 from .base import LaunchedKernel, LaunchError, Stoppable, log_tail
 from .local import LocalLauncher, StopTarget, _private, terminate
 
@@ -72,12 +74,21 @@ class MPILauncher(LocalLauncher):
         "['--hostfile', 'hosts'] or, on the command line, --mpi-args \"--hostfile hosts\".",
     ).tag(config=True)
 
-    def command_line(self, n: int, kernel_args: list[str], first: int) -> list[str]:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: The log of each mpiexec this launcher started, by pid, for error messages.
+        self._mpiexec_logs: dict[int, Path] = {}
+
+    def command_line(
+        self, n: int, kernel_args: list[str], log_dir: Path, first: int = 0
+    ) -> list[str]:
         """The ``mpiexec`` command that starts kernels ``first``...``first + n - 1``."""
         line = [self.mpiexec, *self.mpi_args]
         for index in range(first, first + n):
+            log = shlex.quote(str(self.log_path(log_dir, index)))
             line += [":"] if index > first else []
-            line += ["-n", "1", *self.command(index, kernel_args)]
+            line += ["-n", "1", "sh", "-c", f'exec "$0" "$@" > {log} 2>&1']
+            line += self.command(index, kernel_args)
         return line
 
     def environment(self, n: int) -> dict[str, str]:
@@ -90,10 +101,9 @@ class MPILauncher(LocalLauncher):
             defaults.update(OVERSUBSCRIBE_VARIABLES)
         return {**defaults, **os.environ}
 
-    def log_path(self, log_dir: Path, index: int) -> Path:
-        """Where the ``mpiexec`` that starts kernel ``index`` first writes all its ranks'
-        output."""
-        return log_dir / f"{PREFIX}{self.cluster_id}-mpiexec-{index}.log"
+    def mpiexec_log_path(self, log_dir: Path, first: int) -> Path:
+        """Where the ``mpiexec`` that starts kernels from ``first`` on writes what it says."""
+        return log_dir / f"{PREFIX}{self.cluster_id}-mpiexec-{first}.log"
 
     def start(
         self, n: int, kernel_args: list[str], log_dir: Path, first: int = 0
@@ -109,10 +119,13 @@ class MPILauncher(LocalLauncher):
                 "Open MPI or MPICH, or set c.MPILauncher.mpiexec to its path)"
             )
         log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        log_path = self.log_path(log_dir, first)
-        command = self.command_line(n, kernel_args, first)
+        mpiexec_log = self.mpiexec_log_path(log_dir, first)
+        command = self.command_line(n, kernel_args, log_dir, first)
+        for index in range(first, first + n):
+            # Made here, private: the rank's shell would make it with the umask's mode.
+            open(self.log_path(log_dir, index), "w", opener=_private).close()
         try:
-            with open(log_path, "w", opener=_private) as log:
+            with open(mpiexec_log, "w", opener=_private) as log:
                 process = subprocess.Popen(
                     command,
                     stdin=subprocess.DEVNULL,
@@ -123,8 +136,15 @@ class MPILauncher(LocalLauncher):
                 )
         except OSError as e:
             raise LaunchError(f"cannot start {self.mpiexec}: {e}") from None
+        self._mpiexec_logs[process.pid] = mpiexec_log
         return [
-            LaunchedKernel(index, process.pid, log_path, self.connection_file(index), process)
+            LaunchedKernel(
+                index,
+                process.pid,
+                self.log_path(log_dir, index),
+                self.connection_file(index),
+                process,
+            )
             for index in range(first, first + n)
         ]
 
@@ -159,18 +179,6 @@ class MPILauncher(LocalLauncher):
         except (OSError, ValueError):
             return None
 
-    def _ready(self, kernel: LaunchedKernel) -> bool:
-        # One log for every rank: this kernel's ready line is the one naming its file.
-        mark = f" connection file {kernel.connection_file}"
-        try:
-            with open(kernel.log_path, errors="replace") as log:
-                return any(
-                    line.startswith(KERNEL_READY) and line.rstrip("\n").endswith(mark)
-                    for line in log
-                )
-        except FileNotFoundError:
-            return False
-
     def _connection_info(self, kernel: LaunchedKernel) -> ConnectionInfo:
         info = super()._connection_info(kernel)
         # From now on the kernel is its rank's process, not mpiexec: what Cluster
@@ -181,7 +189,7 @@ class MPILauncher(LocalLauncher):
 
     def _failure(self, kernel: LaunchedKernel, what: str) -> str:
         mpiexec = kernel.process.pid if kernel.process else kernel.pid
-        return (
-            f"{self.mpiexec} (pid {mpiexec}): kernel {kernel.index} {what}; "
-            f"last lines of {kernel.log_path}:\n{log_tail(kernel.log_path)}"
+        said = self._mpiexec_logs.get(mpiexec)
+        return f"{self.mpiexec} (pid {mpiexec}): {super()._failure(kernel, what)}" + (
+            f"\n{self.mpiexec} said, in {said}:\n{log_tail(said)}" if said else ""
         )
