@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         ipython_dir = Path(scratch) / "ipython"
         os.environ["IPYTHONDIR"] = str(ipython_dir)
         print("move", flush=True)
-        bench_move(results, 2 if args.quick else 7)
+        bench_move(results, 1 if args.quick else 7)
         print("start", flush=True)
         bench_start(results, ipython_dir, 1 if args.quick else 5)
     add_ratios(results)

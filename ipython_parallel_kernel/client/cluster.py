@@ -822,7 +822,9 @@ class InteractiveCluster(Blocking):
 
         When all of them are ranks of one MPI world, the value goes over MPI (an
         array as its buffer, ``comm.Bcast``; anything else pickled), else over TCP,
-        from the source kernel to each target.
+        from the source kernel to each target. Over MPI every kernel taking part runs
+        it as a job: those that get there first wait, idle, for a busy one (interrupt
+        them to give up).
         """
         blocking = self._blocking(block)  # this cluster's default, not the kernel's
         source = _index(source, len(self))

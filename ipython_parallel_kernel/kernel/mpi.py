@@ -109,7 +109,8 @@ class MPIWorld:
             from .politecomm import PoliteIntracomm
 
             group = self.comm.Get_group().Incl(ranks)
-            # Collective over the members only, so ranks outside go on undisturbed.
+            # Collective over the members only, so ranks outside go on undisturbed. It
+            # blocks (spinning) until every member calls it; made once per set of ranks.
             self._groups[key] = PoliteIntracomm(self.comm.Create_group(group))
             group.Free()
         return self._groups[key]

@@ -232,6 +232,20 @@ def test_ipyparallel_cluster_engines_mpi(profile):
     assert wait_gone([*pids, mpiexec], 10) == []
 
 
+def test_the_shipped_mpi_profile_starts_ranks(profile):
+    """ipk-cluster start --profile mpi, as shipped: its kernels are ranks (no --launcher)."""
+    ipython_dir = profile.parent
+    done = ipk_cluster(ipython_dir, "start", "--profile", "mpi", "-n", "2")
+    assert done.returncode == 0, done.stderr
+    assert (ipython_dir / "profile_mpi" / "ipk_cluster_config.py").exists()
+    path = ipython_dir / "profile_mpi" / "security" / "ipk-cluster-default.json"
+    infos = read_cluster_file(path)
+    assert [(info.launcher, info.rank) for info in infos] == [("mpi", 0), ("mpi", 1)]
+    done = ipk_cluster(ipython_dir, "stop", "--profile", "mpi")
+    assert done.returncode == 0, done.stderr
+    assert wait_gone([info.pid for info in infos if info.pid], 10) == []
+
+
 def test_a_missing_mpiexec_is_named(ipython_dir):
     """No such mpiexec: ipk-cluster start fails at once, its first line naming it."""
     done = ipk_cluster(ipython_dir, "start", "--launcher", "mpi", "--mpiexec", "no-such-mpiexec")
