@@ -951,12 +951,13 @@ def running_with(marker: str, pids: Iterable[int] | None = None) -> set[int]:
 
 
 def ipk_cluster_run(
-    n: int, ipython_dir: Path, cluster_id: str, problems: list[str]
+    n: int, ipython_dir: Path, cluster_id: str, problems: list[str], launcher: str = "local"
 ) -> tuple[float, float, int]:
-    """One ``ipk-cluster start -n n``, checked with ``execute('1')`` on every kernel,
-    then ``ipk-cluster stop``; returns (seconds to the ready line, seconds ``stop``
-    took, kernels killed by pid after ``stop``). Whatever happens, no kernel of the
-    cluster is left running: leftovers are killed by pid and listed in ``problems``.
+    """One ``ipk-cluster start -n n --launcher launcher``, checked with ``execute('1')``
+    on every kernel, then ``ipk-cluster stop``; returns (seconds to the ready line,
+    seconds ``stop`` took, kernels killed by pid after ``stop``). Whatever happens, no
+    kernel of the cluster is left running: leftovers are killed by pid and listed in
+    ``problems``.
     """
     from ipython_parallel_kernel import InteractiveCluster
 
@@ -980,7 +981,7 @@ def ipk_cluster_run(
     with open(stderr_path, "w") as stderr:
         started = time.perf_counter()
         process = subprocess.Popen(
-            [*app, "start", "-n", str(n), "--cluster-id", cluster_id],
+            [*app, "start", "-n", str(n), "--cluster-id", cluster_id, "--launcher", launcher],
             stdout=subprocess.PIPE,
             stderr=stderr,
             stdin=subprocess.DEVNULL,

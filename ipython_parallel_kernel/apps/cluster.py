@@ -43,7 +43,13 @@ from ..core.connection import (
 from ..core.profiles import install_shipped
 from ..errors import ClusterRunning, LaunchError, LaunchTimeout
 from ..launchers import LAUNCHERS
-from ..launchers.cluster import CONFIG_FILE, PROBE_TIMEOUT, Cluster, for_each, kernel_status
+from ..launchers.cluster import (
+    CONFIG_FILE,
+    PROBE_TIMEOUT,
+    Cluster,
+    for_each,
+    kernel_status,
+)
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], indent: str = "") -> str:

@@ -144,6 +144,7 @@ class KernelApp(Application):
         self.init_profile()
         self.init_logging()
         self.init_checks()
+        self.init_mpi()
         self.init_gui()
         self.init_engine()
         self.init_server()
@@ -199,6 +200,14 @@ class KernelApp(Application):
                     "-x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 "
                     "-subj /CN=$(hostname) -keyout kernel-key.pem -out kernel-cert.pem"
                 )
+
+    def init_mpi(self) -> None:
+        """Join the MPI world when started as an MPI rank (``mpiexec``, ``srun``), before
+        any user code: ``MPI.COMM_WORLD`` is then ready, and waits politely."""
+        from ..kernel.mpi import join_world, rank_from_environment
+
+        self.rank = rank_from_environment()
+        self.mpi_world = None if self.rank is None else join_world()
 
     def exit_with(self, message: str) -> None:
         """Print a one-line error and exit with status 2."""
@@ -269,6 +278,7 @@ class KernelApp(Application):
             sign_buffers=self.sign_buffers,
             handshake_timeout=self.handshake_timeout,
             max_unauthenticated=self.max_unauthenticated,
+            mpi_world=self.mpi_world,
         )
         factory = KernelFactory(self.service)
         service = self.service
@@ -313,6 +323,7 @@ class KernelApp(Application):
             pid=os.getpid(),
             profile=self.profile,
             sign_buffers=self.sign_buffers,
+            rank=self.rank,
         )
         if self.tls_cert:
             info.tls_certificate = Path(self.tls_cert).read_text()

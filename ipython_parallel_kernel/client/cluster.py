@@ -808,12 +808,39 @@ class InteractiveCluster(Blocking):
         self, name: str, source: int, targets: Targets = None, block: bool | None = None
     ) -> list[str] | AsyncResult:
         """Copy ``name`` from kernel ``source`` straight to the targets (default: all
-        the others), without passing the value through this client.
+        the others), without passing the value through this client; the targets'
+        addresses.
+
+        When all of them are ranks of one MPI world, the value goes over MPI (an
+        array as its buffer, ``comm.Bcast``; anything else pickled), else over TCP,
+        from the source kernel to each target. Over MPI every kernel taking part runs
+        it as a job: those that get there first wait, idle, for a busy one (interrupt
+        them to give up).
         """
         blocking = self._blocking(block)  # this cluster's default, not the kernel's
         source = _index(source, len(self))
         chosen = [i for i in parse_targets(targets, len(self)) if i != source]
-        return self.kernels[source].copy_to(name, [self.kernels[i] for i in chosen], blocking)
+        ranks = mpi_ranks([self.kernels[i] for i in [source, *chosen]])
+        if ranks is None or not chosen:
+            return self.kernels[source].copy_to(name, [self.kernels[i] for i in chosen], blocking)
+        return self._each(
+            "move",
+            [source, *chosen],
+            lambda position, k: k.mpi_bcast(name, ranks[0], ranks, block=False),
+            blocking,
+            lambda addresses: addresses[1:],  # the source's own address is not a target's
+        )
+
+
+def mpi_ranks(kernels: Sequence[RemoteKernel]) -> list[int] | None:
+    """The MPI ranks of ``kernels``, in order, when they are distinct ranks of one
+    world; else None."""
+    places = [kernel.mpi_rank for kernel in kernels]
+    if any(place is None for place in places):
+        return None
+    worlds = {place[0] for place in places if place is not None}
+    ranks = [place[1] for place in places if place is not None]
+    return ranks if len(worlds) == 1 and len(set(ranks)) == len(ranks) else None
 
 
 #: What makes a cluster or view the target of ``%px`` in a shell, given by the magics

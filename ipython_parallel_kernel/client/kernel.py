@@ -787,6 +787,37 @@ class RemoteKernel(Blocking):
         fields = {"name": name, "targets": targets}
         return self._request("copy", fields, self._value, block, f"copy {name!r}")
 
+    @property
+    def mpi_rank(self) -> tuple[str, int] | None:
+        """``(world, rank)`` when the kernel runs as an MPI rank (kernels share a world
+        when their ``world`` names match), else None."""
+        world, rank = self.kernel_info.get("mpi_world"), self.kernel_info.get("rank")
+        return (world, rank) if isinstance(world, str) and isinstance(rank, int) else None
+
+    @overload
+    def mpi_bcast(self, name: str, root: int, ranks: list[int], block: Literal[True]) -> str: ...
+    @overload
+    def mpi_bcast(
+        self, name: str, root: int, ranks: list[int], block: Literal[False]
+    ) -> AsyncResult: ...
+    @overload
+    def mpi_bcast(
+        self, name: str, root: int, ranks: list[int], block: bool | None = None
+    ) -> str | AsyncResult: ...
+    def mpi_bcast(
+        self, name: str, root: int, ranks: list[int], block: bool | None = None
+    ) -> str | AsyncResult:
+        """Take part in an MPI broadcast of ``name`` from rank ``root`` to ``ranks``
+        (after everything queued before it); the kernel's address once it is done.
+
+        Every kernel of ``ranks`` must be sent the same request, as
+        ``InteractiveCluster.move`` does: until all have, those that have wait (idle).
+        """
+        if not name.isidentifier():
+            raise ValueError(f"{name!r} is not a valid Python name")
+        fields = {"name": name, "root": root, "ranks": ranks}
+        return self._request("mpi_bcast", fields, self._value, block, f"MPI broadcast {name!r}")
+
     # -- history and control -------------------------------------------------------------
 
     @overload

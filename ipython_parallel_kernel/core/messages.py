@@ -22,6 +22,8 @@ keys       queued     -> value [names]
 delete     queued     names: list[str] -> value
 reset      queued     -> value
 copy       queued     name: str, targets: list[dict], timeout?: float -> value [addresses]
+mpi_bcast  queued     name: str, root: int, ranks: list[int] -> value address (each rank
+                      of ``ranks`` runs it: MPI ranks only)
 ping       immediate  -> nothing
 status     immediate  -> value {state, queued, ...}
 result     immediate  number?: int -> record
@@ -249,6 +251,16 @@ REQUESTS: dict[str, Request] = {
                 Field("timeout", (float, int), required=False),
             ),
             errors=("Aborted", "RuntimeError"),
+        ),
+        Request(
+            "mpi_bcast",
+            queued=True,
+            fields=(
+                Field("name", (str,)),
+                Field("root", (int,)),
+                Field("ranks", (list,), items=int),
+            ),
+            errors=("Aborted", "RuntimeError", "NameError", "ValueError"),
         ),
         Request("ping", queued=False, reply="none"),
         Request("status", queued=False),

@@ -48,6 +48,7 @@ from .access import AccessList
 from .datapub import publishing
 from .engine import Engine, PrintedOutput, error_record, main_thread_id
 from .events import BurstLog
+from .mpi import MPIWorld
 from .notifier import Notifier
 from .peer import push_to_kernels
 
@@ -101,6 +102,7 @@ class KernelService:
         sign_buffers: bool = False,
         handshake_timeout: float = HANDSHAKE_TIMEOUT,
         max_unauthenticated: int = 0,
+        mpi_world: MPIWorld | None = None,
     ) -> None:
         self.engine = engine
         self.key = key
@@ -113,6 +115,8 @@ class KernelService:
         self.sign_buffers = sign_buffers
         self.handshake_timeout = handshake_timeout
         self.max_unauthenticated = max_unauthenticated
+        #: This kernel's MPI world, when it runs as an MPI rank.
+        self.mpi_world = mpi_world
         self.connections: set[KernelProtocol] = set()
         #: Connections that have not authenticated yet, oldest first.
         self.waiting: dict[KernelProtocol, None] = {}
@@ -143,6 +147,7 @@ class KernelService:
             "gui": self.gui,
             "version": __version__,
             "python": sys.version.split()[0],
+            **(self.mpi_world.describe() if self.mpi_world else {}),
         }
 
     def status(self) -> dict[str, Any]:
@@ -529,6 +534,18 @@ class KernelProtocol(FrameProtocol):
             return push_to_kernels(reactor, targets, payload, buffers, timeout)
 
         self.queue(request, copy)
+
+    def handle_mpi_bcast(self, request: Message, fields: Fields) -> None:
+        engine, world = self.service.engine, self.service.mpi_world
+        name, root, ranks = fields["name"], fields["root"], fields["ranks"]
+
+        def broadcast() -> str:
+            if world is None:
+                raise RuntimeError("this kernel is not an MPI rank")
+            world.broadcast(engine.namespace, name, root, ranks)
+            return self.service.name
+
+        self.queue(request, broadcast)
 
     # -- handlers: control, answered at once -------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .base import LaunchedKernel, Launcher, LaunchError, LaunchTimeout
 from .local import LocalLauncher
+from .mpi import MPILauncher
 
 __all__ = [
     "LAUNCHERS",
@@ -18,10 +19,13 @@ __all__ = [
     "LaunchedKernel",
     "Launcher",
     "LocalLauncher",
+    "MPILauncher",
     "get_launcher",
 ]
 
-LAUNCHERS: dict[str, type[Launcher]] = {launcher.name: launcher for launcher in [LocalLauncher]}
+LAUNCHERS: dict[str, type[Launcher]] = {
+    launcher.name: launcher for launcher in [LocalLauncher, MPILauncher]
+}
 
 
 def get_launcher(name: str) -> type[Launcher]:

@@ -169,8 +169,7 @@ class Launcher(LoggingConfigurable):
             return f" with status {kernel.process.returncode}"
         return ""
 
-    @staticmethod
-    def _failure(kernel: LaunchedKernel, what: str) -> str:
+    def _failure(self, kernel: LaunchedKernel, what: str) -> str:
         return (
             f"kernel {kernel.index} (pid {kernel.pid}) {what}; "
             f"last lines of {kernel.log_path}:\n{log_tail(kernel.log_path)}"

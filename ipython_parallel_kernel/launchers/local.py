@@ -56,25 +56,37 @@ def is_kernel_process(pid: int) -> bool:
     return command is not None and any(marker in command for marker in KERNEL_MARKERS)
 
 
-class _Target:
-    """One kernel to stop: our own child (signalled through Popen) or a pid."""
+class StopTarget:
+    """One process to stop: our own child (signalled and reaped through its Popen), or
+    a kernel known by pid (signalled only while its command line names a kernel)."""
 
-    def __init__(self, kernel: Stoppable) -> None:
-        self.pid = kernel.pid
+    def __init__(
+        self,
+        pid: int | None,
+        process: subprocess.Popen | None = None,
+        connection_file: str | Path | None = None,
+    ) -> None:
+        self.pid = pid
+        self.process = process
+        #: Removed once the process is gone: a killed kernel cannot remove it itself.
+        self.connection_file = connection_file
+
+    @classmethod
+    def of(cls, kernel: Stoppable) -> StopTarget:
+        """The target for a kernel just launched, or one a cluster file lists."""
         if isinstance(kernel, LaunchedKernel):
-            self.process = kernel.process
-            self.connection_file: str | Path | None = kernel.connection_file
-        else:
-            self.process = None
-            self.connection_file = kernel.path
+            return cls(kernel.pid, kernel.process, kernel.connection_file)
+        return cls(kernel.pid, None, kernel.path)
 
     def alive(self) -> bool:
+        """Whether the process is still there (a zombie counts as gone)."""
         if self.process is not None:
             # poll() also reaps our child, so it never lingers as a zombie.
             return self.process.poll() is None
         return self.pid is not None and is_kernel_process(self.pid)
 
     def signal(self, signum: int) -> None:
+        """Send ``signum``, unless the process is gone (or its pid is another's now)."""
         with contextlib.suppress(ProcessLookupError):
             if self.process is not None:
                 self.process.send_signal(signum)
@@ -82,13 +94,30 @@ class _Target:
                 os.kill(self.pid, signum)
 
 
-def _wait_gone(targets: list[_Target], timeout: float) -> list[_Target]:
+def _wait_gone(targets: list[StopTarget], timeout: float) -> list[StopTarget]:
     deadline = time.monotonic() + timeout
     while True:
         alive = [t for t in targets if t.alive()]
         if not alive or time.monotonic() >= deadline:
             return alive
         time.sleep(POLL_INTERVAL)
+
+
+def terminate(targets: list[StopTarget], timeout: float, grace: float = 0.0) -> list[int]:
+    """Let the targets exit for ``grace`` s, SIGTERM them, wait up to ``timeout``, then
+    SIGKILL; remove the connection files of those gone. The pids still alive."""
+    alive = _wait_gone(targets, grace)
+    for target in alive:
+        target.signal(signal.SIGTERM)
+    alive = _wait_gone(alive, timeout)
+    for target in alive:
+        target.signal(signal.SIGKILL)
+    alive = _wait_gone(alive, timeout)
+    # A kernel that exits in order removes its own file; a killed one cannot.
+    for target in targets:
+        if target not in alive:
+            remove_file(target.connection_file)
+    return [target.pid for target in alive if target.pid is not None]
 
 
 def _private(path: str, flags: int) -> int:
@@ -148,23 +177,11 @@ class LocalLauncher(Launcher):
 
     def is_running(self, kernel: LaunchedKernel) -> bool:
         """Whether the kernel's process is still there (reaping it if it exited)."""
-        return _Target(kernel).alive()
+        return StopTarget.of(kernel).alive()
 
     def stop(self, kernels: Sequence[Stoppable], timeout: float, grace: float = 0.0) -> list[int]:
         """SIGTERM, wait up to ``timeout``, then SIGKILL; remove the connection files.
 
         Returns the pids still alive after all that (normally none).
         """
-        targets = [_Target(kernel) for kernel in kernels]
-        alive = _wait_gone(targets, grace)
-        for target in alive:
-            target.signal(signal.SIGTERM)
-        alive = _wait_gone(alive, timeout)
-        for target in alive:
-            target.signal(signal.SIGKILL)
-        alive = _wait_gone(alive, timeout)
-        # A kernel that exits in order removes its own file; a killed one cannot.
-        for target in targets:
-            if target not in alive:
-                remove_file(target.connection_file)
-        return [target.pid for target in alive if target.pid is not None]
+        return terminate([StopTarget.of(kernel) for kernel in kernels], timeout, grace)

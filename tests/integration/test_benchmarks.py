@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from conftest import skip_or_fail
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_core.py"
 
@@ -68,5 +71,28 @@ def test_quick_task_benchmark_runs_and_reports():
         "ipk apply_async round robin",
         "ipk DirectView.map_sync",
         "ipk uneven tasks, load balanced",
+    ):
+        assert measure in result.stdout, measure
+
+
+def test_quick_mpi_benchmark_runs_and_reports():
+    """`bench_mpi.py --quick` measures MPI and TCP moves and both launchers' start times,
+    and leaves nothing behind (it exits non-zero if it had to kill anything)."""
+    if shutil.which("mpiexec") is None:
+        skip_or_fail("mpiexec is not installed (apt install openmpi-bin)")
+    result = subprocess.run(
+        [sys.executable, str(BENCH.parent / "bench_mpi.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    for measure in (
+        "move over MPI Bcast, median",
+        "move over TCP push, median",
+        "ipk-cluster start -n 8 --launcher mpi",
+        "ipk-cluster start -n 8 --launcher local",
+        "move time, TCP / MPI",
     ):
         assert measure in result.stdout, measure

@@ -32,6 +32,7 @@ OPTIONAL = {
     "matplotlib": None,  # figures: only once user code has imported pyplot
     "joblib": None,  # register_joblib_backend(): for joblib's users, who have it
     "dill": None,  # use_dill(): for those who ask for it, who install it (it says so)
+    "mpi4py": "mpi",  # kernels as MPI ranks (--launcher mpi)
 }
 #: Needed at run time through another package's module, not imported by name here:
 #: twisted.internet.ssl (TLS kernels and clients) loads these.
