@@ -1,15 +1,17 @@
 """Launchers: how the kernels of a cluster are started and stopped.
 
-``local`` starts them as processes on this machine. Each launcher is a ``Launcher``
-subclass registered in ``LAUNCHERS`` under the name ``--launcher`` takes; its own
-settings are traits (``c.<Class>.<trait>`` in the profile) and its own command-line
-options its ``aliases`` and ``flags``, which ``ipk-cluster start`` gathers.
+``local`` starts them as processes on this machine, ``ssh`` on the hosts of a hosts
+file. Each launcher is a ``Launcher`` subclass registered in ``LAUNCHERS`` under the
+name ``--launcher`` takes; its own settings are traits (``c.<Class>.<trait>`` in the
+profile) and its own command-line options its ``aliases`` and ``flags``, which
+``ipk-cluster start`` gathers.
 """
 
 from __future__ import annotations
 
 from .base import LaunchedKernel, Launcher, LaunchError, LaunchTimeout
 from .local import LocalLauncher
+from .ssh import SSHLauncher
 
 __all__ = [
     "LAUNCHERS",
@@ -18,10 +20,13 @@ __all__ = [
     "LaunchedKernel",
     "Launcher",
     "LocalLauncher",
+    "SSHLauncher",
     "get_launcher",
 ]
 
-LAUNCHERS: dict[str, type[Launcher]] = {launcher.name: launcher for launcher in [LocalLauncher]}
+LAUNCHERS: dict[str, type[Launcher]] = {
+    launcher.name: launcher for launcher in [LocalLauncher, SSHLauncher]
+}
 
 
 def get_launcher(name: str) -> type[Launcher]:
