@@ -20,7 +20,6 @@ import contextlib
 import io
 import logging
 import os
-import shutil
 import signal
 import sys
 import textwrap
@@ -41,6 +40,7 @@ from ..core.connection import (
     profile_dir,
     write_connection_file,
 )
+from ..core.profiles import BUNDLED_PROFILES, install_bundled_profile, shipped_profiles
 from ..core.reactors import private_reactor, tls_wrapped
 from ..core.toolkits import GUI_CHOICES
 from ..core.wire import DEFAULT_MAX_FRAME, DEFAULT_MAX_HEAD, PREAUTH_MAX_HEAD, new_key
@@ -48,8 +48,6 @@ from ..kernel import capture
 from ..kernel.access import AccessList, parse_network
 from ..kernel.engine import Engine, EngineShutdown
 
-#: Ready-made profiles shipped inside the package (package data, so installed with it).
-BUNDLED_PROFILES = Path(__file__).resolve().parent.parent / "profiles"
 CONFIG_FILE = "ipk_kernel_config.py"
 
 
@@ -157,15 +155,13 @@ class KernelApp(Application):
         bundled = BUNDLED_PROFILES / self.profile / CONFIG_FILE
         if not directory.is_dir() and not bundled.exists():
             # A mistyped name must not quietly give a kernel without the profile's settings.
-            shipped = ", ".join(sorted(p.parent.name for p in BUNDLED_PROFILES.glob("*/*.py")))
+            shipped = ", ".join(shipped_profiles())
             self.exit_with(
                 f"--profile {self.profile}: no such profile: {directory} does not exist and "
                 f"none of that name is shipped (shipped: {shipped}); create it with its "
                 f"{CONFIG_FILE}, or pick another"
             )
-        if not (directory / CONFIG_FILE).exists() and bundled.exists():
-            directory.mkdir(parents=True, exist_ok=True)
-            shutil.copy(bundled, directory / CONFIG_FILE)
+        install_bundled_profile(self.profile, CONFIG_FILE)
         if (directory / CONFIG_FILE).exists():
             self.load_config_file(CONFIG_FILE, path=[str(directory)])
             # The command line wins over the profile.

@@ -49,6 +49,7 @@ from ..core.clusterfile import (
     write_cluster_file,
 )
 from ..core.connection import ConnectionInfo, format_address, profile_dir
+from ..core.profiles import install_bundled_profile
 from ..core.toolkits import GUI_CHOICES
 from ..errors import ClusterRunning, KernelError, KernelTimeout, LaunchError, LaunchTimeout
 from . import LAUNCHERS, get_launcher
@@ -163,7 +164,9 @@ def signal_kernels(infos: Sequence[ConnectionInfo], signum: int | str) -> None:
 
 
 def profile_config(profile: str) -> Config:
-    """The settings in the profile's ``ipk_cluster_config.py``; empty if it has none."""
+    """The settings in the profile's ``ipk_cluster_config.py`` (installing a shipped one);
+    empty if it has none."""
+    install_bundled_profile(profile, CONFIG_FILE)
     directory = profile_dir(profile)
     if not (directory / CONFIG_FILE).exists():
         return Config()
