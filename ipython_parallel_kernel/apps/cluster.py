@@ -41,6 +41,7 @@ from ..core.connection import (
     format_address,
     profile_dir,
 )
+from ..core.profiles import install_bundled_profile
 from ..errors import ClusterRunning, LaunchError, LaunchTimeout
 from ..launchers import LAUNCHERS
 from ..launchers.cluster import CONFIG_FILE, PROBE_TIMEOUT, Cluster, for_each, kernel_status
@@ -81,7 +82,9 @@ class ClusterCommand(Application):
         self.init_checks()
 
     def init_profile(self) -> None:
-        """Load ``ipk_cluster_config.py`` from the profile, if there is one."""
+        """Load ``ipk_cluster_config.py`` from the profile, if there is one (installing
+        a shipped one: ``--profile ssh``)."""
+        install_bundled_profile(self.profile, CONFIG_FILE)
         directory = profile_dir(self.profile)
         if (directory / CONFIG_FILE).exists():
             self.load_config_file(CONFIG_FILE, path=[str(directory)])
@@ -213,9 +216,9 @@ class ListCommand(ClusterCommand):
     """Show the clusters of a profile and the state of each kernel."""
 
     name = "ipk-cluster list"
-    description = """Show every cluster of the profile: each kernel's address, host, pid,
-    MPI rank and batch job (if any), state (idle, busy, or dead if it does not answer
-    within 2 s) and queue length."""
+    description = """Show every cluster of the profile: each kernel's address, host (as
+    the launcher reached it: user@host for ssh), pid, MPI rank and batch job (if any),
+    state (idle, busy, or dead if it does not answer within 2 s) and queue length."""
     examples = dedent("""
     ipk-cluster list
     ipk-cluster list --profile lan
@@ -251,7 +254,9 @@ class ListCommand(ClusterCommand):
                     [
                         index,
                         format_address(info.address),
-                        info.hostname,
+                        # Where it was launched (user@node for ssh) says more than its
+                        # hostname when several kernels share a name, or the name is local.
+                        info.launch_host or info.hostname,
                         info.pid,
                         "-" if info.rank is None else info.rank,
                         info.job_id or "-",
