@@ -386,7 +386,11 @@ class SSHLauncher(Launcher):
         for host, result in results.items():
             alive = read_left(result.stdout)
             if alive is None:
-                self.log.warning("%s", self._ssh_failure(result, "stopping kernels"))
+                self.log.warning(
+                    "%s; stopping needs the ssh settings the kernels were started with "
+                    "(--ssh-args, c.SSHLauncher in the profile)",
+                    self._ssh_failure(result, "stopping kernels"),
+                )
                 alive = [target.pid for target in by_host[host]]
             left += alive
             for target in by_host[host]:
