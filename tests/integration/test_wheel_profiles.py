@@ -30,6 +30,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     names = zipfile.ZipFile(wheel).namelist()
     for profile in ("default", "lan"):
         assert f"ipython_parallel_kernel/profiles/{profile}/ipk_kernel_config.py" in names
+    for shipped in ("ipk_cluster_config.py", "hosts"):
+        assert f"ipython_parallel_kernel/profiles/ssh/{shipped}" in names
     target = work / "site"
     done = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), wheel],
