@@ -360,3 +360,21 @@ def test_the_python_cluster_api_takes_the_ssh_launcher(remote):
     assert where == list(HOSTS)
     assert wait_gone(pids) == []
     assert left_in(remote.remote_dir) == []
+
+
+def test_one_refusing_host_stops_the_kernels_the_others_started(remote, tmp_path):
+    """127.0.0.2 starts its kernels, 127.0.0.3 refuses ssh: the error names 127.0.0.3,
+    and the kernels already running on 127.0.0.2 are stopped, their files removed."""
+    hosts = tmp_path / "some-down"
+    hosts.write_text(f"{HOSTS[1]}:2\n127.0.0.3\n")
+    result = remote.start("-n", "3", hosts=str(hosts))
+    assert result.returncode == 1
+    assert re.search(
+        r"-T -F \S+ 127\.0\.0\.3 \(starting 1 kernel\) failed with status 255: "
+        r".*Connection refused",
+        result.stderr,
+    ), result.stderr
+    assert len(list(remote.remote_dir.glob("*.log"))) == 2  # they did start there
+    assert kernels_using(remote.remote_dir) == []
+    assert left_in(remote.remote_dir) == []
+    assert left_in(remote.security) == []
