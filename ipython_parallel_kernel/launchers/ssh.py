@@ -24,6 +24,7 @@ file records each kernel's host (``launch_host``) and pid.
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 import shlex
 import socket
@@ -102,7 +103,8 @@ class SSHLauncher(Launcher):
 
     hosts = Unicode(
         help="Hosts file: one host per line (host, host:N, user@host, user@host:N); "
-        "-n kernels are dealt out over its slots, one per host per round."
+        "-n kernels are dealt out over its slots, one per host per round, starting "
+        "again from the first host once every slot is taken."
     ).tag(config=True)
     ssh_args = Union(
         [List(Unicode()), Unicode()],
@@ -130,7 +132,9 @@ class SSHLauncher(Launcher):
 
     def ssh_command(self, host: str) -> list[str]:
         """The ssh command line that runs a script (given on stdin) on ``host``."""
-        extra = shlex.split(self.ssh_args) if isinstance(self.ssh_args, str) else self.ssh_args
+        words = shlex.split(self.ssh_args) if isinstance(self.ssh_args, str) else self.ssh_args
+        # As the shell would have: no shell runs ssh here to expand "~/.ssh/...".
+        extra = [os.path.expanduser(word) if word.startswith("~") else word for word in words]
         return ["ssh", *SSH_OPTIONS, *extra, host, *REMOTE_SHELL]
 
     def _described(self, host: str) -> str:

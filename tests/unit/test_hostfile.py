@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from ipython_parallel_kernel.launchers.hostfile import Host, parse_hosts, place, read_hosts_file
-from ipython_parallel_kernel.launchers.remote import read_left, read_outcomes, read_pids
 
 HOSTS = """
 # the machines
@@ -59,15 +58,3 @@ def test_added_kernels_continue_where_the_first_stopped():
     hosts = [Host("a", 2), Host("b", 2)]
     assert [h.target for h in place(hosts, 2, 2)] == ["a", "b"]
     assert [h.target for h in place(hosts, 0, 4)] == ["a", "b", "a", "b"]
-
-
-def test_script_output_is_read_past_whatever_a_login_shell_prints():
-    """Lines that are not ours (a chatty .bashrc) are skipped in every reply."""
-    assert read_pids("Welcome!\nipk-pid 0 41\nipk-pid 2 43\n") == {0: 41, 2: 43}
-    assert read_left("motd\nipk-left\n") == []
-    assert read_left("ipk-left 7 8\n") == [7, 8]
-    assert read_left("motd\n") is None
-    outcomes = read_outcomes('hi\nipk-file 0\n{"ip": "a"}\n\nipk-end 0\nipk-exited 1\nboom\n')
-    assert [(o.index, o.kind) for o in outcomes] == [(0, "file"), (1, "exited")]
-    assert outcomes[0].text.strip() == '{"ip": "a"}'
-    assert outcomes[1].text == "boom"
