@@ -378,3 +378,22 @@ def test_one_refusing_host_stops_the_kernels_the_others_started(remote, tmp_path
     assert kernels_using(remote.remote_dir) == []
     assert left_in(remote.remote_dir) == []
     assert left_in(remote.security) == []
+
+
+def test_stop_that_cannot_reach_a_host_keeps_the_cluster_file_and_says_why(remote):
+    """stop with ssh settings that reach no host: exit 1, each host's ssh failure
+    named, the cluster file kept; stop with the right settings then cleans up."""
+    path, infos = started(remote.start("-n", "2", "--cluster-id", "s"))
+    closed = free_port()
+    wrong = ipk_cluster("stop", "--cluster-id", "s", *remote.options(ssh_args=f"-p {closed}"))
+    assert wrong.returncode == 1
+    for host in HOSTS:
+        assert f"-T -p {closed} {host} (stopping kernels) failed with status 255" in wrong.stderr
+    assert "stopping needs the ssh settings the kernels were started with" in wrong.stderr
+    assert f"cluster file {path} kept" in wrong.stderr
+    assert path.exists()
+    right = remote.stop("--cluster-id", "s")
+    assert right.returncode == 0, right.stderr
+    assert wait_gone([info.pid for info in infos]) == []
+    assert not path.exists()
+    assert left_in(remote.remote_dir) == left_in(remote.security) == []
