@@ -15,6 +15,7 @@
 # clients from this machine only (and its own localhost): open those ports between
 # the machines, or start the kernels with TLS (-- --tls-cert ... --tls-key ...).
 import os
+import shlex
 import sys
 
 c = get_config()  # noqa: F821
@@ -23,7 +24,9 @@ here = os.path.dirname(os.path.abspath(__file__))
 c.Cluster.launcher = "ssh"
 c.Cluster.n = 2  # dealt out over the slots of `hosts`, one per host per round
 c.SSHLauncher.hosts = os.path.join(here, "hosts")
-c.SSHLauncher.kernel_command = f"{sys.executable} -m ipython_parallel_kernel.apps.kernel"
+# The Python running ipk-cluster, which is at the same path on this very machine.
+python = shlex.quote(sys.executable)
+c.SSHLauncher.kernel_command = f"{python} -m ipython_parallel_kernel.apps.kernel"
 # c.SSHLauncher.ssh_args = "-F ~/.ssh/cluster_config -i ~/.ssh/id_cluster"
 # c.SSHLauncher.remote_dir = ".ipk-cluster"  # logs and connection files on each host
 # c.SSHLauncher.ssh_timeout = 30.0
