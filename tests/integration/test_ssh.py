@@ -244,13 +244,16 @@ def test_kernels_run_on_each_host_of_the_hosts_file(remote):
 
     rc = ipp.Client(path, timeout=30)
     try:
-        answers = rc[:].apply_sync(lambda: (os.getpid(), os.environ["SSH_CONNECTION"].split()))
+        answers = rc[:].apply_sync(
+            lambda: (os.getpid(), os.environ["SSH_CONNECTION"].split(), sys.argv)
+        )
     finally:
         rc.close()
-    for info, (pid, (client, _, server, port)) in zip(infos, answers, strict=True):
+    for info, (pid, (client, _, server, port), argv) in zip(infos, answers, strict=True):
         assert pid == info.pid
         assert (server, int(port)) == (info.ip, remote.sshd.port)
-        assert client == "127.0.0.1"
+        # The allow list names the client's address as the host saw the ssh session.
+        assert argv[argv.index("--allow") + 1] == client == "127.0.0.1"
 
     listing = ipk_cluster("list").stdout
     for index, info in enumerate(infos):
