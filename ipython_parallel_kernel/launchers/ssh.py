@@ -67,6 +67,8 @@ class SSHKernel(LaunchedKernel):
 
     host: str = ""
     remote_connection_file: str = ""
+    #: Known to be gone (stopped, or it exited): a second stop need not ask its host.
+    gone: bool = False
 
 
 @dataclass
@@ -77,6 +79,14 @@ class _Target:
     pid: int
     remote_files: list[str]
     local_file: str | None
+    #: The kernel as this process launched it (None: read from a cluster file).
+    launched: SSHKernel | None = None
+
+    def stopped(self) -> None:
+        """It is gone: remove its file here, and remember it is gone."""
+        remove_file(self.local_file)
+        if self.launched is not None:
+            self.launched.gone = True
 
 
 @dataclass
@@ -375,8 +385,8 @@ class SSHLauncher(Launcher):
         by_host: dict[str, list[_Target]] = {}
         left: list[int] = []
         for target in map(self._target, kernels):
-            if not target.pid:
-                remove_file(target.local_file)
+            if not target.pid or (target.launched is not None and target.launched.gone):
+                target.stopped()
             elif not target.host:
                 self.log.warning("kernel pid %s has no launch host: cannot stop it", target.pid)
                 left.append(target.pid)
@@ -399,7 +409,7 @@ class SSHLauncher(Launcher):
             left += alive
             for target in by_host[host]:
                 if target.pid not in alive:
-                    remove_file(target.local_file)
+                    target.stopped()
         return left
 
     def _target(self, kernel: Stoppable) -> _Target:
@@ -414,4 +424,5 @@ class SSHLauncher(Launcher):
             ssh_kernel.pid,
             [ssh_kernel.remote_connection_file],
             str(ssh_kernel.connection_file),
+            ssh_kernel,
         )
