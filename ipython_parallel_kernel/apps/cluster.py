@@ -220,9 +220,9 @@ class ListCommand(ClusterCommand):
     """Show the clusters of a profile and the state of each kernel."""
 
     name = "ipk-cluster list"
-    description = """Show every cluster of the profile: each kernel's address, host, pid,
-    MPI rank and batch job (if any), state (idle, busy, or dead if it does not answer
-    within 2 s) and queue length."""
+    description = """Show every cluster of the profile: each kernel's address, host (as
+    the launcher reached it: user@host for ssh), pid, MPI rank and batch job (if any),
+    state (idle, busy, or dead if it does not answer within 2 s) and queue length."""
     examples = dedent("""
     ipk-cluster list
     ipk-cluster list --profile lan
@@ -258,7 +258,9 @@ class ListCommand(ClusterCommand):
                     [
                         index,
                         format_address(info.address),
-                        info.hostname,
+                        # Where it was launched (user@node for ssh) says more than its
+                        # hostname when several kernels share a name, or the name is local.
+                        info.launch_host or info.hostname,
                         info.pid,
                         "-" if info.rank is None else info.rank,
                         info.job_id or "-",

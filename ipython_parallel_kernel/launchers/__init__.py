@@ -1,9 +1,10 @@
 """Launchers: how the kernels of a cluster are started and stopped.
 
-``local`` starts them as processes on this machine. Each launcher is a ``Launcher``
-subclass registered in ``LAUNCHERS`` under the name ``--launcher`` takes; its own
-settings are traits (``c.<Class>.<trait>`` in the profile) and its own command-line
-options its ``aliases`` and ``flags``, which ``ipk-cluster start`` gathers.
+``local`` starts them as processes on this machine, ``ssh`` on the hosts of a hosts
+file. Each launcher is a ``Launcher`` subclass registered in ``LAUNCHERS`` under the
+name ``--launcher`` takes; its own settings are traits (``c.<Class>.<trait>`` in the
+profile) and its own command-line options its ``aliases`` and ``flags``, which
+``ipk-cluster start`` gathers.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from .base import LaunchedKernel, Launcher, LaunchError, LaunchTimeout
 from .local import LocalLauncher
 from .mpi import MPILauncher
+from .ssh import SSHLauncher
 
 __all__ = [
     "LAUNCHERS",
@@ -20,11 +22,12 @@ __all__ = [
     "Launcher",
     "LocalLauncher",
     "MPILauncher",
+    "SSHLauncher",
     "get_launcher",
 ]
 
 LAUNCHERS: dict[str, type[Launcher]] = {
-    launcher.name: launcher for launcher in [LocalLauncher, MPILauncher]
+    launcher.name: launcher for launcher in [LocalLauncher, MPILauncher, SSHLauncher]
 }
 
 

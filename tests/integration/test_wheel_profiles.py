@@ -32,6 +32,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     names = zipfile.ZipFile(wheel).namelist()
     for path in SHIPPED_PROFILES.glob("*/*.py"):
         assert f"ipython_parallel_kernel/profiles/{path.parent.name}/{path.name}" in names
+    assert "ipython_parallel_kernel/profiles/ssh/hosts" in names
     target = work / "site"
     done = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), wheel],

@@ -1,0 +1,30 @@
+"""The ssh launcher without a host: its ssh command line, and reading what its scripts print."""
+
+from __future__ import annotations
+
+from ipython_parallel_kernel.launchers.remote import read_left, read_outcomes, read_pids
+from ipython_parallel_kernel.launchers.ssh import SSHLauncher
+
+
+def test_script_output_is_read_past_whatever_a_login_shell_prints():
+    """Lines that are not ours (a chatty .bashrc) are skipped in every reply."""
+    assert read_pids("Welcome!\nipk-pid 0 41\nipk-pid 2 43\n") == {0: 41, 2: 43}
+    assert read_left("motd\nipk-left\n") == []
+    assert read_left("ipk-left 7 8\n") == [7, 8]
+    assert read_left("motd\n") is None
+    outcomes = read_outcomes('hi\nipk-file 0\n{"ip": "a"}\n\nipk-end 0\nipk-exited 1\nboom\n')
+    assert [(o.index, o.kind) for o in outcomes] == [(0, "file"), (1, "exited")]
+    assert outcomes[0].text.strip() == '{"ip": "a"}'
+    assert outcomes[1].text == "boom"
+
+
+def test_ssh_args_are_split_as_a_shell_would_and_go_after_batch_mode(monkeypatch):
+    """A string of ssh arguments is split shell-style, "~" expanded, after BatchMode."""
+    monkeypatch.setenv("HOME", "/home/u")
+    launcher = SSHLauncher(ssh_args="-F '~/my cfg' -o User=me")
+    assert launcher.ssh_command("node1") == [
+        *("ssh", "-o", "BatchMode=yes", "-T"),
+        *("-F", "/home/u/my cfg", "-o", "User=me"),
+        *("node1", "sh", "-s"),
+    ]
+    assert SSHLauncher(ssh_args=["-p", "2222"]).ssh_command("n")[4:6] == ["-p", "2222"]
