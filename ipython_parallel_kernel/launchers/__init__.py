@@ -1,6 +1,7 @@
 """Launchers: how the kernels of a cluster are started and stopped.
 
-``local`` starts them as processes on this machine. Each launcher is a ``Launcher``
+``local`` starts them as processes on this machine; ``slurm`` and ``sge`` as the
+tasks of a batch job (``batch.py`` holds what the schedulers share). Each launcher is a ``Launcher``
 subclass registered in ``LAUNCHERS`` under the name ``--launcher`` takes; its own
 settings are traits (``c.<Class>.<trait>`` in the profile) and its own command-line
 options its ``aliases`` and ``flags``, which ``ipk-cluster start`` gathers.
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 from .base import LaunchedKernel, Launcher, LaunchError, LaunchTimeout
 from .local import LocalLauncher
+from .sge import SGELauncher
+from .slurm import SlurmLauncher
 
 __all__ = [
     "LAUNCHERS",
@@ -18,10 +21,14 @@ __all__ = [
     "LaunchedKernel",
     "Launcher",
     "LocalLauncher",
+    "SGELauncher",
+    "SlurmLauncher",
     "get_launcher",
 ]
 
-LAUNCHERS: dict[str, type[Launcher]] = {launcher.name: launcher for launcher in [LocalLauncher]}
+LAUNCHERS: dict[str, type[Launcher]] = {
+    launcher.name: launcher for launcher in [LocalLauncher, SlurmLauncher, SGELauncher]
+}
 
 
 def get_launcher(name: str) -> type[Launcher]:
