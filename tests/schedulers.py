@@ -219,8 +219,12 @@ class SlurmCluster:
         """The ids of the jobs Slurm still runs or queues."""
         return run(["squeue", "-h", "-o", "%i"], self.env).split()
 
+    def cancel(self, job_id: str) -> None:
+        """Cancel a job, as its user would."""
+        run(["scancel", job_id], self.env)
+
     def stop(self) -> None:
-        """Cancel every job, then stop the daemons by pid, newest first."""
+        """Cancel every job, then stop the daemons by pid."""
         if self._controller_up():
             with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
                 run(["scancel", "--user", pwd.getpwuid(os.getuid()).pw_name], self.env)
@@ -253,6 +257,12 @@ def error_line(stderr: str) -> str:
     lines = [line for line in stderr.splitlines() if line.startswith("ipk-cluster start: ")]
     assert len(lines) == 1, stderr
     return lines[0]
+
+
+def kernel_rows(listing: str) -> list[list[str]]:
+    """The cells of each kernel's row in ``ipk-cluster list``'s tables."""
+    rows = [line.split() for line in listing.splitlines() if line.startswith("  ")]
+    return [row for row in rows if row[0].isdigit()]
 
 
 SGE_ROOT = Path("/var/lib/gridengine")

@@ -75,6 +75,8 @@ class BatchKernel(LaunchedKernel):
     """A kernel that a job will start; its pid is known once it has written its file."""
 
     job_id: str = ""
+    #: The job script's own output: what the scheduler or the script printed.
+    job_log: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -97,13 +99,25 @@ def one_line(text: str) -> str:
     return "; ".join(line.strip() for line in text.splitlines() if line.strip()) or "(nothing)"
 
 
-def last_line(path: Path) -> str:
-    """The last non-empty line of a log, or a note that there is none."""
+def last_line(path: Path | None) -> str | None:
+    """The last non-empty line of a file; None if it is empty or absent."""
     try:
-        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+        text = path.read_text(errors="replace") if path is not None else ""
     except OSError:
-        return f"{path} was not written"
-    return f"its log {path} ends: {lines[-1].strip()}" if lines else f"its log {path} is empty"
+        return None
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else None
+
+
+def what_it_said(kernel: LaunchedKernel) -> str:
+    """The last line the kernel logged or, when it logged nothing (it never started),
+    the last line of its job's own output, where the scheduler's errors go."""
+    if (line := last_line(kernel.log_path)) is not None:
+        return f"its log {kernel.log_path} ends: {line}"
+    job_log = kernel.job_log if isinstance(kernel, BatchKernel) else None
+    if (line := last_line(job_log)) is not None:
+        return f"it logged nothing, and the job's output {job_log} ends: {line}"
+    return f"neither it nor its job logged anything ({kernel.log_path})"
 
 
 class BatchLauncher(Launcher):
@@ -203,9 +217,13 @@ class BatchLauncher(Launcher):
         log = per_kernel(lambda index: self.log_path(log_dir, index))
         return f"{' '.join(command)} > {log} 2>&1"
 
+    def job_log(self, log_dir: Path, first: int) -> Path:
+        """Where the job that starts kernels from ``first`` on writes its own output."""
+        return log_dir / f"{PREFIX}{self.cluster_id}-job-{first}.out"
+
     def job_script(self, n: int, kernel_args: list[str], log_dir: Path, first: int) -> str:
         """The job script that starts kernels ``first`` ... ``first + n - 1``."""
-        job_log = log_dir / f"{PREFIX}{self.cluster_id}-job-{first}.out"
+        job_log = self.job_log(log_dir, first)
         options = [*self.directives(n, job_log), *self.extra_directives]
         return self.job_template.format(
             directives="\n".join(f"{self.directive_prefix} {option}" for option in options),
@@ -226,6 +244,7 @@ class BatchLauncher(Launcher):
         for index in indices:
             remove_file(self.log_path(log_dir, index))
             remove_file(self.connection_file(index))
+        remove_file(self.job_log(log_dir, first))
         script = log_dir / f"{PREFIX}{self.cluster_id}-job-{first}.sh"
         script.write_text(self.job_script(n, kernel_args, log_dir, first))
         command = self.submit_command(script)
@@ -240,7 +259,12 @@ class BatchLauncher(Launcher):
         self.log.info("%s job %s: %d kernels", self.scheduler, job_id, n)
         return [
             BatchKernel(
-                index, 0, self.log_path(log_dir, index), self.connection_file(index), None, job_id
+                index,
+                0,  # its pid: in its connection file, once it has started
+                self.log_path(log_dir, index),
+                self.connection_file(index),
+                job_id=job_id,
+                job_log=self.job_log(log_dir, first),
             )
             for index in indices
         ]
@@ -319,7 +343,7 @@ class BatchLauncher(Launcher):
         others = f" ({len(waiting) - 1} more)" if len(waiting) > 1 else ""
         return (
             f"{self.scheduler} job {job} is {state}: kernel {kernel.index}{others} "
-            f"was not ready {when}; {last_line(kernel.log_path)}"
+            f"was not ready {when}; {what_it_said(kernel)}"
         )
 
     def stop(self, kernels: Sequence[Stoppable], timeout: float, grace: float = 0.0) -> list[int]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import skip_or_fail
-from schedulers import SGE_ROOT, GridEngine, error_line, grid_engine, missing_commands
+from schedulers import SGE_ROOT, GridEngine, error_line, grid_engine, kernel_rows, missing_commands
 from test_cluster_app import ipk_cluster, kill_leftovers, wait_gone
 
 from ipython_parallel_kernel import InteractiveCluster
@@ -67,8 +67,7 @@ def test_start_use_list_stop(sge, profile):
     finally:
         ic.disconnect()
     listed = ipk_cluster("list")
-    rows = [line.split() for line in listed.stdout.splitlines() if line.startswith("  ")]
-    assert [row[5] for row in rows[1:]] == [job, job], listed.stdout
+    assert [row[5] for row in kernel_rows(listed.stdout)] == [job, job], listed.stdout
     stopped = ipk_cluster("stop")
     assert stopped.returncode == 0, stopped.stderr
     assert wait_gone([i.pid for i in infos]) == []

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import skip_or_fail
-from schedulers import SlurmCluster, error_line, missing_commands, slurm_cluster
+from schedulers import SlurmCluster, error_line, kernel_rows, missing_commands, slurm_cluster
 from test_cluster_app import ipk_cluster, kill_leftovers, wait_gone
 
 from ipython_parallel_kernel import InteractiveCluster
@@ -65,8 +65,7 @@ def test_start_use_list_stop(slurm, profile):
     finally:
         ic.disconnect()
     listed = ipk_cluster("list")
-    rows = [line.split() for line in listed.stdout.splitlines() if line.startswith("  ")]
-    assert [row[5] for row in rows[1:]] == [job, job], listed.stdout
+    assert [row[5] for row in kernel_rows(listed.stdout)] == [job, job], listed.stdout
     stopped = ipk_cluster("stop")
     assert stopped.returncode == 0, stopped.stderr
     assert wait_gone([i.pid for i in infos]) == []
@@ -130,3 +129,20 @@ def test_mpi_kernels_are_the_ranks_of_one_program(slurm, profile):
     finally:
         ic.disconnect()
     assert ipk_cluster("stop").returncode == 0
+
+
+def test_kernels_that_died_with_their_job_are_listed_dead_and_stop_cleans_up(slurm, profile):
+    """A job cancelled from outside takes its kernels along: ``list`` names each dead
+    kernel, and ``stop`` still removes the files."""
+    started = ipk_cluster("start", "-n", "2", "--launcher", "slurm")
+    assert started.returncode == 0, started.stderr
+    infos = read_cluster_file(profile / "security" / "ipk-cluster-default.json")
+    slurm.cancel(infos[0].job_id)
+    assert wait_gone([i.pid for i in infos]) == []
+    listed = ipk_cluster("list")
+    rows = kernel_rows(listed.stdout)
+    assert [(row[0], row[6]) for row in rows] == [("0", "dead"), ("1", "dead")], listed.stdout
+    assert "every kernel is dead" in listed.stdout
+    stopped = ipk_cluster("stop")
+    assert stopped.returncode == 0, stopped.stderr
+    assert not any((profile / "security").glob("ipk-cluster-default*.json"))
