@@ -39,7 +39,7 @@ from ..core.connection import (
     cluster_ready_line,
     count_kernels,
     format_address,
-    profile_dir,
+    profile_config_file,
 )
 from ..errors import ClusterRunning, LaunchError, LaunchTimeout
 from ..launchers import LAUNCHERS
@@ -82,9 +82,9 @@ class ClusterCommand(Application):
 
     def init_profile(self) -> None:
         """Load ``ipk_cluster_config.py`` from the profile, if there is one."""
-        directory = profile_dir(self.profile)
-        if (directory / CONFIG_FILE).exists():
-            self.load_config_file(CONFIG_FILE, path=[str(directory)])
+        path = profile_config_file(self.profile, CONFIG_FILE)
+        if path.exists():
+            self.load_config_file(CONFIG_FILE, path=[str(path.parent)])
             # The command line wins over the profile.
             self.update_config(self.cli_config)
 

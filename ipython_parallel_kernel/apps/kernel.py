@@ -20,7 +20,6 @@ import contextlib
 import io
 import logging
 import os
-import shutil
 import signal
 import sys
 import textwrap
@@ -34,10 +33,12 @@ from traitlets.config import Application
 
 from .. import __version__
 from ..core.connection import (
+    BUNDLED_PROFILES,
     ConnectionInfo,
     KernelReady,
     connection_file_path,
     format_address,
+    profile_config_file,
     profile_dir,
     write_connection_file,
 )
@@ -48,8 +49,6 @@ from ..kernel import capture
 from ..kernel.access import AccessList, parse_network
 from ..kernel.engine import Engine, EngineShutdown
 
-#: Ready-made profiles shipped inside the package (package data, so installed with it).
-BUNDLED_PROFILES = Path(__file__).resolve().parent.parent / "profiles"
 CONFIG_FILE = "ipk_kernel_config.py"
 
 
@@ -163,10 +162,7 @@ class KernelApp(Application):
                 f"none of that name is shipped (shipped: {shipped}); create it with its "
                 f"{CONFIG_FILE}, or pick another"
             )
-        if not (directory / CONFIG_FILE).exists() and bundled.exists():
-            directory.mkdir(parents=True, exist_ok=True)
-            shutil.copy(bundled, directory / CONFIG_FILE)
-        if (directory / CONFIG_FILE).exists():
+        if profile_config_file(self.profile, CONFIG_FILE).exists():
             self.load_config_file(CONFIG_FILE, path=[str(directory)])
             # The command line wins over the profile.
             self.update_config(self.cli_config)

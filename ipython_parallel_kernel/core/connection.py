@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -36,6 +37,21 @@ def ipython_dir() -> Path:
 def profile_dir(profile: str = "default") -> Path:
     """The directory of an IPython profile (not created)."""
     return ipython_dir() / f"profile_{profile}"
+
+
+#: Ready-made profiles shipped inside the package (package data, so installed with it).
+BUNDLED_PROFILES = Path(__file__).resolve().parent.parent / "profiles"
+
+
+def profile_config_file(profile: str, name: str) -> Path:
+    """The path of the profile's config file ``name``; a profile shipped with the package
+    gets its copy of the file there the first time (the user's edits are kept after)."""
+    path = profile_dir(profile) / name
+    bundled = BUNDLED_PROFILES / profile / name
+    if not path.exists() and bundled.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(bundled, path)
+    return path
 
 
 def security_dir(profile: str = "default") -> Path:

@@ -48,7 +48,7 @@ from ..core.clusterfile import (
     read_cluster_file,
     write_cluster_file,
 )
-from ..core.connection import ConnectionInfo, format_address, profile_dir
+from ..core.connection import ConnectionInfo, format_address, profile_config_file, profile_dir
 from ..core.toolkits import GUI_CHOICES
 from ..errors import ClusterRunning, KernelError, KernelTimeout, LaunchError, LaunchTimeout
 from . import LAUNCHERS, get_launcher
@@ -164,10 +164,10 @@ def signal_kernels(infos: Sequence[ConnectionInfo], signum: int | str) -> None:
 
 def profile_config(profile: str) -> Config:
     """The settings in the profile's ``ipk_cluster_config.py``; empty if it has none."""
-    directory = profile_dir(profile)
-    if not (directory / CONFIG_FILE).exists():
+    path = profile_config_file(profile, CONFIG_FILE)
+    if not path.exists():
         return Config()
-    return PyFileConfigLoader(CONFIG_FILE, path=str(directory)).load_config()
+    return PyFileConfigLoader(CONFIG_FILE, path=str(path.parent)).load_config()
 
 
 class Cluster(LoggingConfigurable):

@@ -146,3 +146,14 @@ def test_kernels_that_died_with_their_job_are_listed_dead_and_stop_cleans_up(slu
     stopped = ipk_cluster("stop")
     assert stopped.returncode == 0, stopped.stderr
     assert not any((profile / "security").glob("ipk-cluster-default*.json"))
+
+
+def test_the_shipped_slurm_profile_starts_a_slurm_cluster(slurm, profile, ipython_dir):
+    """``--profile slurm`` as shipped: the kernels run in a Slurm job, and stop ends it."""
+    started = ipk_cluster("start", "-n", "1", "--profile", "slurm")
+    assert started.returncode == 0, started.stderr
+    path = ipython_dir / "profile_slurm" / "security" / "ipk-cluster-default.json"
+    [info] = read_cluster_file(path)
+    assert (info.launcher, slurm.jobs()) == ("slurm", [info.job_id])
+    assert ipk_cluster("stop", "--profile", "slurm").returncode == 0
+    assert wait_gone([info.pid]) == []
