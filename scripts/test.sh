@@ -10,6 +10,10 @@
 #   xvfb xauth        the virtual screen the GUI tests draw on
 #   the rest          the system libraries PySide6's Qt and its X11 (xcb) platform plugin
 #                     load, as kernel/gui.py's QT_XCB_PACKAGES lists them
+#   slurm-wlm gridengine-master gridengine-exec gridengine-client
+#                     the Slurm (with munge) and Grid Engine the batch launcher tests run
+#   openmpi-bin libpmix-dev
+#                     mpiexec, and the libpmix.so Slurm's `srun --mpi=pmix` loads
 # then creates .venv and installs the package with its test dependencies into it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,8 +23,13 @@ qt_packages="libegl1 libgl1 libfontconfig1 libdbus-1-3 libx11-6 libx11-xcb1 libx
     libxkbcommon-x11-0 libxcb1 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1
     libxcb-randr0 libxcb-render0 libxcb-render-util0 libxcb-shape0 libxcb-shm0 libxcb-sync1
     libxcb-util1 libxcb-xfixes0 libxcb-xkb1"
-IPK_APT_PACKAGES="${IPK_APT_PACKAGES:-} $gui_packages $qt_packages" \
-    IPK_APT_WHY="the GUI tests (wx, tk, Qt under Xvfb)" bash scripts/bootstrap.sh --extras test
+# Batch schedulers for the launcher tests: their daemons are started by the tests' fixtures
+# (nothing starts them at install); gridengine's debconf questions take their defaults.
+batch_packages="slurm-wlm gridengine-master gridengine-exec gridengine-client openmpi-bin
+    libpmix-dev"
+IPK_APT_PACKAGES="${IPK_APT_PACKAGES:-} $gui_packages $qt_packages $batch_packages" \
+    IPK_APT_WHY="the GUI tests (wx, tk, Qt under Xvfb) and the batch launchers' (Slurm, SGE)" \
+    bash scripts/bootstrap.sh --extras test
 
 # Only directories that exist yet: ruff treats a missing path as an error.
 paths=()
