@@ -11,6 +11,7 @@ end; every wait is bounded.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import pwd
 import shutil
@@ -21,6 +22,8 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from conftest import skip_or_fail
 
 DAEMON_TIMEOUT = 30.0
 POLL = 0.05
@@ -244,6 +247,30 @@ def slurm_cluster(directory: Path) -> Iterator[SlurmCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+def require_mpi() -> None:
+    """Skip (fail in CI) a test of --mpi where mpi4py or Open MPI is missing."""
+    if importlib.util.find_spec("mpi4py") is None or missing_commands("mpiexec"):
+        skip_or_fail(
+            "--mpi needs mpi4py and Open MPI (pip install mpi4py; apt install openmpi-bin)"
+        )
+
+
+def check_ranks(cluster_file: Path) -> None:
+    """The cluster's two kernels are ranks 0 and 1 of one COMM_WORLD: the cluster file
+    says so, and a collective run on both at once proves it."""
+    from ipython_parallel_kernel import InteractiveCluster
+    from ipython_parallel_kernel.core.clusterfile import read_cluster_file
+
+    assert [info.rank for info in read_cluster_file(cluster_file)] == [0, 1]
+    ic = InteractiveCluster.from_file(cluster_file)
+    try:
+        ic.execute("from mpi4py import MPI; world = MPI.COMM_WORLD")
+        seen = ic.execute("world.rank, world.size, world.allreduce(world.rank + 1)")
+        assert [r.text for r in seen] == ["(0, 2, 3)", "(1, 2, 3)"]
+    finally:
+        ic.disconnect()
 
 
 def missing_commands(*names: str) -> list[str]:

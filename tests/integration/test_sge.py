@@ -6,12 +6,22 @@ its own IPYTHONDIR, and whatever kernel is left with it is killed by pid at the 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import skip_or_fail
-from schedulers import SGE_ROOT, GridEngine, error_line, grid_engine, kernel_rows, missing_commands
+from schedulers import (
+    SGE_ROOT,
+    GridEngine,
+    check_ranks,
+    error_line,
+    grid_engine,
+    kernel_rows,
+    missing_commands,
+    require_mpi,
+)
 from test_cluster_app import ipk_cluster, kill_leftovers, wait_gone
 
 from ipython_parallel_kernel import InteractiveCluster
@@ -94,3 +104,17 @@ def test_a_parallel_environment_qsub_refuses_is_one_line_quoting_it(sge, profile
     assert message.startswith("ipk-cluster start: qsub -terse "), started.stderr
     assert 'the requested parallel environment "nope" does not exist' in message
     assert not (profile / "security" / "ipk-cluster-default.json").exists()
+
+
+def test_mpi_kernels_are_the_ranks_of_one_program(sge, profile, monkeypatch):
+    """--mpi: mpiexec -n $NSLOTS inside the job makes the kernels the ranks of one MPI
+    program (Open MPI takes its slots from Grid Engine)."""
+    require_mpi()
+    if os.getuid() == 0:
+        # Open MPI refuses root without these; the job gets them through qsub -V.
+        monkeypatch.setenv("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        monkeypatch.setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+    started = ipk_cluster("start", "-n", "2", "--launcher", "sge", "--mpi")
+    assert started.returncode == 0, started.stderr
+    check_ranks(profile / "security" / "ipk-cluster-default.json")
+    assert ipk_cluster("stop").returncode == 0

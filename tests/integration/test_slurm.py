@@ -6,14 +6,21 @@ IPYTHONDIR, and whatever kernel is left with it is killed by pid when the test e
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import skip_or_fail
-from schedulers import SlurmCluster, error_line, kernel_rows, missing_commands, slurm_cluster
+from schedulers import (
+    SlurmCluster,
+    check_ranks,
+    error_line,
+    kernel_rows,
+    missing_commands,
+    require_mpi,
+    slurm_cluster,
+)
 from test_cluster_app import ipk_cluster, kill_leftovers, wait_gone
 
 from ipython_parallel_kernel import InteractiveCluster
@@ -111,23 +118,11 @@ def test_a_kernel_command_that_does_not_exist_fails_the_job_fast(slurm, profile)
 
 
 def test_mpi_kernels_are_the_ranks_of_one_program(slurm, profile):
-    """--mpi: srun --mpi=pmix makes the kernels ranks 0 and 1 of one COMM_WORLD, which
-    a collective run on both at once proves."""
-    if importlib.util.find_spec("mpi4py") is None or missing_commands("mpiexec"):
-        skip_or_fail(
-            "--mpi needs mpi4py and Open MPI (pip install mpi4py; apt install openmpi-bin)"
-        )
+    """--mpi: srun --mpi=pmix makes the kernels the ranks of one MPI program."""
+    require_mpi()
     started = ipk_cluster("start", "-n", "2", "--launcher", "slurm", "--mpi")
     assert started.returncode == 0, started.stderr
-    path = profile / "security" / "ipk-cluster-default.json"
-    assert [i.rank for i in read_cluster_file(path)] == [0, 1]
-    ic = InteractiveCluster.from_file(path)
-    try:
-        ic.execute("from mpi4py import MPI; world = MPI.COMM_WORLD")
-        seen = ic.execute("world.rank, world.size, world.allreduce(world.rank + 1)")
-        assert [r.text for r in seen] == ["(0, 2, 3)", "(1, 2, 3)"]
-    finally:
-        ic.disconnect()
+    check_ranks(profile / "security" / "ipk-cluster-default.json")
     assert ipk_cluster("stop").returncode == 0
 
 
