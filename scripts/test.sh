@@ -10,9 +10,13 @@
 #   xvfb xauth        the virtual screen the GUI tests draw on
 #   the rest          the system libraries PySide6's Qt and its X11 (xcb) platform plugin
 #                     load, as kernel/gui.py's QT_XCB_PACKAGES lists them
-# and the scale-out tests' packages:
+# and the scale-out tests' packages (their daemons are started by the tests' fixtures;
+# nothing starts them at install, and gridengine's debconf questions take defaults):
 #   openmpi-bin       mpiexec and the Open MPI libraries mpi4py's wheel links (kernels as ranks)
+#   libpmix-dev       the libpmix.so Slurm's `srun --mpi=pmix` loads
 #   openssh-server    the sshd that the ssh launcher's tests start on 127.0.0.1 and 127.0.0.2
+#   slurm-wlm gridengine-master gridengine-exec gridengine-client
+#                     the Slurm (with munge) and Grid Engine the batch launcher tests run
 # then creates .venv and installs the package with its test dependencies into it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,11 +26,10 @@ qt_packages="libegl1 libgl1 libfontconfig1 libdbus-1-3 libx11-6 libx11-xcb1 libx
     libxkbcommon-x11-0 libxcb1 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1
     libxcb-randr0 libxcb-render0 libxcb-render-util0 libxcb-shape0 libxcb-shm0 libxcb-sync1
     libxcb-util1 libxcb-xfixes0 libxcb-xkb1"
-mpi_packages="openmpi-bin"
-# The ssh launcher's tests log in to a private sshd of their own.
-ssh_packages="openssh-server"
-IPK_APT_PACKAGES="${IPK_APT_PACKAGES:-} $gui_packages $qt_packages $mpi_packages $ssh_packages" \
-    IPK_APT_WHY="the GUI tests (wx, tk, Qt under Xvfb), the MPI tests and the ssh tests (sshd)" \
+scaleout_packages="openmpi-bin libpmix-dev openssh-server slurm-wlm gridengine-master
+    gridengine-exec gridengine-client"
+IPK_APT_PACKAGES="${IPK_APT_PACKAGES:-} $gui_packages $qt_packages $scaleout_packages" \
+    IPK_APT_WHY="the GUI tests (wx, tk, Qt under Xvfb) and the scale-out tests (MPI, sshd, Slurm, SGE)" \
     bash scripts/bootstrap.sh --extras test
 
 # Only directories that exist yet: ruff treats a missing path as an error.
