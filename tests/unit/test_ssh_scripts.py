@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from ipython_parallel_kernel.errors import LaunchError
 from ipython_parallel_kernel.launchers.remote import read_left, read_outcomes, read_pids
 from ipython_parallel_kernel.launchers.ssh import SSHLauncher
 
@@ -28,3 +31,11 @@ def test_ssh_args_are_split_as_a_shell_would_and_go_after_batch_mode(monkeypatch
         *("node1", "sh", "-s"),
     ]
     assert SSHLauncher(ssh_args=["-p", "2222"]).ssh_command("n")[4:6] == ["-p", "2222"]
+
+
+def test_without_a_hosts_file_start_says_how_to_give_one(tmp_path):
+    """No hosts file configured: LaunchError naming --hosts and c.SSHLauncher.hosts."""
+    with pytest.raises(LaunchError, match=r"needs a hosts file: --hosts FILE, or c\.SSHLauncher"):
+        SSHLauncher().start(1, [], tmp_path)
+    with pytest.raises(LaunchError, match="cannot read hosts file"):
+        SSHLauncher(hosts=str(tmp_path / "nope")).start(1, [], tmp_path)
