@@ -351,14 +351,15 @@ class BatchLauncher(Launcher):
         ended them, then stop any kernel of this machine that outlived its job; remove
         the connection files. Returns the pids still alive."""
         jobs = sorted({job for kernel in kernels if (job := _job_of(kernel))})
-        self._wait_ended(jobs, grace)
-        if jobs:
-            command = self.cancel_command(jobs)
+        # Kernels asked to shut down end their job by themselves: cancel the others.
+        running = self._wait_ended(jobs, grace)
+        if running:
+            command = self.cancel_command(running)
             done = self.run_command(command)
             if done.returncode != 0:
-                # It fails too for a job that just ended: say it, and wait as for the rest.
+                # It fails too for a job that ended just now: say it, and wait as for the rest.
                 self.log.info("%s: %s", shlex.join(command), one_line(done.stdout + done.stderr))
-        left = self._wait_ended(jobs, timeout)
+        left = self._wait_ended(running, timeout)
         if left:
             self.log.warning("%s jobs %s were not ended in time", self.scheduler, left)
         infos = [info for kernel in kernels if (info := _info_of(kernel)) is not None]
