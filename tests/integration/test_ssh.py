@@ -255,6 +255,13 @@ def test_kernels_run_on_each_host_of_the_hosts_file(remote):
         # The allow list names the client's address as the host saw the ssh session.
         assert argv[argv.index("--allow") + 1] == client == "127.0.0.1"
 
+    ic = ipp.InteractiveCluster.from_file(path, timeout=30)
+    try:
+        ic.execute("import socket; name = socket.gethostname()")
+        assert ic["name"] == [info.hostname for info in infos]
+    finally:
+        ic.disconnect()
+
     listing = ipk_cluster("list").stdout
     for index, info in enumerate(infos):
         row = (
