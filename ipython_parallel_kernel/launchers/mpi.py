@@ -55,6 +55,7 @@ class ShellWords(List):
     (``--mpi-args "--hostfile hosts --mca btl self,tcp"``)."""
 
     def from_string_list(self, s_list: list[str]) -> Any:
+        """Each command-line value split into words as a POSIX shell would."""
         return [word for s in s_list for word in shlex.split(s)]
 
 
