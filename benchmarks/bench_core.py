@@ -1297,21 +1297,25 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def report(results: Results, settings: Settings, elapsed: float, json_path: str | None) -> None:
-    """Print the table and the ratios; write JSON if asked."""
-    print()
-    print(
-        f"bench_core {'(quick) ' if settings.quick else ''}on {platform.node()}: "
-        f"Python {platform.python_version()}, {os.cpu_count()} CPUs, "
-        f"{psutil.virtual_memory().total / GiB:.1f} GiB RAM, {elapsed:.0f} s"
-    )
-    print()
+def print_tables(results: Results, heading: str) -> None:
+    """Print a benchmark's heading, its table, its ratios (if any) and its notes."""
+    print(f"\n{heading}\n")
     print(table(results.rows))
-    print()
-    print("ratios")
-    print(table(results.ratios))
+    if results.ratios:
+        print("\nratios")
+        print(table(results.ratios))
     for problem in results.problems:
         print(f"note: {problem}")
+
+
+def report(results: Results, settings: Settings, elapsed: float, json_path: str | None) -> None:
+    """Print the table and the ratios; write JSON if asked."""
+    print_tables(
+        results,
+        f"bench_core {'(quick) ' if settings.quick else ''}on {platform.node()}: "
+        f"Python {platform.python_version()}, {os.cpu_count()} CPUs, "
+        f"{psutil.virtual_memory().total / GiB:.1f} GiB RAM, {elapsed:.0f} s",
+    )
     if json_path:
         data = {
             "settings": asdict(settings),

@@ -37,7 +37,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core import Results, Row, gbps, ipk_cluster_run, kill_pids, table
+from bench_core import Results, Row, gbps, ipk_cluster_run, kill_pids, print_tables
 
 MOVE_BYTES = 100 * 2**20
 MOVE_KERNELS = 4
@@ -175,13 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         print("start", flush=True)
         bench_start(results, ipython_dir, 1 if args.quick else 5)
     add_ratios(results)
-    print(f"\nbench_mpi, {os.cpu_count()} CPUs, {time.perf_counter() - started:.0f} s\n")
-    print(table(results.rows))
-    if results.ratios:
-        print("\nratios")
-        print(table(results.ratios))
-    for problem in results.problems:
-        print(f"note: {problem}")
+    print_tables(
+        results, f"bench_mpi, {os.cpu_count()} CPUs, {time.perf_counter() - started:.0f} s"
+    )
     return 1 if results.problems else 0
 
 

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core import Results, Row, table
+from bench_core import Results, Row, print_tables
 
 WORKERS = 2
 UNEVEN_TASKS = 400
@@ -246,16 +246,11 @@ def main(argv: list[str] | None = None) -> int:
             print("ipyparallel", flush=True)
             bench_ipyparallel(results, others)
     add_ratios(results)
-    print(
-        f"\nbench_tasks on {WORKERS} workers, {os.cpu_count()} CPUs, "
-        f"{time.perf_counter() - started:.0f} s\n"
+    print_tables(
+        results,
+        f"bench_tasks on {WORKERS} workers, {os.cpu_count()} CPUs, "
+        f"{time.perf_counter() - started:.0f} s",
     )
-    print(table(results.rows))
-    if results.ratios:
-        print("\nratios")
-        print(table(results.ratios))
-    for problem in results.problems:
-        print(f"note: {problem}")
     return 0
 
 
