@@ -125,6 +125,25 @@ def _private(path: str, flags: int) -> int:
     return os.open(path, flags, 0o600)
 
 
+def spawn_logged(
+    command: list[str], log_path: Path, what: str, env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """Start ``command`` in a session of its own, no terminal, its output in a new
+    private log; LaunchError names ``what`` if it cannot start."""
+    try:
+        with open(log_path, "w", opener=_private) as log:
+            return subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+    except OSError as e:
+        raise LaunchError(f"cannot start {what}: {e}") from None
+
+
 class LocalLauncher(Launcher):
     """Kernels as processes on this machine."""
 
@@ -162,17 +181,7 @@ class LocalLauncher(Launcher):
     def _start_one(self, index: int, kernel_args: list[str], log_dir: Path) -> LaunchedKernel:
         log_path = self.log_path(log_dir, index)
         command = self.command(index, kernel_args)
-        try:
-            with open(log_path, "w", opener=_private) as log:
-                process = subprocess.Popen(
-                    command,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-        except OSError as e:
-            raise LaunchError(f"cannot start kernel {index} ({command[0]}): {e}") from None
+        process = spawn_logged(command, log_path, f"kernel {index} ({command[0]})")
         return LaunchedKernel(index, process.pid, log_path, self.connection_file(index), process)
 
     def is_running(self, kernel: LaunchedKernel) -> bool:

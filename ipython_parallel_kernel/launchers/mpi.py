@@ -26,7 +26,6 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from traitlets import List, Unicode
 from ..core.clusterfile import PREFIX
 from ..core.connection import ConnectionInfo, read_connection_file
 from .base import LaunchedKernel, LaunchError, Stoppable, log_tail
-from .local import LocalLauncher, StopTarget, _private, terminate
+from .local import LocalLauncher, StopTarget, _private, spawn_logged, terminate
 
 #: Open MPI refuses to run as root unless told twice.
 ROOT_VARIABLES = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
@@ -125,18 +124,7 @@ class MPILauncher(LocalLauncher):
         for index in range(first, first + n):
             # Made here, private: the rank's shell would make it with the umask's mode.
             open(self.log_path(log_dir, index), "w", opener=_private).close()
-        try:
-            with open(mpiexec_log, "w", opener=_private) as log:
-                process = subprocess.Popen(
-                    command,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=self.environment(n),
-                    start_new_session=True,
-                )
-        except OSError as e:
-            raise LaunchError(f"cannot start {self.mpiexec}: {e}") from None
+        process = spawn_logged(command, mpiexec_log, self.mpiexec, self.environment(n))
         self._mpiexec_logs[process.pid] = mpiexec_log
         return [
             LaunchedKernel(
