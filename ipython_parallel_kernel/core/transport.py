@@ -167,6 +167,9 @@ class FrameProtocol(Protocol):
         self._inbox: deque[Message | WireError | _Alert] = deque()
         self._inbox_lock = threading.Lock()
         self._delivering = False
+        # An alert or refused frame taken off the inbox, for the reactor to handle once:
+        # on its next turn, or in connectionLost at the latest (see ``_end``).
+        self._ending: WireError | _Alert | None = None
         # Set by the reading thread while it decodes under the read lock: deliver after.
         self._holding_delivery = False
         self._reader = _REACTOR
@@ -243,10 +246,10 @@ class FrameProtocol(Protocol):
                 item = self._inbox.popleft()
                 self._delivering = True
             try:
-                if isinstance(item, WireError):
-                    self._in_reactor(self.wire_error, item)
-                elif isinstance(item, _Alert):
-                    self._in_reactor(self.alert_received, item.text)
+                if isinstance(item, (WireError, _Alert)):
+                    with self._inbox_lock:
+                        self._ending = item
+                    self._in_reactor(self._end)
                 elif self.open:
                     self.message_received(item)
             finally:
@@ -260,6 +263,13 @@ class FrameProtocol(Protocol):
             self._socket = None
         self.lingering.release(self.transport)
         self.decoder.close()
+        with self._inbox_lock:
+            last = self._inbox[-1] if self._inbox else None
+            if isinstance(last, (WireError, _Alert)):
+                self._ending = last
+                self._inbox.pop()
+        # The peer's last words go first: they say why the connection is gone.
+        self._end()
         self.connection_closed(reason)
 
     def resumeProducing(self) -> None:
@@ -452,7 +462,7 @@ class FrameProtocol(Protocol):
             if views:
                 self._backlog.extend(views)
                 if was_idle:
-                    self._in_reactor(self.transport.startWriting)
+                    self._in_reactor(self._start_writing)
         return True
 
     def refuse(self, reason: str) -> None:
@@ -484,6 +494,26 @@ class FrameProtocol(Protocol):
                 self._in_reactor(self._close_now)
 
     # -- internals ---------------------------------------------------------------------
+
+    def _end(self) -> None:
+        """Handle the pending alert or refused frame, if any, exactly once (reactor thread).
+
+        A waiting thread that decodes the peer's alert hands it to the reactor, which may
+        find the end of the stream before that hand-over runs: ``connectionLost`` calls
+        this first, so the alert's reason is known when the loss is reported.
+        """
+        with self._inbox_lock:
+            item, self._ending = self._ending, None
+        if isinstance(item, WireError):
+            self.wire_error(item)
+        elif isinstance(item, _Alert):
+            self.alert_received(item.text)
+
+    def _start_writing(self) -> None:
+        """Have the reactor send the backlog, unless the connection is gone meanwhile
+        (reactor thread, as is ``connectionLost``, which lets go of the socket)."""
+        if self._socket is not None:
+            self.transport.startWriting()
 
     def _in_reactor(self, func: Any, *args: Any) -> None:
         if threading.get_ident() == self._reactor_thread:
