@@ -295,6 +295,8 @@ def kernel_rows(listing: str) -> list[list[str]]:
 SGE_ROOT = Path("/var/lib/gridengine")
 SGE_CELL = "default"
 SGE_SPOOL = Path("/var/spool/gridengine")
+#: Seconds the probe job of a cell just started may take to run (it takes about 1 s).
+PROBE_TIMEOUT = 90.0
 
 # A parallel environment whose N slots all come from one host; qconf insists on every
 # line, qsort_args included.
@@ -331,7 +333,7 @@ SGE_QUEUE = """\
 qname                 all.q
 hostlist              {host}
 seq_no                0
-load_thresholds       np_load_avg=1.75
+load_thresholds       NONE
 suspend_thresholds    NONE
 nsuspend              1
 suspend_interval      00:05:00
@@ -419,6 +421,7 @@ class GridEngine:
             execd_pid = SGE_SPOOL / "execd" / "localhost" / "execd.pid"
             self.pids.append(start_daemon(["/usr/sbin/sge_execd"], execd_pid, self.env))
             wait_until(self._queue_up, "the all.q queue to take jobs")
+            self._run_probe_job()
         except BaseException:
             self.stop()
             raise
@@ -430,10 +433,26 @@ class GridEngine:
         return False
 
     def _queue_up(self) -> bool:
+        """Whether all.q on this host is listed with no state at all (no alarm, unknown,
+        disabled or error): a queue that is only listed may still refuse every job."""
         with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
-            state = run(["qstat", "-f", "-q", "all.q"], self.env, timeout=5)
-            return f"all.q@{self.host}" in state and "au" not in state.split(self.host, 1)[1]
+            for line in run(["qstat", "-f", "-q", "all.q"], self.env, timeout=5).splitlines():
+                fields = line.split()
+                if fields and fields[0] == f"all.q@{self.host}":
+                    return len(fields) == 5  # queue, qtype, slots, load, arch: no states
         return False
+
+    def _run_probe_job(self) -> None:
+        """Run one trivial job to its end: on a cell just made, a queue that looks ready
+        can still keep its first jobs pending for a while."""
+        probe = ["qsub", "-sync", "y", "-b", "y", "-N", "probe", "-o", "/dev/null"]
+        try:
+            run([*probe, "-e", "/dev/null", "/bin/true"], self.env, timeout=PROBE_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(
+                f"Grid Engine's probe job did not run within {PROBE_TIMEOUT:g} s:\n"
+                + run(["qstat", "-f", "-u", "*", "-explain", "aAcE"], self.env)
+            ) from None
 
     def _qconf_file(self, option: str, name: str, text: str) -> None:
         # qconf reads objects from files, and names a configuration after its file.
@@ -458,7 +477,13 @@ class GridEngine:
             "scheduler",
             with_settings(
                 run(["qconf", "-ssconf"], self.env),
-                {"schedule_interval": "0:0:1", "flush_submit_sec": "1", "flush_finish_sec": "1"},
+                {
+                    "schedule_interval": "0:0:1",
+                    "flush_submit_sec": "1",
+                    "flush_finish_sec": "1",
+                    # A busy test machine must not hold jobs back for its load.
+                    "job_load_adjustments": "NONE",
+                },
             ),
         )
         hosts = run(["qconf", "-sh"], self.env)

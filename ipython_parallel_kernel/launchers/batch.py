@@ -89,6 +89,8 @@ class JobState:
     reason: str = ""
     #: The job is over, or the scheduler no longer knows it.
     ended: bool = False
+    #: The job waits in the queue: the scheduler has not started it yet.
+    queued: bool = False
 
     def __str__(self) -> str:
         return f"{self.state} ({self.reason})" if self.reason else self.state
@@ -310,7 +312,7 @@ class BatchLauncher(Launcher):
                     bar.set_postfix_str(said, refresh=said != shown)
                     self._check_not_ended(waiting, states)
                 if time.monotonic() >= deadline:
-                    raise LaunchTimeout(self._not_ready(waiting, states, f"after {timeout:g} s"))
+                    raise LaunchTimeout(self._not_ready(waiting, states, f"after {timeout:.0f} s"))
                 time.sleep(POLL_INTERVAL)
         except BaseException:
             self.stop(kernels, timeout=5.0)
@@ -341,9 +343,15 @@ class BatchLauncher(Launcher):
         job = kernel.job_id if isinstance(kernel, BatchKernel) else "?"
         state = states.get(job, JobState("not yet asked"))
         others = f" ({len(waiting) - 1} more)" if len(waiting) > 1 else ""
+        said = what_it_said(kernel)
+        if state.queued:
+            said = (
+                f"{self.scheduler} has not started the job yet: on a busy cluster, allow it "
+                "longer with --timeout SECONDS (Cluster.timeout)"
+            )
         return (
             f"{self.scheduler} job {job} is {state}: kernel {kernel.index}{others} "
-            f"was not ready {when}; {what_it_said(kernel)}"
+            f"was not ready {when}; {said}"
         )
 
     def stop(self, kernels: Sequence[Stoppable], timeout: float, grace: float = 0.0) -> list[int]:

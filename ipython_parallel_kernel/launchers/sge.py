@@ -68,7 +68,8 @@ class SGELauncher(BatchLauncher):
                 state = fields[4]
                 if "E" in state:
                     return JobState(state, self._error_reason(job_id), ended=True)
-                return JobState(state)
+                # qw, or hqw for a job on hold.
+                return JobState(state, queued=state.endswith("qw"))
         return JobState("ENDED", "qstat no longer lists it", ended=True)
 
     def _error_reason(self, job_id: str) -> str:

@@ -105,4 +105,9 @@ def _state(output: str) -> JobState:
     state, _, reason = output.strip().splitlines()[0].partition("|")
     # sacct says "CANCELLED by 0"; squeue's reason for a job without one is "None".
     state = state.split()[0]
-    return JobState(state, "" if reason == "None" else reason, ended=state in ENDED_STATES)
+    return JobState(
+        state,
+        "" if reason == "None" else reason,
+        ended=state in ENDED_STATES,
+        queued=state == "PENDING",
+    )

@@ -117,6 +117,21 @@ def test_a_kernel_command_that_does_not_exist_fails_the_job_fast(slurm, profile)
     assert "/nonexistent/python: No such file or directory" in message
 
 
+def test_a_job_still_queued_at_the_timeout_is_cancelled_and_says_so(slurm, profile):
+    """A job the scheduler keeps queued (here: held) past --timeout is cancelled; the
+    error names its state and says how to wait longer."""
+    profile.mkdir(parents=True)
+    (profile / "ipk_cluster_config.py").write_text(
+        "c.SlurmLauncher.extra_directives = ['--hold']\n"
+    )
+    started = ipk_cluster("start", "-n", "1", "--launcher", "slurm", "--timeout", "3")
+    assert started.returncode == 1
+    message = error_line(started.stderr)
+    assert "Slurm job" in message and "is PENDING (JobHeldUser)" in message, started.stderr
+    assert "allow it longer with --timeout SECONDS" in message
+    assert not (profile / "security" / "ipk-cluster-default.json").exists()
+
+
 def test_mpi_kernels_are_the_ranks_of_one_program(slurm, profile):
     """--mpi: srun --mpi=pmix makes the kernels the ranks of one MPI program."""
     require_mpi()
