@@ -97,6 +97,9 @@ class ConnectionInfo:
     launcher: str = "local"
     #: Where the launcher reached the kernel's host (``user@host`` for ssh), if not here.
     launch_host: str | None = None
+    #: The arguments that reached ``launch_host`` (ssh's ``--ssh-args``): stopping the
+    #: kernel from another process reaches it the same way.
+    launch_args: list[str] | None = None
     path: str | None = None
 
     @property

@@ -18,7 +18,8 @@ and it accepts clients from the address this machine has as the host sees it (th
 first field of ``$SSH_CONNECTION`` there), besides localhost. Its log and connection
 file stay on the host, in ``remote_dir``. The kernels are stopped over ssh too, by pid
 (SIGTERM, then SIGKILL), by ``ipk-cluster stop`` in any later process: the cluster
-file records each kernel's host (``launch_host``) and pid.
+file records each kernel's host (``launch_host``), the ssh arguments that reached it
+(``launch_args``) and its pid.
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ class _Target:
     local_file: str | None
     #: The kernel as this process launched it (None: read from a cluster file).
     launched: SSHKernel | None = None
+    #: The ssh arguments that reached its host (None: the configured ones).
+    ssh_args: list[str] | None = None
 
     def stopped(self) -> None:
         """It is gone: remove its file here, and remember it is gone."""
@@ -93,7 +96,8 @@ class _Target:
 class _Result:
     """How one ssh command ended."""
 
-    host: str
+    #: The ssh command, without the remote shell it runs.
+    command: list[str]
     returncode: int | None
     stdout: str
     stderr: str
@@ -140,15 +144,17 @@ class SSHLauncher(Launcher):
         "kernels to be ready gets the cluster's timeout on top); then it is killed.",
     ).tag(config=True)
 
-    def ssh_command(self, host: str) -> list[str]:
-        """The ssh command line that runs a script (given on stdin) on ``host``."""
+    def ssh_words(self) -> list[str]:
+        """``ssh_args`` as a list of words, ``~`` expanded."""
         words = shlex.split(self.ssh_args) if isinstance(self.ssh_args, str) else self.ssh_args
         # As the shell would have: no shell runs ssh here to expand "~/.ssh/...".
-        extra = [os.path.expanduser(word) if word.startswith("~") else word for word in words]
-        return ["ssh", *SSH_OPTIONS, *extra, host, *REMOTE_SHELL]
+        return [os.path.expanduser(word) if word.startswith("~") else word for word in words]
 
-    def _described(self, host: str) -> str:
-        return shlex.join(self.ssh_command(host)[: -len(REMOTE_SHELL)])
+    def ssh_command(self, host: str, ssh_args: Sequence[str] | None = None) -> list[str]:
+        """The ssh command line that runs a script (given on stdin) on ``host``, with
+        ``ssh_args`` or, when None, the configured ``ssh_args``."""
+        extra = self.ssh_words() if ssh_args is None else list(ssh_args)
+        return ["ssh", *SSH_OPTIONS, *extra, host, *REMOTE_SHELL]
 
     def _remote_path(self, name: str) -> str:
         directory = self.remote_dir.removeprefix("~/") or "."
@@ -156,11 +162,18 @@ class SSHLauncher(Launcher):
 
     # -- running scripts ------------------------------------------------------------
 
-    def _run(self, scripts: dict[str, str], timeout: float) -> dict[str, _Result]:
-        """Run each host's script at once; how each ended (a command still running at
-        ``timeout`` is killed)."""
+    def _run(
+        self,
+        scripts: dict[str, str],
+        timeout: float,
+        ssh_args: dict[str, list[str] | None] | None = None,
+    ) -> dict[str, _Result]:
+        """Run each host's script at once (with that host's ``ssh_args`` where given);
+        how each ended (a command still running at ``timeout`` is killed)."""
         processes = {}
         results = {}
+        commands = {host: self.ssh_command(host, (ssh_args or {}).get(host)) for host in scripts}
+        shown = {host: command[: -len(REMOTE_SHELL)] for host, command in commands.items()}
         for host, script in scripts.items():
             # From a file rather than a pipe: ssh reads it at its own pace, so no
             # script, however long, can block us while the others start.
@@ -169,31 +182,32 @@ class SSHLauncher(Launcher):
                 stdin.seek(0)
                 try:
                     processes[host] = subprocess.Popen(
-                        self.ssh_command(host),
+                        commands[host],
                         stdin=stdin,
                         stdout=subprocess.PIPE,
                         stderr=subprocess.PIPE,
                         text=True,
                     )
                 except OSError as e:
-                    results[host] = _Result(host, None, "", "", f"could not be run: {e}")
+                    problem = f"could not be run: {e}"
+                    results[host] = _Result(shown[host], None, "", "", problem)
         deadline = time.monotonic() + timeout
         for host, process in processes.items():
             try:
                 stdout, stderr = process.communicate(timeout=max(0.0, deadline - time.monotonic()))
-                results[host] = _Result(host, process.returncode, stdout, stderr)
+                results[host] = _Result(shown[host], process.returncode, stdout, stderr)
             except subprocess.TimeoutExpired:
                 process.kill()
                 stdout, stderr = process.communicate()
                 problem = f"did not finish within {timeout:g} s"
-                results[host] = _Result(host, None, stdout, stderr, problem)
+                results[host] = _Result(shown[host], None, stdout, stderr, problem)
         return results
 
     def _ssh_failure(self, result: _Result, doing: str) -> str:
         """One line: which ssh command failed while ``doing`` what, and what it said."""
         said = " / ".join(line.strip() for line in result.stderr.splitlines() if line.strip())
         what = result.problem or f"failed with status {result.returncode}"
-        return f"{self._described(result.host)} ({doing}) {what}: {said or 'it printed nothing'}"
+        return f"{shlex.join(result.command)} ({doing}) {what}: {said or 'it printed nothing'}"
 
     # -- start ----------------------------------------------------------------------
 
@@ -357,6 +371,7 @@ class SSHLauncher(Launcher):
             ) from None
         info.launcher = self.name
         info.launch_host = kernel.host
+        info.launch_args = self.ssh_words()
         write_connection_file(info, kernel.connection_file)
         return info
 
@@ -396,15 +411,14 @@ class SSHLauncher(Launcher):
             host: stop_script(grace, timeout, [(t.pid, t.remote_files) for t in targets])
             for host, targets in by_host.items()
         }
-        results = self._run(scripts, grace + 2 * timeout + self.ssh_timeout) if scripts else {}
+        # Each host is reached as its first kernel was: one ssh call per host.
+        ssh_args = {host: targets[0].ssh_args for host, targets in by_host.items()}
+        deadline = grace + 2 * timeout + self.ssh_timeout
+        results = self._run(scripts, deadline, ssh_args) if scripts else {}
         for host, result in results.items():
             alive = read_left(result.stdout)
             if alive is None:
-                self.log.warning(
-                    "%s; stopping needs the ssh settings the kernels were started with "
-                    "(--ssh-args, c.SSHLauncher in the profile)",
-                    self._ssh_failure(result, "stopping kernels"),
-                )
+                self.log.warning("%s", self._ssh_failure(result, "stopping kernels"))
                 alive = [target.pid for target in by_host[host]]
             left += alive
             for target in by_host[host]:
@@ -417,7 +431,8 @@ class SSHLauncher(Launcher):
             # A kernel of a cluster file: its file there is named as its copy here.
             local = kernel.path
             remote = [self._remote_path(Path(local).name)] if local else []
-            return _Target(kernel.launch_host or "", kernel.pid or 0, remote, local)
+            host = kernel.launch_host or ""
+            return _Target(host, kernel.pid or 0, remote, local, ssh_args=kernel.launch_args)
         ssh_kernel = self._as_ssh_kernel(kernel)
         return _Target(
             ssh_kernel.host,

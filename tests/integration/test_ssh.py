@@ -15,6 +15,7 @@ private IPYTHONDIR, since ssh forwards no environment.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import getpass
 import os
 import re
@@ -36,7 +37,7 @@ from traitlets.config import Config
 
 import ipython_parallel_kernel
 import ipython_parallel_kernel as ipp
-from ipython_parallel_kernel.core.clusterfile import read_cluster_file
+from ipython_parallel_kernel.core.clusterfile import read_cluster_file, write_cluster_file
 from ipython_parallel_kernel.core.connection import ConnectionInfo
 from ipython_parallel_kernel.errors import ConnectionFailed
 
@@ -384,18 +385,35 @@ def test_one_refusing_host_stops_the_kernels_the_others_started(remote, tmp_path
     assert left_in(remote.security) == []
 
 
+def test_stop_needs_no_ssh_settings_the_start_was_given(remote):
+    """The cluster file records the ssh arguments each host was reached with: a plain
+    ``ipk-cluster stop``, none of the start's options given, stops every kernel."""
+    path, infos = started(remote.start("-n", "3", "--cluster-id", "s"))
+    assert {tuple(info.launch_args or ()) for info in infos} == {("-F", str(remote.sshd.config))}
+    result = ipk_cluster("stop", "--cluster-id", "s")
+    assert result.returncode == 0, result.stderr
+    assert wait_gone([info.pid for info in infos]) == []
+    assert not path.exists()
+    assert left_in(remote.remote_dir) == left_in(remote.security) == []
+
+
 def test_stop_that_cannot_reach_a_host_keeps_the_cluster_file_and_says_why(remote):
-    """stop with ssh settings that reach no host: exit 1, each host's ssh failure
-    named, the cluster file kept; stop with the right settings then cleans up."""
+    """stop when the hosts no longer answer ssh as they did (here: the recorded ssh
+    arguments now name a closed port): exit 1, each host's ssh failure named, the
+    cluster file kept; once the hosts answer again, stop cleans up."""
     path, infos = started(remote.start("-n", "2", "--cluster-id", "s"))
     closed = free_port()
-    wrong = ipk_cluster("stop", "--cluster-id", "s", *remote.options(ssh_args=f"-p {closed}"))
+    write_cluster_file(
+        [dataclasses.replace(i, launch_args=[*i.launch_args, "-p", str(closed)]) for i in infos],
+        path,
+    )
+    wrong = ipk_cluster("stop", "--cluster-id", "s")
     assert wrong.returncode == 1
     for host in HOSTS:
-        assert f"-T -p {closed} {host} (stopping kernels) failed with status 255" in wrong.stderr
-    assert "stopping needs the ssh settings the kernels were started with" in wrong.stderr
+        assert f"-p {closed} {host} (stopping kernels) failed with status 255" in wrong.stderr
     assert f"cluster file {path} kept" in wrong.stderr
     assert path.exists()
+    write_cluster_file(infos, path)
     right = remote.stop("--cluster-id", "s")
     assert right.returncode == 0, right.stderr
     assert wait_gone([info.pid for info in infos]) == []
