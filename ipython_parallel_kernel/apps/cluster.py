@@ -207,7 +207,7 @@ class StartCommand(LauncherCommand):
         except LaunchError as e:
             self.fail(str(e))
         for index, info in enumerate(infos):
-            print(f"[{index}] {format_address(info.address)} pid {info.pid}")
+            print(f"[{index}] {format_address(info.reachable_address)} pid {info.pid}")
         print(cluster_ready_line(len(infos), cluster.path))
         print(
             "Use it from IPython: from ipython_parallel_kernel import InteractiveCluster; "
@@ -257,7 +257,7 @@ class ListCommand(ClusterCommand):
                 rows.append(
                     [
                         index,
-                        format_address(info.address),
+                        format_address(info.reachable_address),
                         # Where it was launched (user@node for ssh) says more than its
                         # hostname when several kernels share a name, or the name is local.
                         info.launch_host or info.hostname,

@@ -33,10 +33,12 @@ from traitlets.config import Application
 
 from .. import __version__
 from ..core.connection import (
+    ANY_ADDRESS,
     ConnectionInfo,
     KernelReady,
     connection_file_path,
     format_address,
+    outward_address,
     profile_dir,
     write_connection_file,
 )
@@ -324,6 +326,7 @@ class KernelApp(Application):
             profile=self.profile,
             sign_buffers=self.sign_buffers,
             rank=self.rank,
+            location=outward_address(self.ip) if self.ip in ANY_ADDRESS else None,
         )
         if self.tls_cert:
             info.tls_certificate = Path(self.tls_cert).read_text()

@@ -158,7 +158,7 @@ class Client:
         deadline = time.monotonic() + timeout
         while len(self.kernels) < n:
             known = {k.address for k in self.kernels}
-            new = [info for info in read_kernels(self.path) if info.address not in known]
+            new = [info for info in read_kernels(self.path) if info.reachable_address not in known]
             if new:
                 added = InteractiveCluster(new, timeout=self.timeout, profile=self.profile)
                 self.kernels += added.kernels

@@ -37,6 +37,7 @@ from twisted.python.failure import Failure
 
 from ..core import messages, serialize
 from ..core.connection import (
+    ANY_ADDRESS,
     Address,
     ConnectionInfo,
     find_connection,
@@ -450,6 +451,14 @@ def _resolve(addr: Any, key: str | None, profile: str | None) -> ConnectionInfo:
     return found
 
 
+def _as_peer_sees_it(kernel: RemoteKernel) -> dict[str, Any]:
+    """``kernel``'s connection info for another kernel to reach it by: at the address
+    this client reached it at, except that one listening on all interfaces is left for
+    the other kernel to find as any client would (``reachable_address``)."""
+    info = kernel.info.to_dict()
+    return info if kernel.info.ip in ANY_ADDRESS else dict(info, ip=kernel.address[0])
+
+
 class RemoteKernel(Blocking):
     """A kernel, driven from here.
 
@@ -475,7 +484,7 @@ class RemoteKernel(Blocking):
         heartbeat: float = HEARTBEAT,
     ) -> None:
         self.info = _resolve(addr, key, profile)
-        self.address: Address = self.info.address
+        self.address: Address = self.info.reachable_address
         self.name = format_address(self.address)
         self.timeout = timeout
         self.block = self._blocking(block)
@@ -783,7 +792,7 @@ class RemoteKernel(Blocking):
         """
         if not name.isidentifier():
             raise ValueError(f"{name!r} is not a valid Python name")
-        targets = [dict(kernel.info.to_dict(), ip=kernel.address[0]) for kernel in kernels]
+        targets = [_as_peer_sees_it(kernel) for kernel in kernels]
         fields = {"name": name, "targets": targets}
         return self._request("copy", fields, self._value, block, f"copy {name!r}")
 

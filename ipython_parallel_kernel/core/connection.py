@@ -8,6 +8,11 @@ directory: anyone who can read it can run code as you.
 A client given only ``(ip, port)`` finds the key by looking for that file, as long as
 it runs as the same user on the same machine; ``find_connection`` says where it looked
 when it finds nothing.
+
+A kernel that listens on all interfaces (``ip`` 0.0.0.0 or ::) also writes its
+``location``: the address its machine's traffic to other machines leaves from. A
+client connects to such a kernel at the loopback address on the kernel's own machine,
+and at its ``location`` from any other (``reachable_address``).
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ from ..errors import KeyNotFound
 
 PREFIX = "ipk-kernel-"
 ANY_ADDRESS = ("0.0.0.0", "::")
+# Documentation addresses (RFC 5737, RFC 3849): a UDP socket "connected" to one only
+# looks up the route there, and sends nothing.
+_ROUTE_PROBES = {socket.AF_INET: "192.0.2.1", socket.AF_INET6: "2001:db8::1"}
 
 Address = tuple[str, int]
 
@@ -100,11 +108,30 @@ class ConnectionInfo:
     #: The arguments that reached ``launch_host`` (ssh's ``--ssh-args``): stopping the
     #: kernel from another process reaches it the same way.
     launch_args: list[str] | None = None
+    #: For a kernel listening on all interfaces: where other machines reach its machine.
+    location: str | None = None
     path: str | None = None
 
     @property
     def address(self) -> Address:
+        """``(ip, port)`` as the kernel listens on them."""
         return (self.ip, self.port)
+
+    @property
+    def reachable_address(self) -> Address:
+        """Where a client on this machine connects to the kernel: its ``address``, but for
+        a kernel listening on all interfaces the loopback address on the kernel's own
+        machine, and its ``location`` elsewhere.
+
+        >>> info = ConnectionInfo("0.0.0.0", 10105, "k", hostname="node7", location="10.0.0.7")
+        >>> info.reachable_address
+        ('10.0.0.7', 10105)
+        """
+        if self.ip not in ANY_ADDRESS:
+            return self.address
+        if self.hostname == socket.gethostname():
+            return ("::1" if self.ip == "::" else "127.0.0.1", self.port)
+        return (self.location or self.ip, self.port)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON content of a connection file."""
@@ -117,6 +144,23 @@ class ConnectionInfo:
         """Read back ``to_dict`` output, ignoring fields this version does not know."""
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**{**known, "path": path})
+
+
+def outward_address(wildcard: str = "0.0.0.0") -> str:
+    """This machine's address for other machines, for a kernel listening on ``wildcard``
+    (0.0.0.0 or ::): the one its traffic out leaves from; without a route out, the
+    loopback address.
+
+    >>> outward_address() != "0.0.0.0"
+    True
+    """
+    family = socket.AF_INET6 if ":" in wildcard else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect((_ROUTE_PROBES[family], 9))
+            return str(probe.getsockname()[0])
+    except OSError:
+        return "::1" if family == socket.AF_INET6 else "127.0.0.1"
 
 
 def connection_file_path(address: Address, profile: str = "default") -> Path:

@@ -30,7 +30,7 @@ class PeerPush(FrameProtocol):
 
     def __init__(self, info: ConnectionInfo, reactor: Any, payload: bytes, buffers: list) -> None:
         super().__init__(Channel(info.key, sign_buffers=info.sign_buffers), reactor)
-        self.name = format_address(info.address)
+        self.name = format_address(info.reachable_address)
         self.payload = payload
         self.buffers = buffers
         self.done: Future[str] = Future()
@@ -85,7 +85,7 @@ def push_to_kernels(
         if info.tls:
             options = tls_client_options(info.tls_certificate)
             factory = tls_wrapped(reactor, factory, options, client=True)
-        reactor.connectTCP(info.ip, info.port, factory, timeout=timeout)
+        reactor.connectTCP(*info.reachable_address, factory, timeout=timeout)
 
     for peer, target in zip(peers, targets, strict=True):
         reactor.callFromThread(connect, peer, ConnectionInfo.from_dict(target))

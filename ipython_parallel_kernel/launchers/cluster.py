@@ -79,7 +79,9 @@ def connect(info: ConnectionInfo, timeout: float) -> RemoteKernel:
     if info.path and os.path.exists(info.path):
         # The kernel's own file also carries its TLS certificate, if it serves TLS.
         return RemoteKernel(info.path, timeout=timeout, connect_timeout=timeout)
-    return RemoteKernel(info.address, key=info.key, timeout=timeout, connect_timeout=timeout)
+    return RemoteKernel(
+        info.reachable_address, key=info.key, timeout=timeout, connect_timeout=timeout
+    )
 
 
 def kernel_status(info: ConnectionInfo, timeout: float) -> dict[str, Any]:
@@ -130,7 +132,9 @@ def for_each(
         try:
             outcomes.append(future.result(max(0.0, deadline - time.monotonic())))
         except FutureTimeout:
-            outcomes.append(KernelTimeout(f"{format_address(info.address)} did not answer"))
+            outcomes.append(
+                KernelTimeout(f"{format_address(info.reachable_address)} did not answer")
+            )
         except (KernelError, OSError, ValueError) as e:
             outcomes.append(e)
     return outcomes
@@ -478,7 +482,7 @@ class Cluster(LoggingConfigurable):
         """Raise LaunchError unless every kernel answers ``status()`` as itself."""
         outcomes = for_each(kernel_status, infos, timeout)
         for index, (info, outcome) in enumerate(zip(infos, outcomes, strict=True)):
-            where = f"kernel {index} ({format_address(info.address)}, pid {info.pid})"
+            where = f"kernel {index} ({format_address(info.reachable_address)}, pid {info.pid})"
             if isinstance(outcome, BaseException):
                 raise LaunchError(f"{where} is ready but does not answer: {outcome}")
             if outcome.get("pid") != info.pid:

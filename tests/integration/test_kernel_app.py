@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 from conftest import kernel_env, parse_ready_line, start_kernel
 
 from ipython_parallel_kernel import RemoteKernel
+from ipython_parallel_kernel.core.connection import read_connection_file, write_connection_file
 from ipython_parallel_kernel.errors import ConnectionRefused, KernelDied
 
 KERNEL = [sys.executable, "-m", "ipython_parallel_kernel.apps.kernel"]
@@ -136,6 +138,29 @@ def test_connection_file_flag(ipython_dir, tmp_path):
     finally:
         process.stop()
     assert not target.exists()
+
+
+def test_a_kernel_on_all_interfaces_is_reached_here_and_from_elsewhere(ipython_dir, tmp_path):
+    """A kernel listening on 0.0.0.0 writes where other machines reach it (``location``,
+    this machine's outward address). Its file, used here, connects over loopback; the
+    same file as another machine has it connects to that location."""
+    process = start_kernel(ipython_dir, "--ip", "0.0.0.0", "--allow", "0.0.0.0/0")
+    try:
+        info = read_connection_file(process.connection_file)
+        assert info.ip == "0.0.0.0"
+        assert info.location not in (None, "0.0.0.0", "127.0.0.1")
+        here = RemoteKernel(str(process.connection_file), timeout=30)
+        assert here.name == f"127.0.0.1:{info.port}"
+        assert here.execute("1 + 1").text == "2"
+        here.disconnect()
+        copied = tmp_path / "copied.json"
+        write_connection_file(dataclasses.replace(info, hostname="elsewhere"), copied)
+        elsewhere = RemoteKernel(str(copied), timeout=30)
+        assert elsewhere.name == f"{info.location}:{info.port}"
+        assert elsewhere.execute("1 + 1").text == "2"
+        elsewhere.disconnect()
+    finally:
+        process.stop()
 
 
 def test_profile_config_is_loaded(ipython_dir):

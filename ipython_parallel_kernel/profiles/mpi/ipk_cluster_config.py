@@ -35,5 +35,6 @@ c.Cluster.n = 4
 #   machines must listen where clients can reach them, and then should use TLS and an
 #   allow list (see the `lan` profile for those settings):
 #     c.Cluster.kernel_args = ["--ip", "0.0.0.0", "--allow", "10.0.0.0/8"]
-#   A kernel listening on 0.0.0.0 writes 0.0.0.0 into its file, which a client on
-#   another machine cannot use: there, reach the kernels through a tunnel (ssh -L).
+#   A kernel listening on 0.0.0.0 also writes its machine's outward address into its
+#   file ("location"): clients on other machines connect there, clients on the
+#   kernel's own machine over loopback.
