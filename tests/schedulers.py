@@ -14,6 +14,7 @@ import contextlib
 import importlib.util
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -271,6 +272,55 @@ def check_ranks(cluster_file: Path) -> None:
         assert [r.text for r in seen] == ["(0, 2, 3)", "(1, 2, 3)"]
     finally:
         ic.disconnect()
+
+
+def check_start_use_list_stop(
+    jobs: Callable[[], list[str]], launcher: str, profile: Path, code: str, expected: list[str]
+) -> None:
+    """``ipk-cluster start -n 2 --launcher LAUNCHER``: both kernels in one job, as the
+    cluster file and ``list`` say; ``code`` run on each gives ``expected`` (sorted, with
+    ``{job}`` for the job id); ``stop`` ends the job (``jobs()`` lists none) and every
+    kernel."""
+    from test_cluster_app import ipk_cluster, wait_gone
+
+    from ipython_parallel_kernel import InteractiveCluster
+    from ipython_parallel_kernel.core.clusterfile import read_cluster_file
+
+    started = ipk_cluster("start", "-n", "2", "--launcher", launcher)
+    assert started.returncode == 0, started.stderr
+    path = profile / "security" / "ipk-cluster-default.json"
+    infos = read_cluster_file(path)
+    job = infos[0].job_id
+    assert jobs() == [job]
+    assert [(i.launcher, i.job_id) for i in infos] == [(launcher, job)] * 2
+    ic = InteractiveCluster.from_file(path)
+    try:
+        seen = sorted(r.text for r in ic.execute(code))
+        assert seen == [text.format(job=job) for text in expected]
+    finally:
+        ic.disconnect()
+    listed = ipk_cluster("list")
+    assert [row[5] for row in kernel_rows(listed.stdout)] == [job, job], listed.stdout
+    stopped = ipk_cluster("stop")
+    assert stopped.returncode == 0, stopped.stderr
+    assert wait_gone([i.pid for i in infos]) == []
+    assert jobs() == []
+
+
+def check_held_job_times_out(launcher: str, profile: Path, hold: str, said: str) -> None:
+    """A job the scheduler keeps queued (held by the configuration line ``hold``) past
+    ``--timeout 3`` is cancelled, with an error matching ``said`` (a pattern naming the
+    job and its state) and saying how to wait longer."""
+    from test_cluster_app import ipk_cluster
+
+    profile.mkdir(parents=True)
+    (profile / "ipk_cluster_config.py").write_text(hold + "\n")
+    started = ipk_cluster("start", "-n", "1", "--launcher", launcher, "--timeout", "3")
+    assert started.returncode == 1
+    message = error_line(started.stderr)
+    assert re.search(said, message), started.stderr
+    assert "allow it longer with --timeout SECONDS" in message
+    assert not (profile / "security" / "ipk-cluster-default.json").exists()
 
 
 def missing_commands(*names: str) -> list[str]:

@@ -15,17 +15,16 @@ from conftest import skip_or_fail
 from schedulers import (
     SGE_ROOT,
     GridEngine,
+    check_held_job_times_out,
     check_ranks,
+    check_start_use_list_stop,
     error_line,
     grid_engine,
-    kernel_rows,
     missing_commands,
     require_mpi,
 )
 from test_cluster_app import ipk_cluster, kill_leftovers, wait_gone
 
-from ipython_parallel_kernel import InteractiveCluster
-from ipython_parallel_kernel.core.clusterfile import read_cluster_file
 from ipython_parallel_kernel.launchers.cluster import Cluster
 
 pytestmark = pytest.mark.slow
@@ -63,25 +62,8 @@ def profile(sge: GridEngine, ipython_dir: Path, monkeypatch: pytest.MonkeyPatch)
 def test_start_use_list_stop(sge, profile):
     """Two kernels start in one job of 2 smp slots, run code there (JOB_ID), ``list``
     shows the job, ``stop`` ends the job and every kernel."""
-    started = ipk_cluster("start", "-n", "2", "--launcher", "sge")
-    assert started.returncode == 0, started.stderr
-    path = profile / "security" / "ipk-cluster-default.json"
-    infos = read_cluster_file(path)
-    job = infos[0].job_id
-    assert sge.jobs() == [job]
-    assert [(i.launcher, i.job_id) for i in infos] == [("sge", job)] * 2
-    ic = InteractiveCluster.from_file(path)
-    try:
-        seen = ic.execute("import os; os.environ['JOB_ID'], os.environ['NSLOTS']")
-        assert [r.text for r in seen] == [f"('{job}', '2')"] * 2
-    finally:
-        ic.disconnect()
-    listed = ipk_cluster("list")
-    assert [row[5] for row in kernel_rows(listed.stdout)] == [job, job], listed.stdout
-    stopped = ipk_cluster("stop")
-    assert stopped.returncode == 0, stopped.stderr
-    assert wait_gone([i.pid for i in infos]) == []
-    assert sge.jobs() == []
+    code = "import os; os.environ['JOB_ID'], os.environ['NSLOTS']"
+    check_start_use_list_stop(sge.jobs, "sge", profile, code, ["('{job}', '2')"] * 2)
 
 
 def test_stop_is_qdel_of_kernels_that_were_not_asked(sge, profile):
@@ -107,16 +89,10 @@ def test_a_parallel_environment_qsub_refuses_is_one_line_quoting_it(sge, profile
 
 
 def test_a_job_still_queued_at_the_timeout_is_cancelled_and_says_so(sge, profile):
-    """A job the scheduler keeps queued (here: held) past --timeout is cancelled; the
-    error names its state and says how to wait longer."""
-    profile.mkdir(parents=True)
-    (profile / "ipk_cluster_config.py").write_text("c.SGELauncher.extra_directives = ['-h']\n")
-    started = ipk_cluster("start", "-n", "1", "--launcher", "sge", "--timeout", "3")
-    assert started.returncode == 1
-    message = error_line(started.stderr)
-    assert "Grid Engine job" in message and "is hqw" in message, started.stderr
-    assert "allow it longer with --timeout SECONDS" in message
-    assert not (profile / "security" / "ipk-cluster-default.json").exists()
+    """A job held in the queue (qsub -h) past --timeout is cancelled; the error names
+    its state and says how to wait longer."""
+    hold = "c.SGELauncher.extra_directives = ['-h']"
+    check_held_job_times_out("sge", profile, hold, r"Grid Engine job \d+ is hqw")
 
 
 def test_mpi_kernels_are_the_ranks_of_one_program(sge, profile, monkeypatch):

@@ -14,7 +14,9 @@ import pytest
 from conftest import skip_or_fail
 from schedulers import (
     SlurmCluster,
+    check_held_job_times_out,
     check_ranks,
+    check_start_use_list_stop,
     error_line,
     kernel_rows,
     missing_commands,
@@ -23,7 +25,6 @@ from schedulers import (
 )
 from test_cluster_app import ipk_cluster, kill_leftovers, wait_gone
 
-from ipython_parallel_kernel import InteractiveCluster
 from ipython_parallel_kernel.core.clusterfile import read_cluster_file
 from ipython_parallel_kernel.launchers.cluster import Cluster
 
@@ -59,24 +60,9 @@ def profile(
 def test_start_use_list_stop(slurm, profile):
     """Two kernels start in one job, run code there (SLURM_JOB_ID, one task each),
     ``list`` shows the job, ``stop`` ends the job and every kernel."""
-    started = ipk_cluster("start", "-n", "2", "--launcher", "slurm")
-    assert started.returncode == 0, started.stderr
-    infos = read_cluster_file(profile / "security" / "ipk-cluster-default.json")
-    job = infos[0].job_id
-    assert slurm.jobs() == [job]
-    assert [(i.launcher, i.job_id) for i in infos] == [("slurm", job)] * 2
-    ic = InteractiveCluster.from_file(profile / "security" / "ipk-cluster-default.json")
-    try:
-        seen = ic.execute("import os; os.environ['SLURM_JOB_ID'], os.environ['SLURM_PROCID']")
-        assert sorted(r.text for r in seen) == [f"('{job}', '0')", f"('{job}', '1')"]
-    finally:
-        ic.disconnect()
-    listed = ipk_cluster("list")
-    assert [row[5] for row in kernel_rows(listed.stdout)] == [job, job], listed.stdout
-    stopped = ipk_cluster("stop")
-    assert stopped.returncode == 0, stopped.stderr
-    assert wait_gone([i.pid for i in infos]) == []
-    assert slurm.jobs() == []
+    code = "import os; os.environ['SLURM_JOB_ID'], os.environ['SLURM_PROCID']"
+    expected = ["('{job}', '0')", "('{job}', '1')"]
+    check_start_use_list_stop(slurm.jobs, "slurm", profile, code, expected)
 
 
 def test_stop_cancels_the_job_of_kernels_that_were_not_asked(slurm, profile):
@@ -118,18 +104,10 @@ def test_a_kernel_command_that_does_not_exist_fails_the_job_fast(slurm, profile)
 
 
 def test_a_job_still_queued_at_the_timeout_is_cancelled_and_says_so(slurm, profile):
-    """A job the scheduler keeps queued (here: held) past --timeout is cancelled; the
-    error names its state and says how to wait longer."""
-    profile.mkdir(parents=True)
-    (profile / "ipk_cluster_config.py").write_text(
-        "c.SlurmLauncher.extra_directives = ['--hold']\n"
-    )
-    started = ipk_cluster("start", "-n", "1", "--launcher", "slurm", "--timeout", "3")
-    assert started.returncode == 1
-    message = error_line(started.stderr)
-    assert "Slurm job" in message and "is PENDING (JobHeldUser)" in message, started.stderr
-    assert "allow it longer with --timeout SECONDS" in message
-    assert not (profile / "security" / "ipk-cluster-default.json").exists()
+    """A job held in the queue (sbatch --hold) past --timeout is cancelled; the error
+    names its state and says how to wait longer."""
+    hold = "c.SlurmLauncher.extra_directives = ['--hold']"
+    check_held_job_times_out("slurm", profile, hold, r"Slurm job \d+ is PENDING \(JobHeldUser\)")
 
 
 def test_mpi_kernels_are_the_ranks_of_one_program(slurm, profile):
