@@ -323,6 +323,28 @@ def check_held_job_times_out(launcher: str, profile: Path, hold: str, said: str)
     assert not (profile / "security" / "ipk-cluster-default.json").exists()
 
 
+def check_missing_kernel_command_fails_fast(launcher: str, profile: Path, said: str) -> None:
+    """With a kernel command that does not exist, the job ends at once (its kernels
+    cannot start): the error matches ``said`` (a pattern naming the job and its state)
+    and quotes the kernel's log, long before ``--timeout 60``."""
+    from test_cluster_app import ipk_cluster
+
+    from ipython_parallel_kernel.launchers import get_launcher
+
+    profile.mkdir(parents=True)
+    name = get_launcher(launcher).__name__
+    (profile / "ipk_cluster_config.py").write_text(
+        f"c.{name}.kernel_command = ['/nonexistent/python']\n"
+    )
+    began = time.monotonic()
+    started = ipk_cluster("start", "-n", "2", "--launcher", launcher, "--timeout", "60")
+    assert started.returncode == 1
+    assert time.monotonic() - began < 20
+    message = error_line(started.stderr)
+    assert re.search(said, message), started.stderr
+    assert "/nonexistent/python: No such file or directory" in message
+
+
 def missing_commands(*names: str) -> list[str]:
     """Those of ``names`` that are not on PATH (nor in /usr/sbin)."""
     path = f"{os.environ.get('PATH', '')}:/usr/sbin"

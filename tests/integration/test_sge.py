@@ -16,6 +16,7 @@ from schedulers import (
     SGE_ROOT,
     GridEngine,
     check_held_job_times_out,
+    check_missing_kernel_command_fails_fast,
     check_ranks,
     check_start_use_list_stop,
     error_line,
@@ -86,6 +87,12 @@ def test_a_parallel_environment_qsub_refuses_is_one_line_quoting_it(sge, profile
     assert message.startswith("ipk-cluster start: qsub -terse "), started.stderr
     assert 'the requested parallel environment "nope" does not exist' in message
     assert not (profile / "security" / "ipk-cluster-default.json").exists()
+
+
+def test_a_kernel_command_that_does_not_exist_ends_the_job_fast(sge, profile):
+    """The job ends at once (its kernels cannot start); the error says so and quotes
+    the kernel's log, long before the timeout."""
+    check_missing_kernel_command_fails_fast("sge", profile, r"Grid Engine job \d+ is ENDED")
 
 
 def test_a_job_still_queued_at_the_timeout_is_cancelled_and_says_so(sge, profile):

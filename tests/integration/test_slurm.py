@@ -6,7 +6,6 @@ IPYTHONDIR, and whatever kernel is left with it is killed by pid when the test e
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from conftest import skip_or_fail
 from schedulers import (
     SlurmCluster,
     check_held_job_times_out,
+    check_missing_kernel_command_fails_fast,
     check_ranks,
     check_start_use_list_stop,
     error_line,
@@ -90,17 +90,7 @@ def test_a_partition_sbatch_refuses_is_one_line_quoting_it(slurm, profile):
 def test_a_kernel_command_that_does_not_exist_fails_the_job_fast(slurm, profile):
     """The job fails (the kernels cannot start); the error says so and quotes the
     kernel's log, long before the timeout."""
-    profile.mkdir(parents=True)
-    (profile / "ipk_cluster_config.py").write_text(
-        "c.SlurmLauncher.kernel_command = ['/nonexistent/python']\n"
-    )
-    began = time.monotonic()
-    started = ipk_cluster("start", "-n", "2", "--launcher", "slurm", "--timeout", "60")
-    assert started.returncode == 1
-    assert time.monotonic() - began < 20
-    message = error_line(started.stderr)
-    assert "Slurm job" in message and "FAILED" in message, started.stderr
-    assert "/nonexistent/python: No such file or directory" in message
+    check_missing_kernel_command_fails_fast("slurm", profile, r"Slurm job \d+ is FAILED")
 
 
 def test_a_job_still_queued_at_the_timeout_is_cancelled_and_says_so(slurm, profile):
