@@ -81,7 +81,7 @@ class KernelMagics(ParallelMagics):
         argument("addresses", nargs="+", metavar="ADDR_OR_FILE"),
         argument("--name", help="bind the kernel (or cluster) to this variable"),
     )
-    @subcommand("list", "the active kernels: address, state, queue, gui")
+    @subcommand("list", "the active kernels: address, state, queue, gui, MPI rank")
     @subcommand("use", "activate a RemoteKernel or InteractiveCluster", argument("variable"))
     @subcommand(
         "stop",
@@ -113,7 +113,7 @@ class KernelMagics(ParallelMagics):
                           [--launcher mpi|ssh|...]      (the profile says where and how)
             %kernel connect ADDR_OR_FILE ... [--name VAR]   connect (host:port, connection or
                                                             cluster files), activate, bind VAR
-            %kernel list                                    target, address, state, queue, gui
+            %kernel list                                    target, address, state, queue, gui, rank
             %kernel use VAR                                 activate a kernel or cluster in VAR
             %kernel stop [TARGETS]                          shut the active kernels down
             %kernel gather [PORT] [--ip IP] [--stop]        show here the records of kernels
@@ -164,15 +164,17 @@ class KernelMagics(ParallelMagics):
 
     def _kernel_list(self, args: argparse.Namespace) -> None:
         cluster = self._require_active()
-        rows = [("target", "address", "state", "queue", "gui")]
+        rows = [("target", "address", "state", "queue", "gui", "rank")]
         for target, kernel in enumerate(cluster):
             try:
                 status = kernel.status(block=True)
                 state, queued, gui = status["state"], str(status["queued"]), status["gui"]
-                rows.append((str(target), kernel.name, state, queued, gui))
+                rank = str(status.get("rank", "-"))
+                rows.append((str(target), kernel.name, state, queued, gui, rank))
             except KernelError as e:
-                rows.append((str(target), kernel.name, "dead", "-", f"({type(e).__name__})"))
-        widths = [max(len(row[i]) for row in rows) for i in range(5)]
+                dead = ("dead", "-", f"({type(e).__name__})", "-")
+                rows.append((str(target), kernel.name, *dead))
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         for row in rows:
             cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
             print("  ".join(cells).rstrip())

@@ -208,8 +208,9 @@ def test_kernel_list_and_use(connected, four_kernels, capsys):
     capsys.readouterr()
     run(connected, "%kernel list")
     table = lines(capsys.readouterr().out)
-    assert table[0].split() == ["target", "address", "state", "queue", "gui"]
+    assert table[0].split() == ["target", "address", "state", "queue", "gui", "rank"]
     assert [row.split()[2] for row in table[1:]] == ["idle"] * 4
+    assert [row.split()[5] for row in table[1:]] == ["-"] * 4  # not MPI ranks
     connected.user_ns["rk"] = RemoteKernel(str(four_kernels[2].connection_file))
     run(connected, "%kernel use rk")
     run(connected, "%px 'only two'")

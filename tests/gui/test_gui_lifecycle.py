@@ -237,8 +237,8 @@ def test_kernel_start_magic_passes_gui_on(display, ipython_dir, capsys):
         shell.run_cell("%kernel start -n 2 --gui wx")
         assert "started 2 kernels" in capsys.readouterr().out
         shell.run_cell("%kernel list")
-        table = capsys.readouterr().out.splitlines()
-        assert [row.split()[-1] for row in table[1:3]] == ["wx", "wx"]
+        header, *rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+        assert [row[header.index("gui")] for row in rows] == ["wx", "wx"]
         shell.run_cell("%px import wx; frame = wx.Frame(None, title='from px'); frame.Show()")
         shell.run_cell("%px frame.GetTitle()")
         assert re.findall(r"Out\[\d:\d+\]: 'from px'", capsys.readouterr().out) != []

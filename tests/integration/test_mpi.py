@@ -121,6 +121,9 @@ def test_px_collectives_in_ipython(ranks, capsys):
         shell.run_cell("%px print(comm.rank, data['key'], part, comm.allreduce(part))")
         out = sorted(line for line in capsys.readouterr().out.splitlines() if line.strip())
         assert out == [f"[stdout:{r}] {r} 42 {r * 10} 60" for r in range(N)]
+        shell.run_cell("%kernel list")
+        header, *rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+        assert [row[header.index("rank")] for row in rows] == ["0", "1", "2", "3"]
     finally:
         shell.run_cell("%unload_ext ipython_parallel_kernel")
 
