@@ -235,6 +235,30 @@ def test_ipyparallel_cluster_engines_mpi(profile):
     assert wait_gone([*pids, mpiexec], 10) == []
 
 
+def test_kernel_start_magic_takes_the_mpi_launcher(profile, capsys):
+    """%kernel start -n 2 --launcher mpi in a real InteractiveShell: %px runs on the two
+    ranks, %kernel list shows them, %kernel stop ends the ranks and their mpiexec."""
+    shell = InteractiveShell.instance()
+    shell.colors = "nocolor"
+    shell.run_cell("%load_ext ipython_parallel_kernel")
+    try:
+        shell.run_cell("%kernel start -n 2 --launcher mpi")
+        assert "started 2 kernels" in capsys.readouterr().out
+        shell.run_cell("%px import os; from mpi4py import MPI")
+        shell.run_cell("%px print(MPI.COMM_WORLD.rank, MPI.COMM_WORLD.size, os.getpid())")
+        printed = sorted(line.split() for line in capsys.readouterr().out.splitlines() if line)
+        assert [row[:3] for row in printed] == [["[stdout:0]", "0", "2"], ["[stdout:1]", "1", "2"]]
+        pids = [int(row[3]) for row in printed]
+        mpiexec = psutil.Process(pids[0]).ppid()
+        shell.run_cell("%kernel list")
+        header, *rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+        assert [row[header.index("rank")] for row in rows] == ["0", "1"]
+        shell.run_cell("%kernel stop")
+        assert wait_gone([*pids, mpiexec], 10) == []
+    finally:
+        shell.run_cell("%unload_ext ipython_parallel_kernel")
+
+
 def test_the_shipped_mpi_profile_starts_ranks(profile):
     """ipk-cluster start --profile mpi, as shipped: its kernels are ranks (no --launcher)."""
     ipython_dir = profile.parent
