@@ -134,7 +134,10 @@ def join_world() -> MPIWorld | None:
     try:
         import mpi4py
     except ImportError:
-        log.warning("running as an MPI rank, but mpi4py is not installed: no MPI.COMM_WORLD")
+        log.warning(
+            "running as an MPI rank, but mpi4py is not installed: no MPI.COMM_WORLD "
+            "(pip install 'ipython-parallel-kernel[mpi]')"
+        )
         return None
     # Finalizing is ours (see the module docstring), not an unconditional atexit.
     mpi4py.rc.finalize = False

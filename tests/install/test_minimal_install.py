@@ -192,3 +192,36 @@ def test_seed_session_demo(minimal_install, user_dir):
     assert status == 0, output
     assert ">>> rk.pull('b')\n10\n" in output and "ZeroDivisionError" in output
     assert output.rstrip().endswith("kernel exited with status 0")
+
+
+def test_mpi_ranks_without_mpi4py(minimal_install, user_dir):
+    """ipk-cluster start --launcher mpi on a default install (no mpi extra): the kernels
+    are ranks all the same (list shows them), each log says how to get MPI.COMM_WORLD,
+    and stop ends them."""
+    if shutil.which("mpiexec") is None:
+        skip_or_fail("Open MPI is not installed (apt install openmpi-bin)")
+    env = minimal_install.env(user_dir)
+
+    def ipk_cluster(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["ipk-cluster", *args],
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT,
+            cwd=user_dir.parent,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+
+    started = ipk_cluster("start", "-n", "2", "--launcher", "mpi")
+    assert started.returncode == 0, started.stderr
+    listed = ipk_cluster("list")
+    header, *rows = [line.split() for line in listed.stdout.splitlines()[1:]]
+    assert [row[header.index("rank")] for row in rows] == ["0", "1"], listed.stdout
+    logs = sorted((user_dir / "profile_default" / "log").glob("ipk-cluster-default-kernel-*.log"))
+    assert len(logs) == 2
+    for log in logs:
+        assert "pip install 'ipython-parallel-kernel[mpi]'" in log.read_text()
+    stopped = ipk_cluster("stop")
+    assert stopped.returncode == 0, stopped.stderr
