@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import subprocess
 import time
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from traitlets import List
 from traitlets.config import LoggingConfigurable
 
 from ..core.clusterfile import PREFIX, check_cluster_id, kernel_connection_file_path
@@ -52,6 +54,30 @@ class LaunchedKernel:
 
 #: What ``stop`` accepts: kernels just launched, or the infos of a cluster file.
 Stoppable = LaunchedKernel | ConnectionInfo
+
+
+class ShellWords(List):
+    """A list of strings that is also given as one shell-quoted string, on the command
+    line (``--mpi-args "--hostfile hosts --mca btl self,tcp"``) or in a profile."""
+
+    def set(self, obj: Any, value: Any) -> None:
+        """Set the words; a string is split into them as a POSIX shell would."""
+        super().set(obj, shlex.split(value) if isinstance(value, str) else value)
+
+    def from_string_list(self, s_list: list[str]) -> Any:
+        """Each command-line value split into words as a POSIX shell would."""
+        return [word for s in s_list for word in shlex.split(s)]
+
+
+def one_line(text: str) -> str:
+    """A command's output as one line: its non-empty lines joined by ``; ``."""
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip()) or "(nothing)"
+
+
+def final_line(text: str) -> str | None:
+    """The last non-empty line of ``text``, stripped; None if it has none."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else None
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -101,7 +127,8 @@ class Launcher(LoggingConfigurable):
         raise NotImplementedError
 
     def is_running(self, kernel: LaunchedKernel) -> bool:
-        """Whether a launched kernel's process is still there."""
+        """Whether a launched kernel's process is still there (for this ``wait_ready``,
+        which tells a kernel that exited from one still starting)."""
         raise NotImplementedError
 
     def stop(self, kernels: Sequence[Stoppable], timeout: float, grace: float = 0.0) -> list[int]:

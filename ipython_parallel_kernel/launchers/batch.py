@@ -43,7 +43,15 @@ from traitlets import Bool, List, Unicode
 from ..core.clusterfile import PREFIX
 from ..core.connection import ConnectionInfo, read_connection_file
 from ..errors import LaunchError, LaunchTimeout
-from .base import POLL_INTERVAL, LaunchedKernel, Launcher, Stoppable, remove_file
+from .base import (
+    POLL_INTERVAL,
+    LaunchedKernel,
+    Launcher,
+    Stoppable,
+    final_line,
+    one_line,
+    remove_file,
+)
 from .local import KERNEL_MODULE, LocalLauncher
 
 #: How often the scheduler is asked for the job's state while kernels start.
@@ -96,19 +104,12 @@ class JobState:
         return f"{self.state} ({self.reason})" if self.reason else self.state
 
 
-def one_line(text: str) -> str:
-    """A command's output as one line: its non-empty lines joined by ``; ``."""
-    return "; ".join(line.strip() for line in text.splitlines() if line.strip()) or "(nothing)"
-
-
 def last_line(path: Path | None) -> str | None:
     """The last non-empty line of a file; None if it is empty or absent."""
     try:
-        text = path.read_text(errors="replace") if path is not None else ""
+        return final_line(path.read_text(errors="replace")) if path is not None else None
     except OSError:
         return None
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else None
 
 
 def what_it_said(kernel: LaunchedKernel) -> str:
@@ -271,10 +272,6 @@ class BatchLauncher(Launcher):
             for index in indices
         ]
 
-    def is_running(self, kernel: LaunchedKernel) -> bool:
-        """Whether the kernel's job is still queued or running."""
-        return isinstance(kernel, BatchKernel) and not self.job_state(kernel.job_id).ended
-
     def wait_ready(self, kernels: Sequence[LaunchedKernel], timeout: float) -> list[ConnectionInfo]:
         """Wait until every kernel has written its connection file, showing the job's
         state; LaunchError as soon as the job ends first, LaunchTimeout at the deadline.
@@ -343,12 +340,12 @@ class BatchLauncher(Launcher):
         job = kernel.job_id if isinstance(kernel, BatchKernel) else "?"
         state = states.get(job, JobState("not yet asked"))
         others = f" ({len(waiting) - 1} more)" if len(waiting) > 1 else ""
-        said = what_it_said(kernel)
-        if state.queued:
-            said = (
-                f"{self.scheduler} has not started the job yet: on a busy cluster, allow it "
-                "longer with --timeout SECONDS (Cluster.timeout)"
-            )
+        said = (
+            f"{self.scheduler} has not started the job yet: on a busy cluster, allow it "
+            "longer with --timeout SECONDS (Cluster.timeout)"
+            if state.queued
+            else what_it_said(kernel)
+        )
         return (
             f"{self.scheduler} job {job} is {state}: kernel {kernel.index}{others} "
             f"was not ready {when}; {said}"

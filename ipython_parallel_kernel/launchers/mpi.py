@@ -30,11 +30,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from traitlets import List, Unicode
+from traitlets import Unicode
 
 from ..core.clusterfile import PREFIX
 from ..core.connection import ConnectionInfo, read_connection_file
-from .base import LaunchedKernel, LaunchError, Stoppable, log_tail
+from .base import LaunchedKernel, LaunchError, ShellWords, Stoppable, log_tail
 from .local import LocalLauncher, StopTarget, _private, spawn_logged, terminate
 
 #: Open MPI refuses to run as root unless told twice.
@@ -47,15 +47,6 @@ OVERSUBSCRIBE_VARIABLES = {
     "PRTE_MCA_rmaps_default_mapping_policy": ":oversubscribe",
     "OMPI_MCA_mpi_yield_when_idle": "1",
 }
-
-
-class ShellWords(List):
-    """A list of strings that the command line also takes as one shell-quoted string
-    (``--mpi-args "--hostfile hosts --mca btl self,tcp"``)."""
-
-    def from_string_list(self, s_list: list[str]) -> Any:
-        """Each command-line value split into words as a POSIX shell would."""
-        return [word for s in s_list for word in shlex.split(s)]
 
 
 class MPILauncher(LocalLauncher):

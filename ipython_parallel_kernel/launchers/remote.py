@@ -13,7 +13,7 @@ What they print, one line each, prefixed so that whatever else a login shell pri
     {"ip": ..., ...}               up to
     ipk-end 0
     ipk-exited 1             wait: kernel 1 exited before it was ready; the last
-    Traceback ...                  lines of its log follow, to the end
+    Traceback ...                  lines of its log (LOG_TAIL_LINES) follow, to the end
     ipk-timeout 1            wait: the same, for a kernel still not ready at the deadline
     ipk-left 4243            stop: the pids still alive after SIGKILL (none: empty)
 
@@ -33,10 +33,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..core.connection import KERNEL_READY
+from .base import LOG_TAIL_LINES
 from .local import KERNEL_MARKERS
-
-#: Lines of a failed kernel's log that ``wait`` sends back.
-LOG_TAIL_LINES = 10
 
 # Shell functions the scripts share. `sleep 0.05` is not POSIX: where it fails, whole
 # seconds. Deadlines are whole seconds too (`date +%s`), rounded up.
@@ -139,11 +137,6 @@ def stop_script(grace: float, timeout: float, kernels: Sequence[tuple[int, Seque
             lines.append(f'case " $left " in *" {pid} "*) ;; *) rm -f {shlex.join(files)} ;; esac')
     lines.append('echo "ipk-left $left"')
     return "\n".join(lines) + "\n"
-
-
-def running_script(pid: int) -> str:
-    """Print ``ipk-alive`` if a kernel runs as ``pid``."""
-    return f"{_COMMON}\nalive {pid} && echo ipk-alive\n"
 
 
 def read_pids(output: str) -> dict[int, int]:

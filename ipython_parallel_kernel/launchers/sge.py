@@ -13,7 +13,8 @@ from pathlib import Path
 
 from traitlets import Unicode
 
-from .batch import BatchLauncher, JobState, one_line
+from .base import one_line
+from .batch import BatchLauncher, JobState
 
 
 class SGELauncher(BatchLauncher):

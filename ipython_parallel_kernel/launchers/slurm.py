@@ -14,7 +14,8 @@ from pathlib import Path
 
 from traitlets import Unicode
 
-from .batch import BatchLauncher, JobState, one_line
+from .base import one_line
+from .batch import BatchLauncher, JobState
 
 #: The states of a job that is over (squeue's long names).
 ENDED_STATES = frozenset(

@@ -36,11 +36,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from traitlets import Float, List, Unicode, Union
+from traitlets import Float, Unicode
 
 from ..core.connection import ConnectionInfo, count_kernels, write_connection_file
 from ..errors import LaunchError, LaunchTimeout
-from .base import LaunchedKernel, Launcher, Stoppable, remove_file
+from .base import (
+    LaunchedKernel,
+    Launcher,
+    ShellWords,
+    Stoppable,
+    final_line,
+    one_line,
+    remove_file,
+)
 from .hostfile import Host, place, read_hosts_file
 from .remote import (
     Launch,
@@ -48,7 +56,6 @@ from .remote import (
     read_left,
     read_outcomes,
     read_pids,
-    running_script,
     start_script,
     stop_script,
     wait_script,
@@ -120,9 +127,8 @@ class SSHLauncher(Launcher):
         "-n kernels are dealt out over its slots, one per host per round, starting "
         "again from the first host once every slot is taken."
     ).tag(config=True)
-    ssh_args = Union(
-        [List(Unicode()), Unicode()],
-        default_value=[],
+    ssh_args = ShellWords(
+        Unicode(),
         help="More arguments for every ssh call, as a list or one string split as the "
         "shell would (e.g. '-F ~/.ssh/cluster_config -i ~/.ssh/id_cluster').",
     ).tag(config=True)
@@ -145,10 +151,11 @@ class SSHLauncher(Launcher):
     ).tag(config=True)
 
     def ssh_words(self) -> list[str]:
-        """``ssh_args`` as a list of words, ``~`` expanded."""
-        words = shlex.split(self.ssh_args) if isinstance(self.ssh_args, str) else self.ssh_args
-        # As the shell would have: no shell runs ssh here to expand "~/.ssh/...".
-        return [os.path.expanduser(word) if word.startswith("~") else word for word in words]
+        """``ssh_args`` with ``~`` expanded, as the shell would have: no shell runs ssh
+        here to expand ``~/.ssh/...``."""
+        return [
+            os.path.expanduser(word) if word.startswith("~") else word for word in self.ssh_args
+        ]
 
     def ssh_command(self, host: str, ssh_args: Sequence[str] | None = None) -> list[str]:
         """The ssh command line that runs a script (given on stdin) on ``host``, with
@@ -205,9 +212,8 @@ class SSHLauncher(Launcher):
 
     def _ssh_failure(self, result: _Result, doing: str) -> str:
         """One line: which ssh command failed while ``doing`` what, and what it said."""
-        said = " / ".join(line.strip() for line in result.stderr.splitlines() if line.strip())
         what = result.problem or f"failed with status {result.returncode}"
-        return f"{shlex.join(result.command)} ({doing}) {what}: {said or 'it printed nothing'}"
+        return f"{shlex.join(result.command)} ({doing}) {what}: {one_line(result.stderr)}"
 
     # -- start ----------------------------------------------------------------------
 
@@ -349,9 +355,7 @@ class SSHLauncher(Launcher):
             if outcome.kind == "file":
                 infos[kernel.index] = self._copy_connection_file(kernel, outcome.text, where)
                 continue
-            last = next(
-                (ln.strip() for ln in reversed(outcome.text.splitlines()) if ln.strip()), ""
-            )
+            last = final_line(outcome.text)
             said = f": {last}" if last else " (its log is empty)"
             log = f"log there: {kernel.log_path}"
             if outcome.kind == "exited":
@@ -382,14 +386,6 @@ class SSHLauncher(Launcher):
 
     # -- running, stop --------------------------------------------------------------
 
-    def is_running(self, kernel: LaunchedKernel) -> bool:
-        """Whether the kernel's process still runs on its host (asked over ssh)."""
-        host = self._as_ssh_kernel(kernel).host
-        result = self._run({host: running_script(kernel.pid)}, self.ssh_timeout)[host]
-        if result.returncode is None or result.returncode == 255:
-            raise LaunchError(self._ssh_failure(result, f"looking for pid {kernel.pid}"))
-        return "ipk-alive" in result.stdout
-
     def stop(self, kernels: Sequence[Stoppable], timeout: float, grace: float = 0.0) -> list[int]:
         """Stop kernels over ssh, one command per host: SIGTERM, wait up to ``timeout``,
         SIGKILL; remove their connection files there and here.
@@ -413,8 +409,8 @@ class SSHLauncher(Launcher):
         }
         # Each host is reached as its first kernel was: one ssh call per host.
         ssh_args = {host: targets[0].ssh_args for host, targets in by_host.items()}
-        deadline = grace + 2 * timeout + self.ssh_timeout
-        results = self._run(scripts, deadline, ssh_args) if scripts else {}
+        allowed = grace + 2 * timeout + self.ssh_timeout
+        results = self._run(scripts, allowed, ssh_args) if scripts else {}
         for host, result in results.items():
             alive = read_left(result.stdout)
             if alive is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from ipython_parallel_kernel.apps.cluster import StartCommand
 from ipython_parallel_kernel.errors import LaunchError
 from ipython_parallel_kernel.launchers.remote import read_left, read_outcomes, read_pids
 from ipython_parallel_kernel.launchers.ssh import SSHLauncher
@@ -31,6 +32,14 @@ def test_ssh_args_are_split_as_a_shell_would_and_go_after_batch_mode(monkeypatch
         *("node1", "sh", "-s"),
     ]
     assert SSHLauncher(ssh_args=["-p", "2222"]).ssh_command("n")[4:6] == ["-p", "2222"]
+
+
+def test_ssh_args_on_the_command_line_are_shell_words():
+    """ipk-cluster start --ssh-args "..." reaches SSHLauncher.ssh_args split as a shell
+    would, as --mpi-args does (one trait type serves both)."""
+    app = StartCommand()
+    app.parse_command_line(["--launcher", "ssh", "--ssh-args", "-F 'my cfg' -p 2222"])
+    assert app.config.SSHLauncher.ssh_args == ["-F", "my cfg", "-p", "2222"]
 
 
 def test_without_a_hosts_file_start_says_how_to_give_one(tmp_path):
