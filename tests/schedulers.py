@@ -23,6 +23,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from conftest import skip_or_fail
 
@@ -237,17 +238,6 @@ class SlurmCluster:
         self.pids.clear()
         if self.munge_dir is not None:
             shutil.rmtree(self.munge_dir, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def slurm_cluster(directory: Path) -> Iterator[SlurmCluster]:
-    """A running ``SlurmCluster`` for the duration of the ``with``."""
-    cluster = SlurmCluster(directory)
-    cluster.start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 def require_mpi() -> None:
@@ -595,12 +585,15 @@ class GridEngine:
         self.pids.clear()
 
 
+Scheduler = TypeVar("Scheduler", SlurmCluster, GridEngine)
+
+
 @contextlib.contextmanager
-def grid_engine(directory: Path) -> Iterator[GridEngine]:
-    """A running ``GridEngine`` for the duration of the ``with``."""
-    engine = GridEngine(directory)
-    engine.start()
+def running(scheduler: Scheduler) -> Iterator[Scheduler]:
+    """``scheduler`` (a ``SlurmCluster`` or ``GridEngine``) started for the duration of
+    the ``with``, and stopped after it."""
+    scheduler.start()
     try:
-        yield engine
+        yield scheduler
     finally:
-        engine.stop()
+        scheduler.stop()

@@ -20,9 +20,9 @@ from schedulers import (
     check_ranks,
     check_start_use_list_stop,
     error_line,
-    grid_engine,
     missing_commands,
     require_mpi,
+    running,
 )
 from test_cluster_app import ipk_cluster, kill_leftovers, wait_gone
 
@@ -40,7 +40,7 @@ def sge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GridEngine]:
             "Grid Engine is not installed (apt install gridengine-master gridengine-exec "
             "gridengine-client)"
         )
-    with grid_engine(tmp_path_factory.mktemp("sge")) as engine:
+    with running(GridEngine(tmp_path_factory.mktemp("sge"))) as engine:
         yield engine
 
 

@@ -21,7 +21,7 @@ from schedulers import (
     kernel_rows,
     missing_commands,
     require_mpi,
-    slurm_cluster,
+    running,
 )
 from test_cluster_app import ipk_cluster, kill_leftovers, wait_gone
 
@@ -37,7 +37,7 @@ def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
     missing = missing_commands("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel")
     if missing:
         skip_or_fail(f"Slurm is not installed (no {', '.join(missing)}; apt install slurm-wlm)")
-    with slurm_cluster(tmp_path_factory.mktemp("slurm")) as cluster:
+    with running(SlurmCluster(tmp_path_factory.mktemp("slurm"))) as cluster:
         yield cluster
 
 
